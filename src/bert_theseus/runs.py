@@ -1,0 +1,105 @@
+"""A run's output folder: written aside, renamed into place only when complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import yaml
+
+
+class RunError(ValueError):
+    """The output folder cannot be used as asked."""
+
+
+class OutputDir:
+    """Everything a run writes goes to `.<name>.partial` beside `output`; `commit()` renames it.
+
+    A run that fails leaves no folder that looks finished, and an existing finished
+    output (allowed with `overwrite`) is only removed once the new one is complete.
+
+    >>> out = OutputDir("runs/successor", overwrite=False)
+    >>> model.save_pretrained(out.path); out.commit()
+    """
+
+    def __init__(self, output: str | Path, overwrite: bool = False):
+        self.output = Path(output)
+        if self.output.exists() and not self.output.is_dir():
+            raise RunError(f"--output {self.output} is a file: choose a folder path")
+        if self.output.is_dir() and any(self.output.iterdir()) and not overwrite:
+            raise RunError(
+                f"output folder {self.output} already exists and is not empty: "
+                "pass --overwrite to replace it, or choose another --output"
+            )
+        self.path = self.output.parent / f".{self.output.name}.partial"
+
+    def open(self) -> Path:
+        if self.path.exists():
+            shutil.rmtree(self.path)  # left by an earlier run that died
+        self.path.mkdir(parents=True)
+        return self.path
+
+    def commit(self) -> Path:
+        old = self.output.parent / f".{self.output.name}.old"
+        if self.output.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(self.output, old)
+        os.replace(self.path, self.output)
+        if old.exists():
+            shutil.rmtree(old)
+        return self.output
+
+    def abort(self) -> None:
+        if self.path.exists():
+            shutil.rmtree(self.path)
+
+
+def write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def load_yaml_config(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"config file {path} does not exist: check --config")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise RunError(f"config file {path} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise RunError(f"config file {path} must hold a mapping of option: value")
+    return {key.replace("-", "_"): value for key, value in data.items()}
+
+
+def plot_training(records: list[dict], path: Path) -> None:
+    """Loss, dev score and replacing rate against optimizer steps, one panel each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [r for r in records if "loss" in r]
+    dev = [r for r in records if "dev" in r]
+    rate = [r for r in records if "replacing_rate" in r]
+    panels = 3 if rate else 2
+    figure, axes = plt.subplots(panels, 1, figsize=(7, 2.4 * panels), sharex=True)
+    axes[0].plot([r["step"] for r in train], [r["loss"] for r in train])
+    axes[0].set_ylabel("training loss")
+    for split in dev[0]["dev"] if dev else []:
+        axes[1].plot(
+            [r["step"] for r in dev], [r["dev"][split]["score"] for r in dev], "o-", label=split
+        )
+    axes[1].set_ylabel("dev score")
+    if dev:
+        axes[1].legend(loc="lower right")
+    if rate:
+        axes[2].plot([r["step"] for r in rate], [r["replacing_rate"] for r in rate])
+        axes[2].set_ylabel("replacing rate p")
+        axes[2].set_ylim(-0.02, 1.02)
+    axes[-1].set_xlabel("optimizer step")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

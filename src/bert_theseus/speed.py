@@ -1,0 +1,62 @@
+"""Inference speed measured side by side: models interleaved in one process, same inputs."""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+
+import torch
+from torch import nn
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.inference_mode()
+def measure_latency(
+    models: dict[str, nn.Module],
+    batch_size: int = 32,
+    seq_length: int = 128,
+    repeats: int = 10,
+    warmup: int = 2,
+    bf16: bool = False,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Median seconds per forward pass of each model on one fixed random batch.
+
+    Models are timed in turn within every repeat, so drift in the machine's speed (other
+    load, frequency changes) hits them alike; compare the ratios, not the absolute times.
+
+    >>> times = measure_latency({"predecessor": big, "successor": small})
+    >>> times["predecessor"] / times["successor"]   # speed-up
+    """
+    vocab = min(getattr(m.config, "vocab_size", 1000) for m in models.values())
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, vocab, (batch_size, seq_length), generator=generator)
+    batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+    for model in models.values():
+        model.eval()
+    device_type = next(next(iter(models.values())).parameters()).device.type
+    autocast = (
+        torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    )
+    times: dict[str, list[float]] = {name: [] for name in models}
+    with autocast:
+        for round_ in range(warmup + repeats):
+            for name, model in models.items():
+                device = next(model.parameters()).device
+                inputs = {k: v.to(device) for k, v in batch.items()}
+                _synchronize(device)
+                start = time.perf_counter()
+                model(**inputs)
+                _synchronize(device)
+                if round_ >= warmup:
+                    times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,15 @@
+"""The training loop shared by every method."""
+
+from .config import TrainingConfig
+from .loop import Method, TrainingError, TrainResult, evaluate, make_accelerator, predict, train
+
+__all__ = [
+    "Method",
+    "TrainResult",
+    "TrainingConfig",
+    "TrainingError",
+    "evaluate",
+    "make_accelerator",
+    "predict",
+    "train",
+]

@@ -1,0 +1,45 @@
+"""Settings of the training loop shared by every method."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation, evaluation and hardware settings.
+
+    Defaults follow the paper's setup (AdamW, lr 2e-5, batch 32, linear decay, clip 1.0).
+    """
+
+    epochs: float = field(default=3.0, metadata={"help": "passes over the training data"})
+    max_steps: int | None = field(
+        default=None, metadata={"help": "optimizer steps; overrides --epochs when given"}
+    )
+    batch_size: int = field(default=32, metadata={"help": "training batch size"})
+    eval_batch_size: int = field(default=64, metadata={"help": "evaluation batch size"})
+    learning_rate: float = field(default=2e-5, metadata={"help": "peak AdamW learning rate"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    warmup_ratio: float = field(
+        default=0.0, metadata={"help": "fraction of steps of linear warm-up before linear decay"}
+    )
+    max_grad_norm: float = field(
+        default=1.0, metadata={"help": "gradient clipping norm over the trained parameters"}
+    )
+    max_length: int = field(default=128, metadata={"help": "maximum tokens per example"})
+    eval_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "evaluate on dev every N steps (default: once per epoch) and keep the best"
+        },
+    )
+    logging_steps: int = field(default=10, metadata={"help": "log the mean loss every N steps"})
+    seed: int = field(default=42, metadata={"help": "seed for weights, data order and draws"})
+    mixed_precision: str = field(
+        default="auto",
+        metadata={"help": "auto (bf16 where supported), bf16, fp16 (CUDA only) or no"},
+    )
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "use only the first N training examples (quick runs)"}
+    )

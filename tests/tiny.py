@@ -1,0 +1,70 @@
+"""Tiny models of every supported architecture, built in code (no downloads)."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
+
+VOCAB = 128
+
+# model_type -> config overrides that make it tiny; dropout 0 so forward passes are exact.
+TINY: dict[str, dict] = {
+    "bert": {},
+    "roberta": {"pad_token_id": 1},
+    "xlm-roberta": {"pad_token_id": 1},
+    "electra": {"embedding_size": 16},
+    "mpnet": {"pad_token_id": 1},
+    "deberta-v2": {
+        "relative_attention": True,
+        "position_biased_input": False,
+        "pos_att_type": ["p2c", "c2p"],
+        "max_relative_positions": -1,
+        "position_buckets": 16,
+        "norm_rel_ebd": "layer_norm",
+        "share_att_key": True,
+    },
+    "distilbert": {},
+}
+ARCHITECTURES = list(TINY)
+
+
+def tiny_config(model_type: str, layers: int = 4, num_labels: int = 2, dropout: float = 0.0):
+    common = {
+        "vocab_size": VOCAB,
+        "num_labels": num_labels,
+        "max_position_embeddings": 64,
+    }
+    if model_type == "distilbert":
+        sizes = {
+            "dim": 32,
+            "hidden_dim": 48,
+            "n_layers": layers,
+            "n_heads": 4,
+            "dropout": dropout,
+            "attention_dropout": dropout,
+            "seq_classif_dropout": dropout,
+        }
+    else:
+        sizes = {
+            "hidden_size": 32,
+            "intermediate_size": 48,
+            "num_hidden_layers": layers,
+            "num_attention_heads": 4,
+            "hidden_dropout_prob": dropout,
+            "attention_probs_dropout_prob": dropout,
+        }
+    return AutoConfig.for_model(model_type, **common, **sizes, **TINY[model_type])
+
+
+def tiny_model(model_type: str, seed: int = 0, **kwargs) -> PreTrainedModel:
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_config(tiny_config(model_type, **kwargs))
+    return model.eval()
+
+
+def tiny_batch(batch: int = 3, length: int = 9, seed: int = 1) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, VOCAB, (batch, length), generator=generator)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[0, -3:] = 0  # one padded row, so masks matter
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
