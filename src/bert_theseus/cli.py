@@ -163,6 +163,8 @@ def report(command: str, metrics: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    if not debug:
+        _quiet_transformers()
     try:
         args = parse(argv)
         metrics = run(args)
@@ -182,6 +184,14 @@ def main(argv: list[str] | None = None) -> int:
 
         write_json(Path(args.output), metrics)
     return 0
+
+
+def _quiet_transformers() -> None:
+    # Weight-loading bars and load reports would bury the one-line errors and our summaries.
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
 
 
 def _is_user_error(error: Exception) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
+from .arch import find_layers_path
 from .data import DataError, TaskData, load_task_data
 from .data.loading import encode, make_loader
 from .runs import OutputDir, plot_training, write_json
@@ -121,6 +122,10 @@ def compress(
     theseus.validate()
     out = OutputDir(output, overwrite)
     predecessor, tokenizer = load_model(model)
+    # Fail on a bad depth or architecture now, not after reading data and scoring the model.
+    theseus.modules(
+        len(predecessor.get_submodule(find_layers_path(predecessor, theseus.layers_path)))
+    )
     task_data = read_data(data, training, _model_labels(predecessor))
     _check_labels(predecessor, task_data)
     accelerator = make_accelerator(training)
@@ -219,10 +224,13 @@ def _compare(reference, final, training, before, result) -> dict:
     split = next(iter(before))
     score_before, score_after = before[split]["score"], result.best_dev[split]["score"]
     bf16 = training.mixed_precision in ("auto", "bf16")
+    # RoBERTa-style position ids start after the padding index: leave two positions spare.
+    positions = getattr(final.config, "max_position_embeddings", 512) - 2
+    length = min(128, training.max_length, positions)
     times = measure_latency(
         {"predecessor": reference, "successor": final},
         batch_size=32,
-        seq_length=min(128, training.max_length),
+        seq_length=length,
         bf16=bf16 and next(final.parameters()).device.type == "cpu",
     )
     return {
@@ -230,8 +238,8 @@ def _compare(reference, final, training, before, result) -> dict:
         "predecessor_layers": reference.config.num_hidden_layers,
         "retention_percent": round(100 * score_after / score_before, 2) if score_before else None,
         "speedup": round(times["predecessor"] / times["successor"], 3),
-        "speed_setting": f"batch 32 x {min(128, training.max_length)} tokens, "
-        f"{'bf16 autocast' if bf16 else 'fp32'}, median of 10, interleaved",
+        "speed_setting": f"batch 32 x {length} tokens, {'bf16 autocast' if bf16 else 'fp32'}, "
+        "median of 10, interleaved",
     }
 
 

@@ -7,6 +7,8 @@ All values are fractions (0.915), not percentages.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import f1_score, matthews_corrcoef
@@ -23,8 +25,10 @@ def compute_metrics(metric: str, predictions, labels) -> dict[str, float]:
     predictions = np.asarray(predictions)
     labels = np.asarray(labels)
     if metric == "pearson_spearman":
-        pearson = _finite(pearsonr(predictions, labels)[0]) if len(labels) > 1 else 0.0
-        spearman = _finite(spearmanr(predictions, labels)[0]) if len(labels) > 1 else 0.0
+        with warnings.catch_warnings():  # constant predictions early in training
+            warnings.simplefilter("ignore")
+            pearson = _finite(pearsonr(predictions, labels)[0]) if len(labels) > 1 else 0.0
+            spearman = _finite(spearmanr(predictions, labels)[0]) if len(labels) > 1 else 0.0
         return {"pearson": pearson, "spearman": spearman, "score": (pearson + spearman) / 2}
     accuracy = float((predictions == labels).mean())
     if metric == "accuracy":

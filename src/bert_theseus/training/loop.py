@@ -140,6 +140,7 @@ def train(
                 running.append(loss.item())
                 record = {"step": step, "epoch": round(step / len(loader), 4), **values}
                 record["learning_rate"] = schedule.get_last_lr()[0]
+                record["seconds"] = round(time.perf_counter() - started, 2)
                 progress.update(step, loss=running[-1], **values, lr=record["learning_rate"])
                 if step % config.logging_steps == 0 or step == total:
                     log.write({**record, "loss": float(np.mean(running))})
@@ -150,7 +151,7 @@ def train(
                         for name, dl in dev_loaders.items()
                     }
                     score = next(iter(dev.values()))["score"]
-                    log.write({"step": step, "dev": dev})
+                    log.write({"step": step, "dev": dev, "seconds": record["seconds"]})
                     progress.note(f"step {step}: {_describe(dev)}")
                     if best is None or score > best[0]:
                         best = (score, step, dev, _snapshot(model))

@@ -1,6 +1,12 @@
-"""A progress bar with ETA, loss, replacing rate and learning rate (rich)."""
+"""Progress with ETA, loss, replacing rate and learning rate.
+
+A live bar on a terminal (rich); plain lines about every 5% of the run elsewhere (CI logs,
+files), where a live display would print nothing until the end.
+"""
 
 from __future__ import annotations
+
+import time
 
 from rich.console import Console
 from rich.progress import (
@@ -12,11 +18,17 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+SHORT = {"replacing_rate": "p", "successor_modules": "scc", "learning_rate": "lr"}
+
 
 class TrainingProgress:
     def __init__(self, total: int, enabled: bool = True):
         self.enabled = enabled
+        self.total = total
         self.console = Console(stderr=True)
+        self.live = enabled and self.console.is_terminal
+        self.every = max(1, total // 20)
+        self.started = time.perf_counter()
         self.progress = Progress(
             TextColumn("[bold]train"),
             BarColumn(),
@@ -26,11 +38,12 @@ class TrainingProgress:
             TimeRemainingColumn(),
             TextColumn("{task.fields[status]}"),
             console=self.console,
-            disable=not enabled,
+            disable=not self.live,
         )
         self.task = self.progress.add_task("train", total=total, status="")
 
     def __enter__(self):
+        self.started = time.perf_counter()
         self.progress.__enter__()
         return self
 
@@ -38,10 +51,17 @@ class TrainingProgress:
         return self.progress.__exit__(*exc)
 
     def update(self, step: int, **values: float) -> None:
-        names = {"replacing_rate": "p", "successor_modules": "scc", "learning_rate": "lr"}
-        status = " ".join(f"{names.get(key, key)}={value:.3g}" for key, value in values.items())
-        self.progress.update(self.task, completed=step, status=status)
+        status = " ".join(f"{SHORT.get(key, key)}={value:.3g}" for key, value in values.items())
+        if self.live:
+            self.progress.update(self.task, completed=step, status=status)
+        elif self.enabled and (step % self.every == 0 or step == self.total):
+            elapsed = time.perf_counter() - self.started
+            eta = elapsed / step * (self.total - step)
+            self.console.print(
+                f"train {step}/{self.total} elapsed {elapsed:.0f}s eta {eta:.0f}s {status}",
+                highlight=False,
+            )
 
     def note(self, message: str) -> None:
         if self.enabled:
-            self.progress.console.print(message)
+            self.console.print(message, highlight=False)

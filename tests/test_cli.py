@@ -1,0 +1,221 @@
+"""The `theseus` commands end to end on tiny models, and their errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from bert_theseus.cli import main, parse
+
+FAST = ["--batch-size", "8", "--learning-rate", "2e-3", "--mixed-precision", "no"]
+RUN_FILES = {
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "run_config.json",
+    "metrics.json",
+    "train_log.jsonl",
+    "training.png",
+}
+
+
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory, tiny_bert_dir, sst2_dir):
+    out = tmp_path_factory.mktemp("runs") / "teacher"
+    code = main(
+        [
+            "finetune",
+            "--model",
+            str(tiny_bert_dir),
+            "--task",
+            "sst2",
+            "--data-dir",
+            str(sst2_dir),
+            "--output",
+            str(out),
+            "--max-steps",
+            "48",
+            "--eval-steps",
+            "24",
+            *FAST,
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def test_finetune_writes_a_complete_run(finetuned):
+    assert RUN_FILES <= {p.name for p in finetuned.iterdir()}
+    assert not list(finetuned.parent.glob(".*partial"))
+    metrics = json.loads((finetuned / "metrics.json").read_text())
+    assert metrics["method"] == "finetune" and metrics["layers"] == 4
+    assert metrics["dev"]["dev"]["score"] > 0.6  # the label word is easy to find
+    log = [json.loads(line) for line in (finetuned / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "dev" in r] == [24, 48]
+    assert (finetuned / "training.png").read_bytes()[:4] == b"\x89PNG"
+    config = json.loads((finetuned / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+
+
+def test_compress_then_evaluate(finetuned, sst2_dir, tmp_path, capsys):
+    out = tmp_path / "successor"
+    code = main(
+        [
+            "compress",
+            "--model",
+            str(finetuned),
+            "--task",
+            "sst2",
+            "--data-dir",
+            str(sst2_dir),
+            "--output",
+            str(out),
+            "--successor-layers",
+            "2",
+            "--scheduler",
+            "linear",
+            "--max-steps",
+            "12",
+            "--eval-steps",
+            "6",
+            *FAST,
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "predecessor: 4 layers" in printed and "successor:   2 layers" in printed
+    assert "speed-up" in printed
+    assert RUN_FILES <= {p.name for p in out.iterdir()}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["layers"] == 2 and metrics["predecessor_layers"] == 4
+    assert metrics["parameters"] < metrics["predecessor_parameters"]
+    assert metrics["speedup"] > 0 and "retention_percent" in metrics
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    rates = [r["replacing_rate"] for r in log if "replacing_rate" in r]
+    assert rates == sorted(rates) and rates[-1] == 1.0
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.num_hidden_layers == 2 and len(model.bert.encoder.layer) == 2
+
+    # evaluate scores the saved successor exactly as the run's best checkpoint.
+    report = tmp_path / "eval.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(out),
+                "--task",
+                "sst2",
+                "--data-dir",
+                str(sst2_dir),
+                "--output",
+                str(report),
+                "--mixed-precision",
+                "no",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(report.read_text())["dev"] == pytest.approx(metrics["dev"]["dev"])
+
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    with torch.no_grad():
+        assert model(**tokenizer(["w1 good w2"], return_tensors="pt")).logits.shape == (1, 2)
+
+
+def test_yaml_config_supplies_defaults_and_flags_win(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("successor-layers: 3\nlearning_rate: 0.001\nscheduler: constant\n")
+    args = parse(
+        [
+            "compress",
+            "--model",
+            "m",
+            "--output",
+            "o",
+            "--config",
+            str(config),
+            "--learning-rate",
+            "5e-5",
+        ]
+    )
+    assert args.successor_layers == 3 and args.scheduler == "constant"
+    assert args.learning_rate == 5e-5
+
+
+def error_of(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--successor-layers", "3"], "does not divide the predecessor depth 4"),
+        (["--successor-layers", "2", "--replacing-rate", "1.5"], r"outside (0, 1]"),
+        (["--successor-layers", "2", "--k", "0"], "must be positive"),
+        (["--successor-layers", "2", "--task", "sst3"], "unknown task 'sst3'"),
+        (["--successor-layers", "2", "--task", "mnli"], "has 2 output label(s) but task 'mnli'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(
+    extra, message, tiny_bert_dir, sst2_dir, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    argv = [
+        "compress",
+        "--model",
+        str(tiny_bert_dir),
+        "--task",
+        "sst2",
+        "--data-dir",
+        str(sst2_dir),
+        "--output",
+        str(out),
+        "--max-steps",
+        "2",
+        *FAST,
+        *extra,
+    ]
+    if "mnli" in extra:  # MNLI files for a 2-label model
+        mnli = tmp_path / "MNLI"
+        mnli.mkdir()
+        for name in ("train.tsv", "dev_matched.tsv", "dev_mismatched.tsv"):
+            (mnli / name).write_text("sentence1\tsentence2\tgold_label\na\tb\tneutral\n")
+        argv[argv.index("--data-dir") + 1] = str(mnli)
+    code, err = error_of(capsys, argv)
+    assert code == 2
+    assert err.count("\n") == 0 and err.startswith("theseus: error: ") and message in err
+    assert list(tmp_path.iterdir()) in ([], [tmp_path / "MNLI"])
+
+
+def test_missing_model_and_existing_output(tiny_bert_dir, sst2_dir, tmp_path, capsys):
+    code, err = error_of(
+        capsys,
+        ["evaluate", "--model", str(tmp_path), "--task", "sst2", "--data-dir", str(sst2_dir)],
+    )
+    assert code == 2 and "is not a model folder (no config.json)" in err
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("user's file")
+    code, err = error_of(
+        capsys,
+        [
+            "finetune",
+            "--model",
+            str(tiny_bert_dir),
+            "--task",
+            "sst2",
+            "--data-dir",
+            str(sst2_dir),
+            "--output",
+            str(taken),
+        ],
+    )
+    assert code == 2 and "already exists and is not empty: pass --overwrite" in err
+    assert [p.name for p in taken.iterdir()] == ["keep.txt"]

@@ -1,0 +1,153 @@
+"""Replacing-rate schedules, and the shared training loop run with module replacing."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from tiny import tiny_model
+from transformers import BertTokenizerFast
+
+from bert_theseus.data import load_task_data
+from bert_theseus.data.loading import encode
+from bert_theseus.theseus import (
+    AntiCurriculumScheduler,
+    ConstantScheduler,
+    LinearScheduler,
+    TheseusConfig,
+    TheseusMethod,
+    make_scheduler,
+    theseus_layers,
+)
+from bert_theseus.training import Method, TrainingConfig, make_accelerator, train
+
+
+@pytest.mark.parametrize(
+    ("b", "k", "first_full"),
+    [(0.3, 0.0006, 1167), (0.5, 0.1, 5), (0.3, 0.1, 7), (0.1, 0.0009, 1000), (1.0, 0.5, 0)],
+)
+def test_linear_schedule(b, k, first_full):
+    scheduler = LinearScheduler(b, k)
+    assert scheduler.rate(0) == b
+    assert scheduler.full_step == first_full == max(0, math.ceil(round((1 - b) / k, 9)))
+    for t in range(0, first_full):
+        assert scheduler.rate(t) == pytest.approx(k * t + b)
+        assert scheduler.rate(t) < 1.0
+    assert scheduler.rate(first_full) == 1.0
+    assert scheduler.rate(first_full + 1000) == 1.0
+
+
+def test_constant_schedule_switches_to_one_exactly_at_replacing_steps():
+    scheduler = ConstantScheduler(0.5, 2500)
+    assert [scheduler.rate(t) for t in (0, 1, 2498, 2499)] == [0.5] * 4
+    assert scheduler.rate(2500) == 1.0 and scheduler.rate(10_000) == 1.0
+
+
+def test_anti_curriculum_mirrors_linear():
+    linear = LinearScheduler(0.3, 0.1)
+    anti = AntiCurriculumScheduler(linear)
+    for t in range(12):
+        assert anti.rate(t) == pytest.approx(1 - linear.rate(t))
+    assert anti.rate(0) == pytest.approx(0.7) and anti.rate(7) == 0.0
+
+
+def test_default_horizon_is_half_the_run():
+    linear = make_scheduler(TheseusConfig(successor_layers=2, replacing_rate=0.3), 1000)
+    assert linear.full_step == 500
+    constant = make_scheduler(TheseusConfig(successor_layers=2, scheduler="constant"), 1000)
+    assert constant.replacing_steps == 500
+    given = make_scheduler(TheseusConfig(successor_layers=2, k=0.0006), 10)
+    assert given.full_step == 1167
+
+
+@pytest.fixture
+def features(tokenizer_dir, sst2_dir):
+    tokenizer = BertTokenizerFast.from_pretrained(tokenizer_dir)
+    data = load_task_data("sst2", data_dir=str(sst2_dir))
+    train_features = encode(data.train, tokenizer, 32, False)
+    dev_features = {"dev": encode(data.dev["dev"], tokenizer, 32, False)}
+    return tokenizer, data.task, train_features, dev_features
+
+
+def run(model, method, features, steps=4, **settings):
+    tokenizer, task, train_features, dev_features = features
+    settings = {"eval_steps": steps, **settings}
+    config = TrainingConfig(
+        max_steps=steps,
+        batch_size=8,
+        learning_rate=1e-3,
+        mixed_precision="no",
+        device="cpu",
+        **settings,
+    )
+    return train(
+        model,
+        method,
+        train_features,
+        dev_features,
+        task,
+        tokenizer,
+        config,
+        make_accelerator(config),
+    )
+
+
+def test_after_k_steps_frozen_parts_are_bit_identical_and_successors_changed(features):
+    model = tiny_model("bert", layers=4)
+    initial = copy.deepcopy(model.state_dict())
+    method = TheseusMethod(
+        TheseusConfig(
+            successor_layers=2, scheduler="constant", replacing_rate=0.5, replacing_steps=2
+        ),
+        seed=0,
+    )
+    result = run(model, method, features, steps=4)
+    assert result.steps == 4
+    layers = theseus_layers(model)
+    successor_ids = {id(p) for p in layers.successor.parameters()}
+    # Predecessor names map back to the original state-dict names.
+    for name, parameter in model.named_parameters():
+        if id(parameter) in successor_ids:
+            continue
+        original = name.replace("encoder.layer.predecessor.", "encoder.layer.")
+        assert torch.equal(parameter, initial[original]), name
+        assert parameter.grad is None
+    for i, successor in enumerate(layers.successor):
+        for name, parameter in successor.named_parameters():
+            before = initial[f"bert.encoder.layer.{i}.{name}"]
+            assert not torch.equal(parameter, before), f"successor {i} {name} did not change"
+
+
+def test_log_records_rate_and_replaced_modules_each_step(features):
+    model = tiny_model("bert", layers=4)
+    method = TheseusMethod(TheseusConfig(successor_layers=2, replacing_rate=0.5, k=0.25), seed=1)
+    result = run(model, method, features, steps=3, logging_steps=1)
+    steps = [r for r in result.history if "loss" in r]
+    assert [r["replacing_rate"] for r in steps] == [0.5, 0.75, 1.0]
+    assert all(0 <= r["successor_modules"] <= 2 for r in steps)
+    assert steps[-1]["successor_modules"] == 2  # p = 1
+    assert [r["step"] for r in result.history if "dev" in r] == [3]
+
+
+def test_same_seed_gives_identical_weights_on_cpu(features):
+    weights = []
+    for _ in range(2):
+        model = tiny_model("bert", layers=4)
+        run(model, TheseusMethod(TheseusConfig(successor_layers=2), seed=3), features, seed=3)
+        weights.append(theseus_layers(model).successor.state_dict())
+    for name, value in weights[0].items():
+        assert torch.equal(value, weights[1][name]), name
+
+
+def test_finetune_trains_every_parameter_and_keeps_the_best_dev_checkpoint(features):
+    model = tiny_model("bert", layers=2)
+    initial = copy.deepcopy(model.state_dict())
+    result = run(model, Method(), features, steps=6, eval_steps=2)
+    dev_steps = [r["step"] for r in result.history if "dev" in r]
+    assert dev_steps == [2, 4, 6]
+    scores = {r["step"]: r["dev"]["dev"]["score"] for r in result.history if "dev" in r}
+    assert result.best_step == max(scores, key=lambda s: (scores[s], -s))
+    changed = [n for n, p in model.state_dict().items() if not torch.equal(p, initial[n])]
+    assert "bert.embeddings.word_embeddings.weight" in changed and "classifier.weight" in changed
