@@ -10,8 +10,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import f1_score, matthews_corrcoef
 
 
 def compute_metrics(metric: str, predictions, labels) -> dict[str, float]:
@@ -22,6 +20,11 @@ def compute_metrics(metric: str, predictions, labels) -> dict[str, float]:
     >>> compute_metrics("f1_accuracy", [1, 0, 1], [1, 1, 1])["score"]
     0.7333...
     """
+    # Imported here: scipy and scikit-learn (with its worker pool) are slow to import and
+    # unneeded by anything that only builds or merges models.
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import f1_score, matthews_corrcoef
+
     predictions = np.asarray(predictions)
     labels = np.asarray(labels)
     if metric == "pearson_spearman":

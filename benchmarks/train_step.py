@@ -1,0 +1,173 @@
+"""Cost of one module-replacing training step, side by side with its two reference points.
+
+    python benchmarks/train_step.py --model runs/minilm-sst2 --successor-layers 3
+
+Three variants train on the same batches, interleaved in one process (so machine drift
+hits them alike), with the same Bernoulli draws for every Theseus step:
+  theseus      predecessor + successor at p = 0.5, only successor layers trained
+  successor    the merged successor alone, its layers trained (the same parameters)
+  predecessor  plain fine-tuning of the whole predecessor
+Peak memory: on CUDA the allocator's peak per variant; on CPU each variant runs again in a
+child process and reports how far its resident set grew over the steps (ru_maxrss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import multiprocessing
+import resource
+import statistics
+import sys
+import time
+
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from bert_theseus.theseus import TheseusConfig, apply_theseus, merge_theseus, theseus_layers
+
+VARIANTS = ("theseus", "successor", "predecessor")
+
+
+def build(variant: str, args) -> torch.nn.Module:
+    model = AutoModelForSequenceClassification.from_pretrained(args.model).to(args.device)
+    if variant == "predecessor":
+        return model.train()
+    apply_theseus(model, TheseusConfig(successor_layers=args.successor_layers))
+    if variant == "successor":
+        trained = {id(p) for p in theseus_layers(model).successor.parameters()}
+        merge_theseus(model)
+        for parameter in model.parameters():  # train what Theseus trains: the successor layers
+            parameter.requires_grad_(id(parameter) in trained)
+    return model.train()
+
+
+def batches(args, vocab: int, labels: int) -> list[dict]:
+    generator = torch.Generator().manual_seed(0)
+    shape = (args.batch_size, args.seq_length)
+    return [
+        {
+            "input_ids": torch.randint(5, vocab, shape, generator=generator).to(args.device),
+            "attention_mask": torch.ones(shape, dtype=torch.long, device=args.device),
+            "labels": torch.randint(0, labels, (args.batch_size,), generator=generator).to(
+                args.device
+            ),
+        }
+        for _ in range(args.steps + args.warmup)
+    ]
+
+
+def draws(args, modules: int) -> list[list[bool]]:
+    generator = torch.Generator().manual_seed(1)
+    return [
+        (torch.rand(modules, generator=generator) < args.rate).tolist()
+        for _ in range(args.steps + args.warmup)
+    ]
+
+
+class Stepper:
+    """One variant's model, optimizer and step function."""
+
+    def __init__(self, variant: str, args):
+        self.variant, self.args = variant, args
+        self.model = build(variant, args)
+        self.parameters = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=2e-5)
+
+    def step(self, batch: dict, choice: list[bool]) -> None:
+        if self.variant == "theseus":
+            theseus_layers(self.model).force(choice)
+        dtype = torch.bfloat16 if self.args.precision == "bf16" else None
+        with torch.autocast(self.args.device, dtype=dtype, enabled=dtype is not None):
+            loss = self.model(**batch).loss
+        if loss.requires_grad:  # every module on the predecessor path: nothing to train
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.parameters, 1.0)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def synchronize(args) -> None:
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(args) -> dict[str, float]:
+    steppers = {variant: Stepper(variant, args) for variant in VARIANTS}
+    config = steppers["predecessor"].model.config
+    data = batches(args, config.vocab_size, config.num_labels)
+    choices = draws(args, args.successor_layers)
+    times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    for index, (batch, choice) in enumerate(zip(data, choices, strict=True)):
+        for variant, stepper in steppers.items():
+            synchronize(args)
+            start = time.perf_counter()
+            stepper.step(batch, choice)
+            synchronize(args)
+            if index >= args.warmup:
+                times[variant].append(time.perf_counter() - start)
+    return {variant: statistics.median(values) for variant, values in times.items()}
+
+
+def peak_memory(variant: str, args) -> float:
+    """MiB of memory the steps of one variant take on top of its loaded model."""
+    if args.device == "cuda":
+        stepper = Stepper(variant, args)
+        config = stepper.model.config
+        data = batches(args, config.vocab_size, config.num_labels)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        for batch, choice in zip(data, draws(args, args.successor_layers), strict=True):
+            stepper.step(batch, choice)
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        return pool.apply(_child_peak, (variant, args))
+
+
+def _child_peak(variant: str, args) -> float:
+    torch.set_num_threads(args.threads)
+    stepper = Stepper(variant, args)
+    config = stepper.model.config
+    data = batches(args, config.vocab_size, config.num_labels)
+    choices = draws(args, args.successor_layers)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for batch, choice in zip(data, choices, strict=True):
+        stepper.step(batch, choice)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="a fine-tuned predecessor folder")
+    parser.add_argument("--successor-layers", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=0.5, help="replacing rate p")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seq-length", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    seconds = timed(args)
+    memory = {variant: peak_memory(variant, args) for variant in VARIANTS}
+    print(
+        f"model {args.model}, {args.successor_layers}-layer successor, p = {args.rate}, "
+        f"batch {args.batch_size} x {args.seq_length}, {args.precision}, {args.device}, "
+        f"median of {args.steps} steps after {args.warmup} warm-up, interleaved"
+    )
+    print(f"{'variant':<12} {'s/step':>8} {'peak MiB':>9}")
+    for variant in VARIANTS:
+        print(f"{variant:<12} {seconds[variant]:>8.3f} {memory[variant]:>9.0f}")
+    theseus = seconds["theseus"]
+    print(f"theseus / successor   = {theseus / seconds['successor']:.2f}x  (target <= 1.1x)")
+    print(f"theseus / predecessor = {theseus / seconds['predecessor']:.2f}x  (target <= 0.5x)")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
