@@ -14,7 +14,6 @@ child process and reports how far its resident set grew over the steps (ru_maxrs
 from __future__ import annotations
 
 import argparse
-import copy
 import multiprocessing
 import resource
 import statistics
