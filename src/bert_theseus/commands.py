@@ -204,7 +204,9 @@ def _run(
             loader = _eval_loader(task_data.test, tokenizer, training, regression)
             metrics["test"] = evaluate(final, accelerator.prepare(loader), task, accelerator)
         if reference is not None:
-            metrics.update(_compare(reference, final, training, extra["predecessor_dev"], result))
+            metrics.update(
+                _compare(reference, final, training, accelerator, extra["predecessor_dev"], result)
+            )
         if folder is not None:
             final.save_pretrained(folder)
             tokenizer.save_pretrained(folder)
@@ -219,11 +221,11 @@ def _run(
     return metrics
 
 
-def _compare(reference, final, training, before, result) -> dict:
+def _compare(reference, final, training, accelerator, before, result) -> dict:
     """Retention and speed-up of the successor against its predecessor, side by side."""
     split = next(iter(before))
     score_before, score_after = before[split]["score"], result.best_dev[split]["score"]
-    bf16 = training.mixed_precision in ("auto", "bf16")
+    bf16 = accelerator.mixed_precision == "bf16"  # time in the precision the run used
     # RoBERTa-style position ids start after the padding index: leave two positions spare.
     positions = getattr(final.config, "max_position_embeddings", 512) - 2
     length = min(128, training.max_length, positions)
@@ -231,7 +233,7 @@ def _compare(reference, final, training, before, result) -> dict:
         {"predecessor": reference, "successor": final},
         batch_size=32,
         seq_length=length,
-        bf16=bf16 and next(final.parameters()).device.type == "cpu",
+        bf16=bf16,
     )
     return {
         "predecessor_parameters": count_parameters(reference),
