@@ -12,6 +12,7 @@ TINY: dict[str, dict] = {
     "bert": {},
     "roberta": {"pad_token_id": 1},
     "xlm-roberta": {"pad_token_id": 1},
+    "camembert": {"pad_token_id": 1},
     "electra": {"embedding_size": 16},
     "mpnet": {"pad_token_id": 1},
     "deberta-v2": {
@@ -23,6 +24,7 @@ TINY: dict[str, dict] = {
         "norm_rel_ebd": "layer_norm",
         "share_att_key": True,
     },
+    "deberta": {"relative_attention": True, "pos_att_type": ["p2c", "c2p"]},
     "distilbert": {},
 }
 ARCHITECTURES = list(TINY)
