@@ -107,7 +107,8 @@ def finetune(
         problem_type="regression" if task.is_regression else "single_label_classification",
         ignore_mismatched_sizes=True,  # a new task gets a new head
     )
-    return _run(Method(), predecessor, tokenizer, task_data, training, out, {"model": model})
+    settings = {"model": model, "data": asdict(data)}
+    return _run(Method(), predecessor, tokenizer, task_data, training, out, settings)
 
 
 def compress(
@@ -136,9 +137,17 @@ def compress(
     }
     reference = copy.deepcopy(predecessor)  # module replacing changes the model in place
     method = TheseusMethod(theseus, seed=training.seed)
-    extra = {"model": model, "theseus": asdict(theseus), "predecessor_dev": before}
+    settings = {"model": model, "data": asdict(data), "theseus": asdict(theseus)}
     return _run(
-        method, predecessor, tokenizer, task_data, training, out, extra, reference, accelerator
+        method,
+        predecessor,
+        tokenizer,
+        task_data,
+        training,
+        out,
+        settings,
+        (reference, before),
+        accelerator,
     )
 
 
@@ -162,10 +171,12 @@ def _run(
     task_data: TaskData,
     training: TrainingConfig,
     out: OutputDir,
-    extra: dict,
-    reference: PreTrainedModel | None = None,
+    settings: dict,
+    predecessor: tuple[PreTrainedModel, dict] | None = None,
     accelerator=None,
 ) -> dict:
+    """Train, then save the final model and the run's files; `predecessor` is the original
+    model and its dev scores, for retention and speed-up."""
     accelerator = accelerator or make_accelerator(training)
     task = task_data.task
     regression = task.is_regression
@@ -191,7 +202,7 @@ def _run(
         metrics = {
             "method": method.name,
             "task": task.name,
-            **extra,
+            "model": settings["model"],
             "dev": result.best_dev,
             "best_step": result.best_step,
             "steps": result.steps,
@@ -203,14 +214,14 @@ def _run(
         if task_data.test:
             loader = _eval_loader(task_data.test, tokenizer, training, regression)
             metrics["test"] = evaluate(final, accelerator.prepare(loader), task, accelerator)
-        if reference is not None:
-            metrics.update(
-                _compare(reference, final, training, accelerator, extra["predecessor_dev"], result)
-            )
+        if predecessor is not None:
+            reference, before = predecessor
+            metrics["predecessor_dev"] = before
+            metrics.update(_compare(reference, final, training, accelerator, before, result))
         if folder is not None:
             final.save_pretrained(folder)
             tokenizer.save_pretrained(folder)
-            config = {"training": asdict(training), **extra, "method": method.name}
+            config = {"method": method.name, **settings, "training": asdict(training)}
             write_json(folder / "run_config.json", config)
             plot_training(result.history, folder / "training.png")
             write_json(folder / "metrics.json", metrics)  # last: its presence marks completion
