@@ -21,6 +21,7 @@ from .runs import OutputDir, plot_training, write_json
 from .speed import count_parameters, measure_latency
 from .theseus import TheseusConfig, TheseusMethod
 from .training import Method, TrainingConfig, evaluate, make_accelerator, train
+from .training.checkpoint import load_checkpoint
 
 
 @dataclass
@@ -96,7 +97,7 @@ def finetune(
     model: str, data: DataConfig, training: TrainingConfig, output: str, overwrite: bool = False
 ) -> dict:
     """Fine-tune a pretrained encoder on the task: the predecessor of a later `compress`."""
-    out = OutputDir(output, overwrite)
+    out = OutputDir(output, overwrite, training.resume)
     task_data = read_data(data, training)
     task = task_data.task
     predecessor, tokenizer = load_model(
@@ -121,7 +122,7 @@ def compress(
 ) -> dict:
     """Compress a fine-tuned predecessor by module replacing; save the merged successor."""
     theseus.validate()
-    out = OutputDir(output, overwrite)
+    out = OutputDir(output, overwrite, training.resume)
     predecessor, tokenizer = load_model(model)
     # Fail on a bad depth or architecture now, not after reading data and scoring the model.
     theseus.modules(
@@ -185,6 +186,8 @@ def _run(
         split: encode(examples, tokenizer, training.max_length, regression)
         for split, examples in task_data.dev.items()
     }
+    resume = out.resume_from()
+    checkpoint = load_checkpoint(resume) if resume else None
     folder = out.open() if accelerator.is_main_process else None
     try:
         result = train(
@@ -196,7 +199,8 @@ def _run(
             tokenizer,
             training,
             accelerator,
-            log_path=folder / "train_log.jsonl" if folder else None,
+            run_dir=folder,
+            resume=checkpoint,
         )
         final = method.finalize(accelerator.unwrap_model(model))
         metrics = {

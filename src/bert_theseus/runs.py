@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from .training.checkpoint import list_checkpoints
+
 
 class RunError(ValueError):
     """The output folder cannot be used as asked."""
@@ -18,14 +20,18 @@ class OutputDir:
     """Everything a run writes goes to `.<name>.partial` beside `output`; `commit()` renames it.
 
     A run that fails leaves no folder that looks finished, and an existing finished
-    output (allowed with `overwrite`) is only removed once the new one is complete.
+    output (allowed with `overwrite`) is only removed once the new one is complete. The
+    partial folder also holds the run's checkpoints, so an interrupted run can resume;
+    a new run refuses to wipe them unless told to (`overwrite`).
 
     >>> out = OutputDir("runs/successor", overwrite=False)
-    >>> model.save_pretrained(out.path); out.commit()
+    >>> model.save_pretrained(out.open()); out.commit()
     """
 
-    def __init__(self, output: str | Path, overwrite: bool = False):
+    def __init__(self, output: str | Path, overwrite: bool = False, resume: str | None = None):
         self.output = Path(output)
+        self.path = self.output.parent / f".{self.output.name}.partial"
+        self.resume = resume
         if self.output.exists() and not self.output.is_dir():
             raise RunError(f"--output {self.output} is a file: choose a folder path")
         if self.output.is_dir() and any(self.output.iterdir()) and not overwrite:
@@ -33,15 +39,41 @@ class OutputDir:
                 f"output folder {self.output} already exists and is not empty: "
                 "pass --overwrite to replace it, or choose another --output"
             )
-        self.path = self.output.parent / f".{self.output.name}.partial"
+        saved = list_checkpoints(self.checkpoints)
+        if resume is None and saved and not overwrite:
+            raise RunError(
+                f"{self.path} holds an unfinished run (checkpoint {saved[-1].name}): pass "
+                "--resume auto to continue it, or --overwrite to start over"
+            )
+        if resume == "auto" and not saved:
+            raise RunError(
+                f"nothing to resume: no checkpoint in {self.checkpoints}; run without --resume"
+            )
+        if resume not in (None, "auto") and not (Path(resume) / "state.json").is_file():
+            raise RunError(f"--resume {resume} is not a checkpoint folder (no state.json)")
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def resume_from(self) -> Path | None:
+        """The checkpoint folder to resume from, if resuming."""
+        if self.resume is None:
+            return None
+        return (
+            list_checkpoints(self.checkpoints)[-1] if self.resume == "auto" else Path(self.resume)
+        )
 
     def open(self) -> Path:
-        if self.path.exists():
-            shutil.rmtree(self.path)  # left by an earlier run that died
-        self.path.mkdir(parents=True)
+        if self.path.exists() and self.resume is None:
+            shutil.rmtree(self.path)  # left by an earlier run that died with no checkpoint
+        self.path.mkdir(parents=True, exist_ok=True)
         return self.path
 
     def commit(self) -> Path:
+        """Drop the checkpoints (the finished model replaces them) and rename into place."""
+        if self.checkpoints.exists():
+            shutil.rmtree(self.checkpoints)
         old = self.output.parent / f".{self.output.name}.old"
         if self.output.exists():
             if old.exists():
@@ -53,7 +85,8 @@ class OutputDir:
         return self.output
 
     def abort(self) -> None:
-        if self.path.exists():
+        """Remove the partial folder, unless it holds checkpoints a resume can use."""
+        if self.path.exists() and not list_checkpoints(self.checkpoints):
             shutil.rmtree(self.path)
 
 

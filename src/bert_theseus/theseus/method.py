@@ -42,3 +42,9 @@ class TheseusMethod(Method):
 
     def finalize(self, model: PreTrainedModel) -> PreTrainedModel:
         return merge_theseus(model)
+
+    def generator_states(self) -> dict[str, torch.Tensor]:
+        return {"draws": self.generator.get_state()}
+
+    def set_generator_states(self, states: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(states["draws"])

@@ -1,13 +1,23 @@
 """The training loop shared by every method."""
 
 from .config import TrainingConfig
-from .loop import Method, TrainingError, TrainResult, evaluate, make_accelerator, predict, train
+from .loop import (
+    Method,
+    TrainingError,
+    TrainingInterrupted,
+    TrainResult,
+    evaluate,
+    make_accelerator,
+    predict,
+    train,
+)
 
 __all__ = [
     "Method",
     "TrainResult",
     "TrainingConfig",
     "TrainingError",
+    "TrainingInterrupted",
     "evaluate",
     "make_accelerator",
     "predict",

@@ -33,6 +33,17 @@ class TrainingConfig:
             "help": "evaluate on dev every N steps (default: once per epoch) and keep the best"
         },
     )
+    save_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "save a resumable checkpoint every N steps (default: at each evaluation)"
+        },
+    )
+    keep_checkpoints: int = field(default=2, metadata={"help": "how many checkpoints to keep"})
+    resume: str | None = field(
+        default=None,
+        metadata={"help": "continue an interrupted run: auto (its newest checkpoint) or a path"},
+    )
     logging_steps: int = field(default=10, metadata={"help": "log the mean loss every N steps"})
     seed: int = field(default=42, metadata={"help": "seed for weights, data order and draws"})
     mixed_precision: str = field(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +23,26 @@ from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 from ..data.loading import make_loader
 from ..data.tasks import Task
 from ..metrics import compute_metrics
+from .checkpoint import Checkpoint, list_checkpoints, restore_rng, save_checkpoint
 from .config import TrainingConfig
 from .progress import TrainingProgress
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message names the step."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM or SIGINT arrived; a checkpoint was saved after the step in progress."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path | None):
+        self.step, self.checkpoint = step, checkpoint
+        name = signal.Signals(signum).name
+        where = f"checkpoint {checkpoint}" if checkpoint else "no checkpoint folder"
+        super().__init__(
+            f"stopped by {name} after step {step} ({where}): rerun the same "
+            "command with --resume auto to continue"
+        )
 
 
 class Method:
@@ -53,6 +68,13 @@ class Method:
     def finalize(self, model: PreTrainedModel) -> PreTrainedModel:
         """The plain Hugging Face model to save."""
         return model
+
+    def generator_states(self) -> dict[str, torch.Tensor]:
+        """States of the method's own random generators, saved in checkpoints."""
+        return {}
+
+    def set_generator_states(self, states: dict[str, torch.Tensor]) -> None:
+        """Restore what `generator_states` returned."""
 
 
 @dataclass
@@ -94,15 +116,21 @@ def train(
     tokenizer,
     config: TrainingConfig,
     accelerator: Accelerator,
-    log_path: Path | None = None,
+    run_dir: Path | None = None,
+    resume: Checkpoint | None = None,
 ) -> TrainResult:
     """Train `model` with `method`, evaluate on dev, and leave the best-on-dev weights in it.
 
-    The dev score picks the checkpoint; it is the first dev split's `score`.
+    The dev score picks the checkpoint; it is the first dev split's `score`. With `run_dir`
+    the training log goes to `run_dir/train_log.jsonl` and checkpoints to
+    `run_dir/checkpoints/` (every `save_steps`, at every evaluation by default, and when
+    SIGTERM or SIGINT arrives). `resume` continues from one of those checkpoints, and the
+    run then ends bit for bit where an uninterrupted run would have (on CPU).
     """
     set_seed(config.seed)
-    loader = make_loader(train_features, tokenizer, config.batch_size, True, config.seed)
-    total = config.max_steps or math.ceil(config.epochs * len(loader))
+    raw_loader = make_loader(train_features, tokenizer, config.batch_size, True, config.seed)
+    order = raw_loader.generator  # draws every epoch's data order
+    total = config.max_steps or math.ceil(config.epochs * len(raw_loader))
     method.prepare(model, total)
     parameters = method.trainable_parameters(model)
     if not parameters:
@@ -115,27 +143,59 @@ def train(
         name: make_loader(f, tokenizer, config.eval_batch_size, False)
         for name, f in dev_features.items()
     }
-    wrapped, optimizer, loader, schedule = accelerator.prepare(model, optimizer, loader, schedule)
+    wrapped, optimizer, loader, schedule = accelerator.prepare(
+        model, optimizer, raw_loader, schedule
+    )
     dev_loaders = {name: accelerator.prepare(dl) for name, dl in dev_loaders.items()}
     eval_every = config.eval_steps or len(loader)
+    save_every = config.save_steps or eval_every
+    main = accelerator.is_main_process and run_dir is not None
+    checkpoints = run_dir / "checkpoints" if main else None
 
-    log = _Log(log_path if accelerator.is_main_process else None)
+    state = _State()
+    if resume is not None:
+        state = _resume(resume, model, optimizer, schedule, method, order)
+    log = _Log(run_dir / "train_log.jsonl" if main else None, state.log_offset)
     progress = TrainingProgress(total, enabled=accelerator.is_local_main_process)
-    best: tuple[float, int, dict, dict] | None = None
-    step, epoch, running, started = 0, 0, [], time.perf_counter()
-    with progress:
-        while step < total:
+    started = time.perf_counter() - state.seconds
+
+    def save() -> Path | None:
+        if checkpoints is None:
+            return None
+        state.log_offset, state.seconds = log.offset(), time.perf_counter() - started
+        return save_checkpoint(
+            checkpoints,
+            state.step,
+            _snapshot(model),
+            state.best_weights,
+            optimizer,
+            state.to_json(schedule),
+            {"data_order": state.epoch_order, **method.generator_states()},
+            config.keep_checkpoints,
+        )
+
+    with progress, _StopOnSignal() as stop:
+        progress.update(state.step)
+        while state.step < total:
+            if state.position == 0:
+                state.epoch_order = order.get_state()  # resumes replay the epoch from here
             if hasattr(loader, "set_epoch"):
-                loader.set_epoch(epoch)
-            for batch in loader:
+                loader.set_epoch(state.epoch)
+            batches = (
+                accelerator.skip_first_batches(loader, state.position) if state.position else loader
+            )
+            for batch in batches:
+                step = state.step
                 values = method.before_step(model, step)
                 wrapped.train()
                 with accelerator.autocast():
                     loss = method.loss(wrapped, batch)
                 if not torch.isfinite(loss):
+                    last = list_checkpoints(checkpoints) if checkpoints else []
+                    kept = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint"
                     raise TrainingError(
-                        f"loss became {loss.item()} at step {step + 1}: lower --learning-rate "
-                        "or use --mixed-precision no"
+                        f"loss became {loss.item()} at step {step + 1}; stopped ({kept}): "
+                        "lower --learning-rate or check the labels"
                     )
                 # With every module on its frozen predecessor path nothing trainable is in the
                 # graph: there is no gradient, and the optimizer step leaves weights alone.
@@ -145,15 +205,16 @@ def train(
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
+                state.step, state.position = step + 1, state.position + 1
                 step += 1
-                running.append(loss.item())
+                state.running.append(loss.item())
                 record = {"step": step, "epoch": round(step / len(loader), 4), **values}
                 record["learning_rate"] = schedule.get_last_lr()[0]
                 record["seconds"] = round(time.perf_counter() - started, 2)
-                progress.update(step, loss=running[-1], **values, lr=record["learning_rate"])
+                progress.update(step, loss=state.running[-1], **values, lr=record["learning_rate"])
                 if step % config.logging_steps == 0 or step == total:
-                    log.write({**record, "loss": float(np.mean(running))})
-                    running = []
+                    log.write({**record, "loss": float(np.mean(state.running))})
+                    state.running = []
                 if step % eval_every == 0 or step == total:
                     dev = {
                         name: evaluate(wrapped, dl, task, accelerator)
@@ -162,15 +223,98 @@ def train(
                     score = next(iter(dev.values()))["score"]
                     log.write({"step": step, "dev": dev, "seconds": record["seconds"]})
                     progress.note(f"step {step}: {_describe(dev)}")
-                    if best is None or score > best[0]:
-                        best = (score, step, dev, _snapshot(model))
+                    if state.best_score is None or score > state.best_score:
+                        state.best_score, state.best_step, state.best_dev = score, step, dev
+                        state.best_weights = _snapshot(model)
+                if stop.signal is not None:
+                    path = save()
+                    raise TrainingInterrupted(stop.signal, step, path)
+                if step < total and step % save_every == 0:
+                    save()
                 if step >= total:
                     break
-            epoch += 1
+            else:
+                state.epoch, state.position = state.epoch + 1, 0
     seconds = time.perf_counter() - started
-    _restore(model, best[3])
+    _restore(model, state.best_weights)
     log.close()
-    return TrainResult(best[1], best[2], step, seconds, log.records)
+    return TrainResult(state.best_step, state.best_dev, state.step, seconds, log.records)
+
+
+@dataclass
+class _State:
+    """Where a run is; saved in every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    position: int = 0  # batches of the current epoch already trained on
+    running: list[float] = field(default_factory=list)
+    best_score: float | None = None
+    best_step: int = 0
+    best_dev: dict = field(default_factory=dict)
+    best_weights: dict = field(default_factory=dict)
+    epoch_order: torch.Tensor | None = None
+    log_offset: int | None = None
+    seconds: float = 0.0
+
+    def to_json(self, schedule) -> dict:
+        keys = (
+            "epoch",
+            "position",
+            "running",
+            "best_score",
+            "best_step",
+            "best_dev",
+            "log_offset",
+            "seconds",
+        )
+        return {**{k: getattr(self, k) for k in keys}, "schedule": schedule.state_dict()}
+
+
+def _resume(checkpoint: Checkpoint, model, optimizer, schedule, method, order) -> _State:
+    saved = checkpoint.state
+    _restore(model, checkpoint.trainable)
+    optimizer.load_state_dict(checkpoint.optimizer)
+    schedule.load_state_dict(saved["schedule"])
+    generators = restore_rng(checkpoint)
+    order.set_state(generators.pop("data_order"))
+    method.set_generator_states(generators)
+    keys = (
+        "epoch",
+        "position",
+        "running",
+        "best_score",
+        "best_step",
+        "best_dev",
+        "log_offset",
+        "seconds",
+    )
+    return _State(step=saved["step"], best_weights=checkpoint.best, **{k: saved[k] for k in keys})
+
+
+class _StopOnSignal:
+    """Turn SIGTERM/SIGINT into a flag the loop checks after each step (main thread only)."""
+
+    signals = (signal.SIGTERM, signal.SIGINT)
+
+    def __enter__(self):
+        self.signal: int | None = None
+        self.previous = {}
+        try:
+            for signum in self.signals:
+                self.previous[signum] = signal.signal(signum, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self.previous = {}
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 @torch.no_grad()
@@ -213,17 +357,33 @@ def _restore(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> None:
 
 
 class _Log:
-    """JSON-lines training log, flushed per record so a crashed run still has its history."""
+    """JSON-lines training log, flushed per record so a crashed run still has its history.
 
-    def __init__(self, path: Path | None):
+    Resuming truncates it to the offset saved with the checkpoint: records written after
+    the checkpoint are written again by the resumed run.
+    """
+
+    def __init__(self, path: Path | None, resume_offset: int | None = None):
         self.records: list[dict] = []
-        self.handle = path.open("w") if path else None
+        self.handle = None
+        if path is None:
+            return
+        if resume_offset is not None and path.exists():
+            with path.open("r+b") as handle:
+                handle.truncate(resume_offset)
+            self.records = [json.loads(line) for line in path.read_text().splitlines()]
+            self.handle = path.open("a")
+        else:
+            self.handle = path.open("w")
 
     def write(self, record: dict) -> None:
         self.records.append(record)
         if self.handle:
             self.handle.write(json.dumps(record) + "\n")
             self.handle.flush()
+
+    def offset(self) -> int | None:
+        return self.handle.tell() if self.handle else None
 
     def close(self) -> None:
         if self.handle:

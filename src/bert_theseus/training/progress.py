@@ -29,6 +29,7 @@ class TrainingProgress:
         self.live = enabled and self.console.is_terminal
         self.every = max(1, total // 20)
         self.started = time.perf_counter()
+        self.first: int | None = None  # the step the run (re)started from
         self.progress = Progress(
             TextColumn("[bold]train"),
             BarColumn(),
@@ -43,7 +44,6 @@ class TrainingProgress:
         self.task = self.progress.add_task("train", total=total, status="")
 
     def __enter__(self):
-        self.started = time.perf_counter()
         self.progress.__enter__()
         return self
 
@@ -52,11 +52,13 @@ class TrainingProgress:
 
     def update(self, step: int, **values: float) -> None:
         status = " ".join(f"{SHORT.get(key, key)}={value:.3g}" for key, value in values.items())
+        if self.first is None:
+            self.first, self.started = step, time.perf_counter()
         if self.live:
             self.progress.update(self.task, completed=step, status=status)
-        elif self.enabled and (step % self.every == 0 or step == self.total):
+        elif self.enabled and step > self.first and (step % self.every == 0 or step == self.total):
             elapsed = time.perf_counter() - self.started
-            eta = elapsed / step * (self.total - step)
+            eta = elapsed / (step - self.first) * (self.total - step)
             self.console.print(
                 f"train {step}/{self.total} elapsed {elapsed:.0f}s eta {eta:.0f}s {status}",
                 highlight=False,
