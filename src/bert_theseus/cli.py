@@ -161,6 +161,8 @@ def report(command: str, metrics: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .training import TrainingInterrupted
+
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     if not debug:
@@ -171,6 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("theseus: interrupted; no output folder was completed", file=sys.stderr)
         return 130
+    except TrainingInterrupted as error:
+        print(f"theseus: {error}", file=sys.stderr)
+        return 130
+    except OSError as error:  # disk full, permissions: not bad input, but still one line
+        if debug:
+            raise
+        print(f"theseus: error: {error}", file=sys.stderr)
+        return 1
     except Exception as error:
         if debug or not _is_user_error(error):
             raise

@@ -277,7 +277,8 @@ def _resume(checkpoint: Checkpoint, model, optimizer, schedule, method, order) -
     optimizer.load_state_dict(checkpoint.optimizer)
     schedule.load_state_dict(saved["schedule"])
     generators = restore_rng(checkpoint)
-    order.set_state(generators.pop("data_order"))
+    epoch_order = generators.pop("data_order")
+    order.set_state(epoch_order)  # the resumed epoch replays its order, then skips ahead
     method.set_generator_states(generators)
     keys = (
         "epoch",
@@ -289,7 +290,12 @@ def _resume(checkpoint: Checkpoint, model, optimizer, schedule, method, order) -
         "log_offset",
         "seconds",
     )
-    return _State(step=saved["step"], best_weights=checkpoint.best, **{k: saved[k] for k in keys})
+    return _State(
+        step=saved["step"],
+        best_weights=checkpoint.best,
+        epoch_order=epoch_order,
+        **{k: saved[k] for k in keys},
+    )
 
 
 class _StopOnSignal:
