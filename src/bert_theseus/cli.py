@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             sub.add_argument("--output", help="also write the metrics to this JSON file")
         sub.add_argument("--config", help="YAML file of options (flags win over it)")
+        sub.add_argument(
+            "--trust-remote-code",
+            action="store_true",
+            help="allow a model that ships its own Python code to run it (off by default)",
+        )
         sub.add_argument("--debug", action="store_true", help="show tracebacks on errors")
         _add_dataclass(sub, DataConfig, "data")
         if name == "compress":
@@ -125,12 +130,13 @@ def run(args: argparse.Namespace) -> dict:
 
     data = _config(DataConfig, args)
     training = _config(TrainingConfig, args)
+    trust = args.trust_remote_code
     if args.command == "finetune":
-        return finetune(args.model, data, training, args.output, args.overwrite)
+        return finetune(args.model, data, training, args.output, args.overwrite, trust)
     if args.command == "compress":
         theseus = _config(TheseusConfig, args)
-        return compress(args.model, data, training, theseus, args.output, args.overwrite)
-    return evaluate_model(args.model, data, training)
+        return compress(args.model, data, training, theseus, args.output, args.overwrite, trust)
+    return evaluate_model(args.model, data, training, trust)
 
 
 def report(command: str, metrics: dict) -> str:

@@ -12,7 +12,11 @@ import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+)
 
 from .arch import find_layers_path
 from .data import DataError, TaskData, load_task_data
@@ -65,8 +69,14 @@ class ModelError(ValueError):
     """The model cannot be loaded or does not fit the task."""
 
 
-def load_model(name: str, **kwargs) -> tuple[PreTrainedModel, object]:
-    """Load a sequence classifier and its tokenizer from a folder or a Hub id."""
+def load_model(
+    name: str, trust_remote_code: bool = False, **kwargs
+) -> tuple[PreTrainedModel, object]:
+    """Load a sequence classifier and its tokenizer from a folder or a Hub id.
+
+    Code shipped with a model runs only with `trust_remote_code=True`; it is passed as
+    False otherwise, so transformers neither runs it nor stops to ask.
+    """
     local = Path(name)
     if local.exists() and not (local / "config.json").is_file():
         raise ModelError(
@@ -74,14 +84,27 @@ def load_model(name: str, **kwargs) -> tuple[PreTrainedModel, object]:
             "'theseus finetune' or save_pretrained, or a Hub id"
         )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForSequenceClassification.from_pretrained(name, **kwargs)
+        # The model first: a folder with custom code is refused here, with that reason.
+        model = AutoModelForSequenceClassification.from_pretrained(
+            name, trust_remote_code=trust_remote_code, **kwargs
+        )
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "custom code" in str(error):
+            raise ModelError(
+                f"model '{name}' ships its own code, which runs only if you pass "
+                "--trust-remote-code (read that code first)"
+            ) from None
         raise ModelError(
-            f"cannot load model '{name}': {first} (check the path, or the Hub id and network)"
+            f"cannot load model '{name}': {_first_line(error)} (check the path, or the Hub id "
+            "and network)"
         ) from None
     return model, tokenizer
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def read_data(data: DataConfig, training: TrainingConfig, model_labels=None, need_train=True):
@@ -94,7 +117,12 @@ def read_data(data: DataConfig, training: TrainingConfig, model_labels=None, nee
 
 
 def finetune(
-    model: str, data: DataConfig, training: TrainingConfig, output: str, overwrite: bool = False
+    model: str,
+    data: DataConfig,
+    training: TrainingConfig,
+    output: str,
+    overwrite: bool = False,
+    trust_remote_code: bool = False,
 ) -> dict:
     """Fine-tune a pretrained encoder on the task: the predecessor of a later `compress`."""
     out = OutputDir(output, overwrite, training.resume)
@@ -102,6 +130,7 @@ def finetune(
     task = task_data.task
     predecessor, tokenizer = load_model(
         model,
+        trust_remote_code,
         num_labels=task.num_labels,
         id2label=task.id2label,
         label2id={v: k for k, v in task.id2label.items()},
@@ -119,11 +148,12 @@ def compress(
     theseus: TheseusConfig,
     output: str,
     overwrite: bool = False,
+    trust_remote_code: bool = False,
 ) -> dict:
     """Compress a fine-tuned predecessor by module replacing; save the merged successor."""
     theseus.validate()
     out = OutputDir(output, overwrite, training.resume)
-    predecessor, tokenizer = load_model(model)
+    predecessor, tokenizer = load_model(model, trust_remote_code)
     # Fail on a bad depth or architecture now, not after reading data and scoring the model.
     theseus.modules(
         len(predecessor.get_submodule(find_layers_path(predecessor, theseus.layers_path)))
@@ -152,9 +182,11 @@ def compress(
     )
 
 
-def evaluate_model(model: str, data: DataConfig, training: TrainingConfig) -> dict:
+def evaluate_model(
+    model: str, data: DataConfig, training: TrainingConfig, trust_remote_code: bool = False
+) -> dict:
     """Score a saved model on the task's dev split(s), and on --test-file when given."""
-    classifier, tokenizer = load_model(model)
+    classifier, tokenizer = load_model(model, trust_remote_code)
     task_data = read_data(data, training, _model_labels(classifier), need_train=False)
     _check_labels(classifier, task_data)
     accelerator = make_accelerator(training)

@@ -1,0 +1,191 @@
+"""Every bad input: exit code 2, one line naming the problem and the fix, nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from transformers import AlbertConfig, AlbertForSequenceClassification, BertTokenizerFast
+
+from bert_theseus.cli import main
+
+
+def sst2_files(folder: Path, train: str = "sentence\tlabel\ngood movie\t1\nbad movie\t0\n"):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.tsv").write_text(train)
+    (folder / "dev.tsv").write_text("sentence\tlabel\nfine\t1\n")
+    return folder
+
+
+def stsb_files(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for split in ("train", "dev"):
+        (folder / f"{split}.tsv").write_text("sentence1\tsentence2\tscore\na\tb\t3.5\n")
+    return folder
+
+
+def remote_code_dir(folder: Path) -> Path:
+    """A model folder whose config asks for its own code; running it would leave a marker."""
+    folder.mkdir()
+    (folder / "config.json").write_text(
+        '{"model_type": "custom", "auto_map": {"AutoConfig": "code.Config", '
+        '"AutoModelForSequenceClassification": "code.Model"}}'
+    )
+    (folder / "code.py").write_text(f"open({str(folder / 'RAN')!r}, 'w').write('x')\n")
+    return folder
+
+
+def albert_dir(folder: Path, tokenizer_dir: Path) -> Path:
+    config = AlbertConfig(
+        vocab_size=128,
+        hidden_size=32,
+        num_attention_heads=4,
+        intermediate_size=48,
+        embedding_size=16,
+        num_hidden_layers=4,
+    )
+    AlbertForSequenceClassification(config).save_pretrained(folder)
+    BertTokenizerFast.from_pretrained(tokenizer_dir).save_pretrained(folder)
+    return folder
+
+
+# name: (argv builder from (tmp, model, data, tokenizer_dir), expected message)
+CASES = {
+    "model missing": (
+        lambda t, m, d, k: ["--model", str(t / "nope" / "model"), "--data-dir", str(d)],
+        "cannot load model",
+    ),
+    "not a model": (
+        lambda t, m, d, k: ["--model", str(d), "--data-dir", str(d)],
+        "is not a model folder (no config.json)",
+    ),
+    "albert": (
+        lambda t, m, d, k: ["--model", str(albert_dir(t / "albert", k)), "--data-dir", str(d)],
+        "ALBERT reuses one shared layer",
+    ),
+    "custom code without the flag": (
+        lambda t, m, d, k: ["--model", str(remote_code_dir(t / "remote")), "--data-dir", str(d)],
+        "ships its own code, which runs only if you pass --trust-remote-code",
+    ),
+    "depth does not divide": (
+        lambda t, m, d, k: ["--model", str(m), "--data-dir", str(d), "--successor-layers", "3"],
+        "successor depth 3 does not divide the predecessor depth 4",
+    ),
+    "unknown task": (
+        lambda t, m, d, k: ["--model", str(m), "--data-dir", str(d), "--task", "sst3"],
+        "unknown task 'sst3'",
+    ),
+    "missing data file": (
+        lambda t, m, d, k: ["--model", str(m), "--data-dir", str(t / "empty-dir")],
+        "missing data file",
+    ),
+    "malformed row": (
+        lambda t, m, d, k: [
+            "--model",
+            str(m),
+            "--data-dir",
+            str(sst2_files(t / "bad", "sentence\tlabel\ngood\t1\nbad\n")),
+        ],
+        "train.tsv:3: expected 2 fields",
+    ),
+    "label outside the set": (
+        lambda t, m, d, k: [
+            "--model",
+            str(m),
+            "--data-dir",
+            str(sst2_files(t / "bad", "sentence\tlabel\ngood\t1\nbad\t5\n")),
+        ],
+        "train.tsv:3: label '5' is not in the task's label set",
+    ),
+    "empty split": (
+        lambda t, m, d, k: [
+            "--model",
+            str(m),
+            "--data-dir",
+            str(sst2_files(t / "bad", "sentence\tlabel\n")),
+        ],
+        "has no examples: the split is empty",
+    ),
+    "label count disagrees": (
+        lambda t, m, d, k: [
+            "--model",
+            str(m),
+            "--data-dir",
+            str(stsb_files(t / "STS-B")),
+            "--task",
+            "stsb",
+        ],
+        "the model has 2 output label(s) but task 'stsb' has 1",
+    ),
+    "rate outside (0, 1]": (
+        lambda t, m, d, k: ["--model", str(m), "--data-dir", str(d), "--replacing-rate", "0"],
+        "replacing_rate 0.0 is outside (0, 1]",
+    ),
+    "non-positive k": (
+        lambda t, m, d, k: ["--model", str(m), "--data-dir", str(d), "--k", "-0.01"],
+        "k -0.01 must be positive",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input(case, tmp_path, tiny_bert_dir, sst2_dir, tokenizer_dir, capsys):
+    build, message = CASES[case]
+    argv = build(tmp_path, tiny_bert_dir, sst2_dir, tokenizer_dir)
+    inputs = set(tmp_path.rglob("*"))
+    full = [
+        "compress",
+        "--task",
+        "sst2",
+        "--successor-layers",
+        "2",
+        "--output",
+        str(tmp_path / "out"),
+        "--max-steps",
+        "2",
+        "--mixed-precision",
+        "no",
+        *argv,
+    ]
+    # A case that names --task or --successor-layers again overrides the default: the last wins.
+    code = main(full)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("theseus: error: ") and "\n" not in err, err
+    assert message in err
+    assert set(tmp_path.rglob("*")) == inputs, "a failed command must write nothing"
+
+
+def test_infinite_loss_stops_and_names_the_step(tmp_path, tiny_bert_dir, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = "text\tscore\ngood\t1e38\nbad\t-1e38\n"  # the squared error overflows float32
+    (data / "train.tsv").write_text(rows)
+    (data / "dev.tsv").write_text(rows)
+    inputs = set(tmp_path.rglob("*"))
+    code = main(
+        [
+            "finetune",
+            "--model",
+            str(tiny_bert_dir),
+            "--train-file",
+            str(data / "train.tsv"),
+            "--dev-file",
+            str(data / "dev.tsv"),
+            "--regression",
+            "--text-columns",
+            "text",
+            "--label-column",
+            "score",
+            "--output",
+            str(tmp_path / "out"),
+            "--max-steps",
+            "3",
+            "--mixed-precision",
+            "no",
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert "loss became inf at step 1" in err and "no checkpoint" in err
+    assert set(tmp_path.rglob("*")) == inputs
