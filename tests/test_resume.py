@@ -72,35 +72,38 @@ def uninterrupted(tmp_path_factory, dropout_bert_dir, sst2_dir) -> Path:
     return output
 
 
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_run_resumes_to_identical_weights(
-    signum, uninterrupted, dropout_bert_dir, sst2_dir, tmp_path
-):
-    output = tmp_path / "successor"
-    checkpoints = tmp_path / ".successor.partial" / "checkpoints"
-    kill_after = random.randint(3, STEPS // 2)  # a checkpoint step; the kill lands after it
-    command = [
-        sys.executable,
-        "-m",
-        "bert_theseus.cli",
-        *compress_args(dropout_bert_dir, sst2_dir, output),
-    ]
+def interrupt(args: list[str], partial: Path, after_step: int, signum: int) -> bytes:
+    """Run `theseus ARGS` in a child process; send it `signum` once checkpoint `after_step`
+    (or a later one) exists, so the signal lands somewhere in the steps that follow."""
+    checkpoints = partial / "checkpoints"
+    command = [sys.executable, "-m", "bert_theseus.cli", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
         steps = [int(p.name.split("-")[1]) for p in checkpoints.glob("step-???????")]
-        if steps and max(steps) >= kill_after:
+        if steps and max(steps) >= after_step:
             break
         time.sleep(0.005)
     process.send_signal(signum)
     _, err = process.communicate(timeout=120)
     assert process.returncode == (-9 if signum == signal.SIGKILL else 130), err.decode()[-500:]
+    return err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_resumes_to_identical_weights(
+    signum, uninterrupted, dropout_bert_dir, sst2_dir, tmp_path
+):
+    output = tmp_path / "successor"
+    args = compress_args(dropout_bert_dir, sst2_dir, output)
+    kill_after = random.randint(3, STEPS // 2)  # a checkpoint step; the kill lands after it
+    err = interrupt(args, tmp_path / ".successor.partial", kill_after, signum)
     assert not output.exists(), "an interrupted run must not look finished"
     if signum == signal.SIGTERM:
         assert b"--resume auto" in err
 
-    assert main([*compress_args(dropout_bert_dir, sst2_dir, output), "--resume", "auto"]) == 0
+    assert main([*args, "--resume", "auto"]) == 0
     expected = load_file(uninterrupted / "model.safetensors")
     resumed = load_file(output / "model.safetensors")
     assert expected.keys() == resumed.keys()
@@ -108,6 +111,17 @@ def test_killed_run_resumes_to_identical_weights(
         assert (tensor == resumed[name]).all(), f"{name} differs (killed after step {kill_after})"
     assert records(output) == records(uninterrupted)
     assert not (output / "checkpoints").exists()
+
+
+def test_resume_with_other_settings_is_refused(dropout_bert_dir, sst2_dir, tmp_path, capsys):
+    output = tmp_path / "successor"
+    args = compress_args(dropout_bert_dir, sst2_dir, output)
+    interrupt(args, tmp_path / ".successor.partial", 3, signal.SIGTERM)
+    before = sorted(p.name for p in (tmp_path / ".successor.partial").rglob("*"))
+    assert main([*args, "--resume", "auto", "--batch-size", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "belongs to a different run (batch_size 8 -> 4)" in err and "\n" not in err.strip()
+    assert sorted(p.name for p in (tmp_path / ".successor.partial").rglob("*")) == before
 
 
 def test_new_run_refuses_to_wipe_resumable_checkpoints(dropout_bert_dir, sst2_dir, tmp_path):

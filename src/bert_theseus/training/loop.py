@@ -153,7 +153,9 @@ def train(
     checkpoints = run_dir / "checkpoints" if main else None
 
     state = _State()
+    settings = _trajectory_settings(config, method, total)
     if resume is not None:
+        _check_same_run(resume, settings)
         state = _resume(resume, model, optimizer, schedule, method, order)
     log = _Log(run_dir / "train_log.jsonl" if main else None, state.log_offset)
     progress = TrainingProgress(total, enabled=accelerator.is_local_main_process)
@@ -169,7 +171,7 @@ def train(
             _snapshot(model),
             state.best_weights,
             optimizer,
-            state.to_json(schedule),
+            {**state.to_json(schedule), "settings": settings},
             {"data_order": state.epoch_order, **method.generator_states()},
             config.keep_checkpoints,
         )
@@ -269,6 +271,33 @@ class _State:
             "seconds",
         )
         return {**{k: getattr(self, k) for k in keys}, "schedule": schedule.state_dict()}
+
+
+def _trajectory_settings(config: TrainingConfig, method: Method, total: int) -> dict:
+    """The settings that decide a run's path; a resume must use the same ones."""
+    fixed = (
+        "batch_size",
+        "learning_rate",
+        "weight_decay",
+        "warmup_ratio",
+        "max_grad_norm",
+        "max_length",
+        "eval_steps",
+        "seed",
+        "mixed_precision",
+        "max_train_samples",
+    )
+    return {"method": method.name, "total_steps": total, **{k: getattr(config, k) for k in fixed}}
+
+
+def _check_same_run(checkpoint: Checkpoint, settings: dict) -> None:
+    saved = checkpoint.state.get("settings", {})
+    changed = [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in settings.items() if saved.get(k) != v]
+    if changed:
+        raise TrainingError(
+            f"checkpoint {checkpoint.path.name} belongs to a different run ({'; '.join(changed)}):"
+            " resume with the original command, or start over with --overwrite"
+        )
 
 
 def _resume(checkpoint: Checkpoint, model, optimizer, schedule, method, order) -> _State:
