@@ -259,18 +259,20 @@ class _State:
     log_offset: int | None = None
     seconds: float = 0.0
 
+    # Fields saved in state.json as they are (weights and generators go to safetensors).
+    SAVED = (
+        "epoch",
+        "position",
+        "running",
+        "best_score",
+        "best_step",
+        "best_dev",
+        "log_offset",
+        "seconds",
+    )
+
     def to_json(self, schedule) -> dict:
-        keys = (
-            "epoch",
-            "position",
-            "running",
-            "best_score",
-            "best_step",
-            "best_dev",
-            "log_offset",
-            "seconds",
-        )
-        return {**{k: getattr(self, k) for k in keys}, "schedule": schedule.state_dict()}
+        return {**{k: getattr(self, k) for k in self.SAVED}, "schedule": schedule.state_dict()}
 
 
 def _trajectory_settings(config: TrainingConfig, method: Method, total: int) -> dict:
@@ -309,21 +311,11 @@ def _resume(checkpoint: Checkpoint, model, optimizer, schedule, method, order) -
     epoch_order = generators.pop("data_order")
     order.set_state(epoch_order)  # the resumed epoch replays its order, then skips ahead
     method.set_generator_states(generators)
-    keys = (
-        "epoch",
-        "position",
-        "running",
-        "best_score",
-        "best_step",
-        "best_dev",
-        "log_offset",
-        "seconds",
-    )
     return _State(
         step=saved["step"],
         best_weights=checkpoint.best,
         epoch_order=epoch_order,
-        **{k: saved[k] for k in keys},
+        **{k: saved[k] for k in _State.SAVED},
     )
 
 
