@@ -13,5 +13,5 @@ data=(--train-file "$out/data/train.jsonl" --dev-file "$out/data/dev.jsonl"
 
 theseus finetune --model "$minilm" "${data[@]}" --epochs 1 \
     --output "$out/teacher" --overwrite
-theseus compress --model "$out/teacher" "${data[@]}" --epochs 2 \
+theseus compress --model "$out/teacher" "${data[@]}" --epochs 8 \
     --successor-layers 3 --scheduler linear --output "$out/successor" --overwrite
