@@ -8,17 +8,20 @@ hits them alike), with the same Bernoulli draws for every Theseus step:
   successor    the merged successor alone, its layers trained (the same parameters)
   predecessor  plain fine-tuning of the whole predecessor
 Peak memory: on CUDA the allocator's peak per variant; on CPU each variant runs again in a
-child process and reports how far its resident set grew over the steps (ru_maxrss).
+child process that samples its resident set every millisecond during the steps and reports
+the peak above what it held before them (model, optimizer and batches already loaded).
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
-import resource
+import os
 import statistics
 import sys
+import threading
 import time
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification
@@ -131,10 +134,26 @@ def _child_peak(variant: str, args) -> float:
     config = stepper.model.config
     data = batches(args, config.vocab_size, config.num_labels)
     choices = draws(args, args.successor_layers)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss would report the peak of loading the model; sample the current RSS instead.
+    before, peak, done = _rss_mib(), [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_mib())
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     for batch, choice in zip(data, choices, strict=True):
         stepper.step(batch, choice)
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    done.set()
+    sampler.join()
+    return peak[0] - before
+
+
+def _rss_mib() -> float:
+    resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def main(argv: list[str] | None = None) -> None:

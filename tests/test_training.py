@@ -151,3 +151,11 @@ def test_finetune_trains_every_parameter_and_keeps_the_best_dev_checkpoint(featu
     assert result.best_step == max(scores, key=lambda s: (scores[s], -s))
     changed = [n for n, p in model.state_dict().items() if not torch.equal(p, initial[n])]
     assert "bert.embeddings.word_embeddings.weight" in changed and "classifier.weight" in changed
+
+
+def test_runs_with_different_precisions_share_one_process():
+    # Accelerate keeps one global state; a second run asking for another precision must work.
+    first = make_accelerator(TrainingConfig(mixed_precision="no", device="cpu"))
+    assert first.mixed_precision == "no"
+    second = make_accelerator(TrainingConfig(mixed_precision="bf16", device="cpu"))
+    assert second.mixed_precision == "bf16"

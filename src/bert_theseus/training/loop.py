@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from torch import nn
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
@@ -96,6 +97,13 @@ def make_accelerator(config: TrainingConfig) -> Accelerator:
             precision = "bf16" if cpu_has_fast_bf16() else "no"
         else:
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    # Accelerate keeps one global state per process and refuses a second precision; several
+    # runs in one process (the Python API, tests) need it dropped. The process group, held
+    # by PartialState, stays.
+    shared = AcceleratorState._shared_state
+    on_cpu = getattr(shared.get("device"), "type", None) == "cpu"
+    if shared and (shared.get("_mixed_precision"), on_cpu) != (precision, cpu):
+        AcceleratorState._reset_state()
     # Theseus leaves unchosen modules unused in a step; DDP must be told.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     return Accelerator(mixed_precision=precision, cpu=cpu, kwargs_handlers=[ddp])
