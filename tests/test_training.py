@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from tiny import tiny_model
 from transformers import BertTokenizerFast
 
@@ -159,3 +160,40 @@ def test_runs_with_different_precisions_share_one_process():
     assert first.mixed_precision == "no"
     second = make_accelerator(TrainingConfig(mixed_precision="bf16", device="cpu"))
     assert second.mixed_precision == "bf16"
+
+
+def test_finetune_with_a_new_head_is_reproducible(tiny_bert_dir, tmp_path):
+    # The new classifier is drawn while loading; without seeding first it differs per run.
+    from bert_theseus.cli import main
+
+    rows = "text\tlabel\nw1 good\ta\nw2 bad\tb\nw3\tc\n"  # 3 labels: a new head
+    (tmp_path / "train.tsv").write_text(rows)
+    weights = []
+    for run in ("one", "two"):
+        torch.manual_seed(len(run) * 1000 + len(weights))  # disturb the global generator
+        assert (
+            main(
+                [
+                    "finetune",
+                    "--model",
+                    str(tiny_bert_dir),
+                    "--train-file",
+                    str(tmp_path / "train.tsv"),
+                    "--dev-file",
+                    str(tmp_path / "train.tsv"),
+                    "--text-columns",
+                    "text",
+                    "--output",
+                    str(tmp_path / run),
+                    "--max-steps",
+                    "2",
+                    "--mixed-precision",
+                    "no",
+                ]
+            )
+            == 0
+        )
+        weights.append(load_file(tmp_path / run / "model.safetensors"))
+    assert weights[0]["classifier.weight"].shape == (3, 32)
+    for name, tensor in weights[0].items():
+        assert torch.equal(tensor, weights[1][name]), name

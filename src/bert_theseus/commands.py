@@ -12,6 +12,7 @@ import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from accelerate.utils import set_seed
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -128,6 +129,7 @@ def finetune(
     out = OutputDir(output, overwrite, training.resume)
     task_data = read_data(data, training)
     task = task_data.task
+    set_seed(training.seed)  # a new classification head is drawn while loading
     predecessor, tokenizer = load_model(
         model,
         trust_remote_code,
