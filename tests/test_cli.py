@@ -83,6 +83,8 @@ def test_compress_then_evaluate(finetuned, sst2_dir, tmp_path, capsys):
             "12",
             "--eval-steps",
             "6",
+            "--test-file",
+            str(sst2_dir / "dev.tsv"),  # the dev rows again, so test must score as dev does
             *FAST,
         ]
     )
@@ -95,6 +97,8 @@ def test_compress_then_evaluate(finetuned, sst2_dir, tmp_path, capsys):
     assert metrics["layers"] == 2 and metrics["predecessor_layers"] == 4
     assert metrics["parameters"] < metrics["predecessor_parameters"]
     assert metrics["speedup"] > 0 and "retention_percent" in metrics
+    assert metrics["test"] == pytest.approx(metrics["dev"]["dev"])
+    assert metrics["predecessor_dev"]["test"] == metrics["predecessor_dev"]["dev"]
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     rates = [r["replacing_rate"] for r in log if "replacing_rate" in r]
     assert rates == sorted(rates) and rates[-1] == 1.0

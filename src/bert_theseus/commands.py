@@ -163,11 +163,8 @@ def compress(
     task_data = read_data(data, training, _model_labels(predecessor))
     _check_labels(predecessor, task_data)
     accelerator = make_accelerator(training)
-    dev = _encode_dev(task_data, tokenizer, training)
-    before = {
-        split: evaluate(predecessor, accelerator.prepare(loader), task_data.task, accelerator)
-        for split, loader in dev.items()
-    }
+    features = _encode_splits(task_data, tokenizer, training)
+    before = _score(predecessor, features, tokenizer, training, task_data, accelerator)
     reference = copy.deepcopy(predecessor)  # module replacing changes the model in place
     method = TheseusMethod(theseus, seed=training.seed)
     settings = {"model": model, "data": asdict(data), "theseus": asdict(theseus)}
@@ -181,6 +178,7 @@ def compress(
         settings,
         (reference, before),
         accelerator,
+        features,
     )
 
 
@@ -192,11 +190,8 @@ def evaluate_model(
     task_data = read_data(data, training, _model_labels(classifier), need_train=False)
     _check_labels(classifier, task_data)
     accelerator = make_accelerator(training)
-    loaders = _encode_dev(task_data, tokenizer, training)
-    return {
-        split: evaluate(classifier, accelerator.prepare(loader), task_data.task, accelerator)
-        for split, loader in loaders.items()
-    }
+    features = _encode_splits(task_data, tokenizer, training)
+    return _score(classifier, features, tokenizer, training, task_data, accelerator)
 
 
 def _run(
@@ -209,17 +204,17 @@ def _run(
     settings: dict,
     predecessor: tuple[PreTrainedModel, dict] | None = None,
     accelerator=None,
+    features: dict[str, list[dict]] | None = None,
 ) -> dict:
     """Train, then save the final model and the run's files; `predecessor` is the original
-    model and its dev scores, for retention and speed-up."""
+    model and its dev scores, for retention and speed-up; `features` the encoded dev (and
+    test) splits, when the caller has them already."""
     accelerator = accelerator or make_accelerator(training)
     task = task_data.task
-    regression = task.is_regression
-    train_features = encode(task_data.train, tokenizer, training.max_length, regression)
-    dev_features = {
-        split: encode(examples, tokenizer, training.max_length, regression)
-        for split, examples in task_data.dev.items()
-    }
+    train_features = encode(task_data.train, tokenizer, training.max_length, task.is_regression)
+    if features is None:
+        features = _encode_splits(task_data, tokenizer, training)
+    dev_features = {split: f for split, f in features.items() if split != "test"}
     resume = out.resume_from()
     checkpoint = load_checkpoint(resume) if resume else None
     folder = out.open() if accelerator.is_main_process else None
@@ -249,9 +244,9 @@ def _run(
             "layers": final.config.num_hidden_layers,
             "data": task_data.sources,
         }
-        if task_data.test:
-            loader = _eval_loader(task_data.test, tokenizer, training, regression)
-            metrics["test"] = evaluate(final, accelerator.prepare(loader), task, accelerator)
+        if "test" in features:
+            test = {"test": features["test"]}
+            metrics.update(_score(final, test, tokenizer, training, task_data, accelerator))
         if predecessor is not None:
             reference, before = predecessor
             metrics["predecessor_dev"] = before
@@ -294,20 +289,29 @@ def _compare(reference, final, training, accelerator, before, result) -> dict:
     }
 
 
-def _encode_dev(task_data: TaskData, tokenizer, training: TrainingConfig) -> dict:
+def _encode_splits(task_data: TaskData, tokenizer, training: TrainingConfig) -> dict:
+    """Tokenised dev splits, plus "test" when a test file was given."""
     splits = dict(task_data.dev)
     if task_data.test:
         splits["test"] = task_data.test
     regression = task_data.task.is_regression
     return {
-        split: _eval_loader(examples, tokenizer, training, regression)
+        split: encode(examples, tokenizer, training.max_length, regression)
         for split, examples in splits.items()
     }
 
 
-def _eval_loader(examples, tokenizer, training: TrainingConfig, regression: bool):
-    features = encode(examples, tokenizer, training.max_length, regression)
-    return make_loader(features, tokenizer, training.eval_batch_size, False)
+def _score(model, features: dict, tokenizer, training, task_data: TaskData, accelerator) -> dict:
+    """Metrics of `model` on each encoded split."""
+    return {
+        split: evaluate(
+            model,
+            accelerator.prepare(make_loader(f, tokenizer, training.eval_batch_size, False)),
+            task_data.task,
+            accelerator,
+        )
+        for split, f in features.items()
+    }
 
 
 def _model_labels(model: PreTrainedModel) -> list[str] | None:

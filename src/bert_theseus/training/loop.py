@@ -215,8 +215,9 @@ def train(
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
-                state.step, state.position = step + 1, state.position + 1
-                step += 1
+                state.step += 1
+                state.position += 1
+                step = state.step
                 state.running.append(loss.item())
                 record = {"step": step, "epoch": round(step / len(loader), 4), **values}
                 record["learning_rate"] = schedule.get_last_lr()[0]
