@@ -21,6 +21,8 @@ examples:
   theseus compress --model runs/teacher --task sst2 --data-dir GLUE/SST-2 \\
                    --successor-layers 6 --scheduler linear --output runs/successor
   theseus evaluate --model runs/successor --task sst2 --data-dir GLUE/SST-2
+  theseus compare  --model runs/teacher --task rte --data-dir GLUE/RTE --successor-layers 3 \
+                   --methods theseus kd pkd truncated --seeds 1 2 3 --output runs/compare
 """
 
 
@@ -43,14 +45,18 @@ def _add_dataclass(parser: argparse.ArgumentParser, cls, title: str) -> None:
         elif kind == list[list[int]]:
             group.add_argument(_flag(f.name), type=json.loads, help=help_text + " (JSON)")
         elif typing.get_origin(kind) is list:
-            group.add_argument(_flag(f.name), nargs="+", help=help_text)
+            item = typing.get_args(kind)[0]
+            item = item if item in (int, float) else None
+            group.add_argument(_flag(f.name), nargs="+", type=item, help=help_text)
         else:
             shown = f" (default: {default})" if default is not None else ""
             group.add_argument(_flag(f.name), type=kind, help=help_text + shown)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .commands import DataConfig
+    from .commands import METHODS, DataConfig
+    from .compare import CompareConfig
+    from .distill import DistillConfig
     from .theseus import TheseusConfig
     from .training import TrainingConfig
 
@@ -67,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "finetune": "fine-tune a pretrained encoder on a task (the predecessor)",
         "compress": "compress a fine-tuned predecessor by module replacing (the successor)",
         "evaluate": "score a saved model on a task's dev (and test) data",
+        "compare": "run several methods x seeds on one predecessor and tabulate them",
     }
     for name, text in about.items():
         sub = commands.add_parser(
@@ -95,7 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--debug", action="store_true", help="show tracebacks on errors")
         _add_dataclass(sub, DataConfig, "data")
         if name == "compress":
-            _add_dataclass(sub, TheseusConfig, "module replacing")
+            sub.add_argument(
+                "--method",
+                choices=METHODS,
+                default="theseus",
+                help="theseus (module replacing), theseus-kd (plus soft targets), or a "
+                "baseline at the same size: truncated, kd, pkd (default: theseus)",
+            )
+        if name == "compare":
+            _add_dataclass(sub, CompareConfig, "comparison")
+        if name in ("compress", "compare"):
+            _add_dataclass(sub, TheseusConfig, "module replacing (and the student size)")
+            _add_dataclass(sub, DistillConfig, "distillation (theseus-kd, kd, pkd)")
         _add_dataclass(sub, TrainingConfig, "training")
     return parser
 
@@ -125,6 +143,8 @@ def _config(cls, args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> dict:
     from .commands import DataConfig, compress, evaluate_model, finetune
+    from .compare import CompareConfig, compare
+    from .distill import DistillConfig
     from .theseus import TheseusConfig
     from .training import TrainingConfig
 
@@ -133,14 +153,33 @@ def run(args: argparse.Namespace) -> dict:
     trust = args.trust_remote_code
     if args.command == "finetune":
         return finetune(args.model, data, training, args.output, args.overwrite, trust)
+    if args.command == "evaluate":
+        return evaluate_model(args.model, data, training, trust)
+    theseus, distill = _config(TheseusConfig, args), _config(DistillConfig, args)
     if args.command == "compress":
-        theseus = _config(TheseusConfig, args)
-        return compress(args.model, data, training, theseus, args.output, args.overwrite, trust)
-    return evaluate_model(args.model, data, training, trust)
+        return compress(
+            args.model,
+            data,
+            training,
+            theseus,
+            args.output,
+            args.overwrite,
+            trust,
+            args.method,
+            distill,
+        )
+    settings = _config(CompareConfig, args)
+    return compare(
+        args.model, data, training, theseus, distill, settings, args.output, args.overwrite, trust
+    )
 
 
 def report(command: str, metrics: dict) -> str:
     """A short human summary of a finished run."""
+    if command == "compare":
+        from .compare import _markdown
+
+        return _markdown(metrics, metrics["methods"]) + f"(written to {metrics['output']})"
     if command == "evaluate":
         return "\n".join(
             f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in values.items())
@@ -214,6 +253,7 @@ def _is_user_error(error: Exception) -> bool:
     from .arch import ArchitectureError
     from .commands import ModelError
     from .data import DataError, TaskError
+    from .distill import DistillConfigError
     from .runs import RunError
     from .theseus import TheseusConfigError
     from .training import TrainingError
@@ -225,6 +265,7 @@ def _is_user_error(error: Exception) -> bool:
         TaskError,
         RunError,
         TheseusConfigError,
+        DistillConfigError,
         TrainingError,
     )
     return isinstance(error, user)

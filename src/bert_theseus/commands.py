@@ -22,6 +22,15 @@ from transformers import (
 from .arch import find_layers_path
 from .data import DataError, TaskData, load_task_data
 from .data.loading import encode, make_loader
+from .distill import (
+    DistillConfig,
+    Distiller,
+    KDMethod,
+    TheseusKDMethod,
+    TruncatedMethod,
+    pkd_layer_map,
+    truncate,
+)
 from .runs import OutputDir, plot_training, write_json
 from .speed import count_parameters, measure_latency
 from .theseus import TheseusConfig, TheseusMethod
@@ -68,6 +77,10 @@ class DataConfig:
 
 class ModelError(ValueError):
     """The model cannot be loaded or does not fit the task."""
+
+
+# Every way `compress` can shrink a predecessor; all give a student of the successor's size.
+METHODS = ("theseus", "theseus-kd", "truncated", "kd", "pkd")
 
 
 def load_model(
@@ -151,35 +164,88 @@ def compress(
     output: str,
     overwrite: bool = False,
     trust_remote_code: bool = False,
+    method: str = "theseus",
+    distill: DistillConfig | None = None,
 ) -> dict:
-    """Compress a fine-tuned predecessor by module replacing; save the merged successor."""
-    theseus.validate()
+    """Compress a fine-tuned predecessor to the successor's depth and save the result.
+
+    `method` is module replacing ("theseus"), module replacing with soft targets
+    ("theseus-kd"), or a baseline on the truncated predecessor ("truncated", "kd", "pkd").
+    """
+    distill = distill or DistillConfig()
+    _check_method(method, theseus, distill)
     out = OutputDir(output, overwrite, training.resume)
     predecessor, tokenizer = load_model(model, trust_remote_code)
     # Fail on a bad depth or architecture now, not after reading data and scoring the model.
-    theseus.modules(
-        len(predecessor.get_submodule(find_layers_path(predecessor, theseus.layers_path)))
-    )
+    _successor_depth(predecessor, theseus)
     task_data = read_data(data, training, _model_labels(predecessor))
     _check_labels(predecessor, task_data)
     accelerator = make_accelerator(training)
     features = _encode_splits(task_data, tokenizer, training)
     before = _score(predecessor, features, tokenizer, training, task_data, accelerator)
-    reference = copy.deepcopy(predecessor)  # module replacing changes the model in place
-    method = TheseusMethod(theseus, seed=training.seed)
-    settings = {"model": model, "data": asdict(data), "theseus": asdict(theseus)}
+    regression = task_data.task.is_regression
+    student, plugin = build_method(method, predecessor, theseus, distill, training.seed, regression)
+    settings = {"model": model, "data": asdict(data), **method_settings(method, theseus, distill)}
     return _run(
-        method,
-        predecessor,
+        plugin,
+        student,
         tokenizer,
         task_data,
         training,
         out,
         settings,
-        (reference, before),
+        (predecessor, before),
         accelerator,
         features,
     )
+
+
+def build_method(
+    name: str,
+    predecessor: PreTrainedModel,
+    theseus: TheseusConfig,
+    distill: DistillConfig,
+    seed: int,
+    regression: bool,
+) -> tuple[PreTrainedModel, Method]:
+    """The model to train and the method that trains it. `predecessor` itself is not
+    trained (it may become the frozen teacher), so it stays the reference for speed-ups.
+    """
+    depth = _successor_depth(predecessor, theseus)
+    if name in ("theseus", "theseus-kd"):
+        compound = copy.deepcopy(predecessor)  # module replacing changes its model in place
+        if name == "theseus":
+            return compound, TheseusMethod(theseus, seed=seed)
+        distiller = Distiller(predecessor, distill, regression)
+        return compound, TheseusKDMethod(theseus, distiller, seed=seed)
+    student = truncate(predecessor, depth, theseus.layers_path)
+    if name == "truncated":
+        return student, TruncatedMethod()
+    layer_map = None
+    if name == "pkd":
+        layers = predecessor.config.num_hidden_layers
+        layer_map = pkd_layer_map(layers, depth, distill)
+    return student, KDMethod(Distiller(predecessor, distill, regression, layer_map))
+
+
+def method_settings(name: str, theseus: TheseusConfig, distill: DistillConfig) -> dict:
+    """The configuration a method's run depends on, for run_config.json."""
+    settings: dict = {"method": name, "theseus": asdict(theseus)}
+    if name in ("theseus-kd", "kd", "pkd"):
+        settings["distill"] = asdict(distill)
+    return settings
+
+
+def _check_method(name: str, theseus: TheseusConfig, distill: DistillConfig) -> None:
+    if name not in METHODS:
+        raise ModelError(f"unknown method '{name}': use one of {', '.join(METHODS)}")
+    theseus.validate()
+    distill.validate()
+
+
+def _successor_depth(predecessor: PreTrainedModel, theseus: TheseusConfig) -> int:
+    layers = predecessor.get_submodule(find_layers_path(predecessor, theseus.layers_path))
+    return len(theseus.modules(len(layers)))
 
 
 def evaluate_model(
@@ -205,10 +271,12 @@ def _run(
     predecessor: tuple[PreTrainedModel, dict] | None = None,
     accelerator=None,
     features: dict[str, list[dict]] | None = None,
+    measure_speed: bool = True,
 ) -> dict:
     """Train, then save the final model and the run's files; `predecessor` is the original
     model and its dev scores, for retention and speed-up; `features` the encoded dev (and
-    test) splits, when the caller has them already."""
+    test) splits, when the caller has them already. `measure_speed=False` leaves the
+    speed-up to the caller (`compare` times all its runs side by side)."""
     accelerator = accelerator or make_accelerator(training)
     task = task_data.task
     train_features = encode(task_data.train, tokenizer, training.max_length, task.is_regression)
@@ -250,11 +318,13 @@ def _run(
         if predecessor is not None:
             reference, before = predecessor
             metrics["predecessor_dev"] = before
-            metrics.update(_compare(reference, final, training, accelerator, before, result))
+            metrics.update(_retention(reference, before, result))
+            if measure_speed:
+                metrics.update(_speedup(reference, final, training, accelerator))
         if folder is not None:
+            config = {**settings, "method": method.name, "training": asdict(training)}
             final.save_pretrained(folder)
             tokenizer.save_pretrained(folder)
-            config = {"method": method.name, **settings, "training": asdict(training)}
             write_json(folder / "run_config.json", config)
             plot_training(result.history, folder / "training.png")
             write_json(folder / "metrics.json", metrics)  # last: its presence marks completion
@@ -265,14 +335,21 @@ def _run(
     return metrics
 
 
-def _compare(reference, final, training, accelerator, before, result) -> dict:
-    """Retention and speed-up of the successor against its predecessor, side by side."""
+def _retention(reference, before: dict, result) -> dict:
+    """The successor's dev score in percent of its predecessor's."""
     split = next(iter(before))
     score_before, score_after = before[split]["score"], result.best_dev[split]["score"]
+    return {
+        "predecessor_parameters": count_parameters(reference),
+        "predecessor_layers": reference.config.num_hidden_layers,
+        "retention_percent": round(100 * score_after / score_before, 2) if score_before else None,
+    }
+
+
+def _speedup(reference, final, training, accelerator) -> dict:
+    """Speed-up of the successor over its predecessor, timed side by side."""
     bf16 = accelerator.mixed_precision == "bf16"  # time in the precision the run used
-    # RoBERTa-style position ids start after the padding index: leave two positions spare.
-    positions = getattr(final.config, "max_position_embeddings", 512) - 2
-    length = min(128, training.max_length, positions)
+    length = speed_length(final, min(128, training.max_length))
     times = measure_latency(
         {"predecessor": reference, "successor": final},
         batch_size=32,
@@ -280,13 +357,17 @@ def _compare(reference, final, training, accelerator, before, result) -> dict:
         bf16=bf16,
     )
     return {
-        "predecessor_parameters": count_parameters(reference),
-        "predecessor_layers": reference.config.num_hidden_layers,
-        "retention_percent": round(100 * score_after / score_before, 2) if score_before else None,
         "speedup": round(times["predecessor"] / times["successor"], 3),
         "speed_setting": f"batch 32 x {length} tokens, {'bf16 autocast' if bf16 else 'fp32'}, "
         "median of 10, interleaved",
     }
+
+
+def speed_length(model: PreTrainedModel, wanted: int = 128) -> int:
+    """A sequence length the model accepts, at most `wanted`."""
+    # RoBERTa-style position ids start after the padding index: leave two positions spare.
+    positions = getattr(model.config, "max_position_embeddings", 512) - 2
+    return min(wanted, positions)
 
 
 def _encode_splits(task_data: TaskData, tokenizer, training: TrainingConfig) -> dict:
@@ -330,4 +411,13 @@ def _check_labels(model: PreTrainedModel, task_data: TaskData) -> None:
         )
 
 
-__all__ = ["DataConfig", "DataError", "ModelError", "compress", "evaluate_model", "finetune"]
+__all__ = [
+    "METHODS",
+    "DataConfig",
+    "DataError",
+    "ModelError",
+    "build_method",
+    "compress",
+    "evaluate_model",
+    "finetune",
+]

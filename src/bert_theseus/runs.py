@@ -30,7 +30,7 @@ class OutputDir:
 
     def __init__(self, output: str | Path, overwrite: bool = False, resume: str | None = None):
         self.output = Path(output)
-        self.path = self.output.parent / f".{self.output.name}.partial"
+        self.path = self.partial_path(self.output)
         self.resume = resume
         if self.output.exists() and not self.output.is_dir():
             raise RunError(f"--output {self.output} is a file: choose a folder path")
@@ -51,6 +51,11 @@ class OutputDir:
             )
         if resume not in (None, "auto") and not (Path(resume) / "state.json").is_file():
             raise RunError(f"--resume {resume} is not a checkpoint folder (no state.json)")
+
+    @staticmethod
+    def partial_path(output: Path) -> Path:
+        """Where a run bound for `output` is written until it is complete."""
+        return output.parent / f".{output.name}.partial"
 
     @property
     def checkpoints(self) -> Path:

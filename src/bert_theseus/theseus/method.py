@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import torch
 from transformers import PreTrainedModel
 
@@ -42,6 +44,9 @@ class TheseusMethod(Method):
 
     def finalize(self, model: PreTrainedModel) -> PreTrainedModel:
         return merge_theseus(model)
+
+    def settings(self) -> dict:
+        return asdict(self.config)
 
     def generator_states(self) -> dict[str, torch.Tensor]:
         return {"draws": self.generator.get_state()}

@@ -70,6 +70,10 @@ class Method:
         """The plain Hugging Face model to save."""
         return model
 
+    def settings(self) -> dict:
+        """The method's own settings; a resumed run must use the same ones."""
+        return {}
+
     def generator_states(self) -> dict[str, torch.Tensor]:
         """States of the method's own random generators, saved in checkpoints."""
         return {}
@@ -298,7 +302,11 @@ def _trajectory_settings(config: TrainingConfig, method: Method, total: int) -> 
         "mixed_precision",
         "max_train_samples",
     )
-    return {"method": method.name, "total_steps": total, **{k: getattr(config, k) for k in fixed}}
+    settings = {"method": method.name, "total_steps": total}
+    settings.update({k: getattr(config, k) for k in fixed})
+    if method.settings():  # absent for plain fine-tuning, as in checkpoints before it existed
+        settings["method_settings"] = method.settings()
+    return settings
 
 
 def _check_same_run(checkpoint: Checkpoint, settings: dict) -> None:

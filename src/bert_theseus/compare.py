@@ -1,0 +1,327 @@
+"""`theseus compare`: several methods x seeds on one predecessor and task, judged alike.
+
+Every run trains through the same loop and picks its checkpoint on dev. Scores are
+reported on --test-file when one is given, otherwise on dev, and the table says which.
+Speed is timed once at the end, for the predecessor and every run's saved model,
+interleaved in one process on the same batch.
+
+>>> compare("runs/teacher", DataConfig(task="rte", data_dir="glue/RTE"), TrainingConfig(),
+...         TheseusConfig(successor_layers=3), DistillConfig(), CompareConfig(seeds=[1, 2]),
+...         output="runs/compare-rte")
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import os
+import statistics
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from transformers import AutoModelForSequenceClassification
+
+from .commands import (
+    METHODS,
+    DataConfig,
+    ModelError,
+    _check_labels,
+    _check_method,
+    _encode_splits,
+    _model_labels,
+    _run,
+    _score,
+    _successor_depth,
+    build_method,
+    load_model,
+    method_settings,
+    read_data,
+    speed_length,
+)
+from .distill import DistillConfig
+from .runs import OutputDir, RunError, write_json
+from .speed import count_parameters, measure_latency
+from .theseus import TheseusConfig
+from .training import TrainingConfig, make_accelerator
+from .training.checkpoint import list_checkpoints
+
+
+@dataclass
+class CompareConfig:
+    """Which runs to make and how to time them."""
+
+    methods: list[str] = field(
+        default_factory=lambda: list(METHODS),
+        metadata={"help": f"methods to run, of: {', '.join(METHODS)} (default: all)"},
+    )
+    seeds: list[int] = field(
+        default_factory=lambda: [42], metadata={"help": "one run per method and seed"}
+    )
+    speed_batch_size: int = field(default=32, metadata={"help": "batch size of the timing"})
+    speed_length: int = field(default=128, metadata={"help": "tokens per example when timing"})
+    speed_repeats: int = field(default=10, metadata={"help": "timed rounds (median reported)"})
+
+    def validate(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ModelError(
+                f"unknown method(s) {unknown or '(none given)'}: use any of {', '.join(METHODS)}"
+            )
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ModelError(f"seeds {self.seeds} must be distinct, e.g. --seeds 1 2 3")
+
+
+def compare(
+    model: str,
+    data: DataConfig,
+    training: TrainingConfig,
+    theseus: TheseusConfig,
+    distill: DistillConfig,
+    config: CompareConfig,
+    output: str,
+    overwrite: bool = False,
+    trust_remote_code: bool = False,
+) -> dict:
+    """Run every method x seed, then write results.md, results.csv, runs.csv, pareto.png.
+
+    Finished runs already under `output/runs/` with the same settings are reused, and
+    interrupted ones resume from their checkpoints, so an interrupted comparison goes on
+    where it stopped when the same command is run again.
+    """
+    config.validate()
+    for method in config.methods:
+        _check_method(method, theseus, distill)
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise RunError(f"--output {output} is a file: choose a folder path")
+    predecessor, tokenizer = load_model(model, trust_remote_code)
+    depth = _successor_depth(predecessor, theseus)
+    task_data = read_data(data, training, _model_labels(predecessor))
+    _check_labels(predecessor, task_data)
+    accelerator = make_accelerator(training)
+    features = _encode_splits(task_data, tokenizer, training)
+    before = _score(predecessor, features, tokenizer, training, task_data, accelerator)
+    regression = task_data.task.is_regression
+
+    runs = []
+    for method in config.methods:
+        for seed in config.seeds:
+            run_training = replace(training, seed=seed, resume=None)
+            folder = output / "runs" / f"{method}-seed{seed}"
+            settings = {
+                "model": model,
+                "data": asdict(data),
+                **method_settings(method, theseus, distill),
+            }
+            metrics = _finished(folder, settings, run_training, overwrite)
+            if metrics is None:
+                out = _output_dir(folder, overwrite)
+                teacher = copy.deepcopy(predecessor)  # a run may move or freeze its teacher
+                student, plugin = build_method(method, teacher, theseus, distill, seed, regression)
+                metrics = _run(
+                    plugin,
+                    student,
+                    tokenizer,
+                    task_data,
+                    replace(run_training, resume=out.resume),
+                    out,
+                    settings,
+                    (teacher, before),
+                    accelerator,
+                    features,
+                    measure_speed=False,
+                )
+                del student, teacher, plugin
+            runs.append({"folder": folder, "seed": seed, **metrics})
+
+    reported = "test" if "test" in features else next(iter(before))
+    timings = _time_runs(predecessor, runs, config, accelerator.device)
+    summary = _summarise(runs, before, reported, timings, predecessor, depth)
+    setting = (
+        f"batch {config.speed_batch_size} x {timings['length']} tokens, fp32, "
+        f"{accelerator.device.type}, median of {config.speed_repeats} interleaved rounds "
+        "in one process"
+    )
+    evaluation = (
+        f"selected on dev, reported on the test file {data.test_file}"
+        if reported == "test"
+        else f"selected and reported on {reported}"
+    )
+    header = {
+        "task": task_data.task.name,
+        "metric": task_data.task.metric,
+        "predecessor": model,
+        "evaluation": evaluation,
+        "speed": setting,
+        "seeds": config.seeds,
+    }
+    output.mkdir(parents=True, exist_ok=True)
+    _write_atomic(output / "results.csv", _csv(summary["methods"]))
+    _write_atomic(output / "runs.csv", _csv(summary["runs"]))
+    _write_atomic(output / "results.md", _markdown(header, summary["methods"]))
+    _plot_pareto(summary, header, output / "pareto.png")
+    write_json(output / "results.json", {**header, **summary})
+    return {**header, **summary, "output": str(output)}
+
+
+def _finished(folder: Path, settings: dict, training: TrainingConfig, overwrite: bool):
+    """The metrics of a finished run made with these settings; None if it must be run."""
+    if overwrite or not (folder / "metrics.json").is_file():
+        return None
+    saved = json.loads((folder / "run_config.json").read_text())
+    wanted = json.loads(json.dumps({**settings, "training": asdict(training)}, default=str))
+    saved.get("training", {}).pop("resume", None)
+    wanted["training"].pop("resume", None)
+    saved.pop("method", None), wanted.pop("method", None)
+    if saved != wanted:
+        changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+        raise RunError(
+            f"{folder} was made with other settings ({', '.join(changed)} differ): pass "
+            "--overwrite to redo it, or choose another --output"
+        )
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def _output_dir(folder: Path, overwrite: bool) -> OutputDir:
+    """The run's output; an interrupted run (checkpoints in its partial folder) resumes."""
+    saved = list_checkpoints(OutputDir.partial_path(folder) / "checkpoints")
+    return OutputDir(folder, overwrite, "auto" if saved and not overwrite else None)
+
+
+def _time_runs(predecessor, runs: list[dict], config: CompareConfig, device) -> dict:
+    """Latency of the predecessor and of every saved run, interleaved on one batch."""
+    models = {"predecessor": predecessor.to(device)}
+    for run in runs:
+        saved = AutoModelForSequenceClassification.from_pretrained(run["folder"])
+        models[str(run["folder"])] = saved.to(device)
+    length = min(speed_length(m, config.speed_length) for m in models.values())
+    times = measure_latency(
+        models,
+        batch_size=config.speed_batch_size,
+        seq_length=length,
+        repeats=config.speed_repeats,
+    )
+    return {"length": length, "seconds": times}
+
+
+def _summarise(runs, before, reported, timings, predecessor, depth) -> dict:
+    """Per-run and per-method rows; scores in points (metric x 100)."""
+    seconds = timings["seconds"]
+    base = seconds["predecessor"]
+    reference = 100 * (before.get(reported) or next(iter(before.values())))["score"]
+    run_rows = []
+    for run in runs:
+        score = 100 * (run["test"] if reported == "test" else run["dev"][reported])["score"]
+        latency = seconds[str(run["folder"])]
+        run_rows.append(
+            {
+                "method": run["method"],
+                "seed": run["seed"],
+                "score": round(score, 2),
+                "best_step": run["best_step"],
+                "parameters": run["parameters"],
+                "latency_ms": round(1000 * latency, 2),
+                "speedup": round(base / latency, 3),
+                "train_seconds": run["train_seconds"],
+                "folder": str(run["folder"]),
+            }
+        )
+    method_rows = [
+        {
+            "method": "predecessor",
+            "layers": predecessor.config.num_hidden_layers,
+            "runs": 1,
+            "score_mean": round(reference, 2),
+            "score_std": "",
+            "retention_percent": 100.0,
+            "parameters": count_parameters(predecessor),
+            "latency_ms": round(1000 * base, 2),
+            "speedup": 1.0,
+            "train_seconds_mean": "",
+        }
+    ]
+    for method in dict.fromkeys(row["method"] for row in run_rows):
+        rows = [row for row in run_rows if row["method"] == method]
+        scores = [row["score"] for row in rows]
+        mean = statistics.mean(scores)
+        method_rows.append(
+            {
+                "method": method,
+                "layers": depth,
+                "runs": len(rows),
+                "score_mean": round(mean, 2),
+                "score_std": round(statistics.stdev(scores), 2) if len(scores) > 1 else "",
+                "retention_percent": round(100 * mean / reference, 2) if reference else "",
+                "parameters": rows[0]["parameters"],
+                "latency_ms": round(statistics.mean(r["latency_ms"] for r in rows), 2),
+                "speedup": round(statistics.mean(r["speedup"] for r in rows), 3),
+                "train_seconds_mean": round(statistics.mean(r["train_seconds"] for r in rows)),
+            }
+        )
+    return {"methods": method_rows, "runs": run_rows}
+
+
+def _csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _markdown(header: dict, rows: list[dict]) -> str:
+    lines = [
+        f"# {header['task']}: methods compared on {header['predecessor']}",
+        "",
+        f"- Scores: {header['metric']} x 100, {header['evaluation']}; mean ± sample std "
+        f"over seeds {', '.join(map(str, header['seeds']))}.",
+        f"- Speed: {header['speed']}; speed-up = predecessor latency / latency.",
+        "- Per-run numbers: runs.csv; score against speed-up: pareto.png.",
+        "",
+        "| method | layers | runs | score | retention | parameters | latency (ms) | speed-up "
+        "| train time |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        std = f" ± {row['score_std']:.2f}" if row["score_std"] != "" else ""
+        train = f"{row['train_seconds_mean']} s" if row["train_seconds_mean"] != "" else "–"
+        lines.append(
+            f"| {row['method']} | {row['layers']} | {row['runs']} | {row['score_mean']:.2f}{std} "
+            f"| {row['retention_percent']:.2f}% | {row['parameters'] / 1e6:.2f}M "
+            f"| {row['latency_ms']:.1f} | {row['speedup']:.2f}x | {train} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _plot_pareto(summary: dict, header: dict, path: Path) -> None:
+    """Score against speed-up: one point per run, the predecessor at 1x."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4.2))
+    reference = summary["methods"][0]
+    axis.scatter([1.0], [reference["score_mean"]], marker="*", s=160, c="k", label="predecessor")
+    for method in dict.fromkeys(r["method"] for r in summary["runs"]):
+        rows = [r for r in summary["runs"] if r["method"] == method]
+        axis.scatter([r["speedup"] for r in rows], [r["score"] for r in rows], label=method)
+    axis.set_xlabel("speed-up over the predecessor")
+    split = "test" if "test file" in header["evaluation"] else "dev"
+    axis.set_ylabel(f"{header['metric']} x 100 ({split})")
+    axis.set_title(header["task"])
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    partial = path.with_name(f".{path.name}.partial")
+    figure.savefig(partial, dpi=110, format="png")
+    plt.close(figure)
+    os.replace(partial, path)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)

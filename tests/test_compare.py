@@ -1,0 +1,158 @@
+"""`theseus compress --method ...` and `theseus compare` end to end on a tiny model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+
+import pytest
+from transformers import AutoModelForSequenceClassification
+
+from bert_theseus.cli import main
+
+FAST = ["--batch-size", "8", "--learning-rate", "2e-3", "--mixed-precision", "no"]
+METHOD_COLUMNS = [
+    "method",
+    "layers",
+    "runs",
+    "score_mean",
+    "score_std",
+    "retention_percent",
+    "parameters",
+    "latency_ms",
+    "speedup",
+    "train_seconds_mean",
+]
+RUN_COLUMNS = [
+    "method",
+    "seed",
+    "score",
+    "best_step",
+    "parameters",
+    "latency_ms",
+    "speedup",
+    "train_seconds",
+    "folder",
+]
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, tiny_bert_dir, sst2_dir):
+    out = tmp_path_factory.mktemp("compare") / "teacher"
+    data = ["--task", "sst2", "--data-dir", str(sst2_dir)]
+    code = main(
+        ["finetune", "--model", str(tiny_bert_dir), *data, "--output", str(out)]
+        + ["--max-steps", "40", *FAST]
+    )
+    assert code == 0
+    return out
+
+
+def _data(sst2_dir):
+    return ["--task", "sst2", "--data-dir", str(sst2_dir)]
+
+
+def _read_csv(path):
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("method", ["truncated", "kd", "pkd", "theseus-kd"])
+def test_compress_with_each_method_saves_a_two_layer_student(method, teacher, sst2_dir, tmp_path):
+    out = tmp_path / method
+    args = ["compress", "--model", str(teacher), *_data(sst2_dir), "--output", str(out)]
+    args += ["--method", method, "--successor-layers", "2", "--max-steps", "6", *FAST]
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    config = json.loads((out / "run_config.json").read_text())
+    assert metrics["method"] == config["method"] == method
+    assert metrics["layers"] == 2 and metrics["predecessor_layers"] == 4
+    assert ("distill" in config) == (method != "truncated")
+    student = AutoModelForSequenceClassification.from_pretrained(out)
+    assert student.config.num_hidden_layers == 2 and len(student.bert.encoder.layer) == 2
+
+
+def test_compare_writes_every_table_and_the_plot(teacher, sst2_dir, tmp_path, capsys):
+    out = tmp_path / "compare"
+    args = ["compare", "--model", str(teacher), *_data(sst2_dir), "--output", str(out)]
+    args += ["--successor-layers", "2", "--seeds", "1", "2", "--max-steps", "6"]
+    args += ["--eval-steps", "3", "--speed-batch-size", "4", "--speed-length", "16", *FAST]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| theseus-kd | 2 | 2 |" in printed and str(out) in printed
+
+    methods = _read_csv(out / "results.csv")
+    runs = _read_csv(out / "runs.csv")
+    assert list(methods[0]) == METHOD_COLUMNS and list(runs[0]) == RUN_COLUMNS
+    names = ["predecessor", "theseus", "theseus-kd", "truncated", "kd", "pkd"]
+    assert [row["method"] for row in methods] == names
+    assert len(runs) == 10 and {row["seed"] for row in runs} == {"1", "2"}
+    assert all(value != "" for row in runs for value in row.values())
+    reference = float(methods[0]["score_mean"])
+    for row in methods[1:]:
+        assert all(row[column] != "" for column in METHOD_COLUMNS), row
+        scores = [float(r["score"]) for r in runs if r["method"] == row["method"]]
+        assert float(row["score_mean"]) == pytest.approx(statistics.mean(scores), abs=0.01)
+        assert float(row["score_std"]) == pytest.approx(statistics.stdev(scores), abs=0.01)
+        retention = 100 * float(row["score_mean"]) / reference
+        assert float(row["retention_percent"]) == pytest.approx(retention, abs=0.02)  # rounding
+        assert int(row["layers"]) == 2 and int(row["parameters"]) < int(methods[0]["parameters"])
+        assert float(row["speedup"]) > 0 and float(row["latency_ms"]) > 0
+    for run in runs:  # every run is a saved plain model of the student size
+        saved = AutoModelForSequenceClassification.from_pretrained(run["folder"])
+        assert saved.config.num_hidden_layers == 2
+    report = (out / "results.md").read_text()
+    assert "selected and reported on dev" in report and "mean ± sample std" in report
+    assert report.count("\n| ") == 7  # header and six rows
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    assert not list(out.rglob(".*partial"))
+
+    # The same command again reuses every finished run instead of training anew.
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.json")}
+    assert main(args) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.json")} == stamps
+    rerun = _read_csv(out / "runs.csv")
+    assert [r["score"] for r in rerun] == [r["score"] for r in runs]
+
+    # Other settings on the same folder are refused, naming what differs.
+    capsys.readouterr()
+    assert main([*args, "--alpha", "0.9", "--methods", "kd"]) == 2
+    error = capsys.readouterr().err
+    assert "other settings (distill differ)" in error and "--overwrite" in error
+
+
+def test_compare_reports_on_the_test_file_when_given(teacher, sst2_dir, tmp_path):
+    out = tmp_path / "compare"
+    args = ["compare", "--model", str(teacher), *_data(sst2_dir), "--output", str(out)]
+    args += ["--test-file", str(sst2_dir / "dev.tsv"), "--methods", "truncated", "theseus"]
+    args += ["--successor-layers", "2", "--max-steps", "6", "--speed-batch-size", "4"]
+    args += ["--speed-length", "16", *FAST]
+    assert main(args) == 0
+    report = (out / "results.md").read_text()
+    assert f"selected on dev, reported on the test file {sst2_dir / 'dev.tsv'}" in report
+    # The test file here holds the dev rows, so each reported score is the run's dev score.
+    for run in _read_csv(out / "runs.csv"):
+        metrics = json.loads(
+            (out / "runs" / f"{run['method']}-seed42" / "metrics.json").read_text()
+        )
+        assert float(run["score"]) == pytest.approx(100 * metrics["dev"]["dev"]["score"], abs=0.01)
+        assert float(run["score"]) == pytest.approx(100 * metrics["test"]["score"], abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--methods", "theseus", "distilbert"], "unknown method"),
+        (["--seeds", "1", "1"], "distinct"),
+        (["--alpha", "2"], "alpha"),
+    ],
+)
+def test_compare_bad_settings_exit_2_before_training(
+    extra, message, teacher, sst2_dir, tmp_path, capsys
+):
+    out = tmp_path / "compare"
+    args = ["compare", "--model", str(teacher), *_data(sst2_dir), "--output", str(out)]
+    assert main([*args, "--successor-layers", "2", *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
