@@ -21,8 +21,12 @@ examples:
   theseus compress --model runs/teacher --task sst2 --data-dir GLUE/SST-2 \\
                    --successor-layers 6 --scheduler linear --output runs/successor
   theseus evaluate --model runs/successor --task sst2 --data-dir GLUE/SST-2
-  theseus compare  --model runs/teacher --task rte --data-dir GLUE/RTE --successor-layers 3 \
+  theseus compare  --model runs/teacher --task rte --data-dir GLUE/RTE --successor-layers 3 \\
                    --methods theseus kd pkd truncated --seeds 1 2 3 --output runs/compare
+  theseus export runs/successor --onnx --int8 --task sst2 --data-dir GLUE/SST-2 \\
+                   --output exports/successor
+  theseus benchmark runs/teacher runs/successor --output bench.json
+  theseus predict exports/successor --int8 --text "a gripping film"
 """
 
 
@@ -115,7 +119,50 @@ def build_parser() -> argparse.ArgumentParser:
             _add_dataclass(sub, TheseusConfig, "module replacing (and the student size)")
             _add_dataclass(sub, DistillConfig, "distillation (theseus-kd, kd, pkd)")
         _add_dataclass(sub, TrainingConfig, "training")
+    _add_deploy_commands(commands)
     return parser
+
+
+def _add_deploy_commands(commands) -> None:
+    from .commands import DataConfig
+    from .deploy import BenchmarkConfig, ExportConfig
+
+    def add(name: str, text: str, models: str):
+        sub = commands.add_parser(
+            name,
+            help=text,
+            description=text,
+            epilog=EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.add_argument("model", nargs="+" if models == "+" else None, help="model folder(s)")
+        sub.add_argument("--config", help="YAML file of options (flags win over it)")
+        sub.add_argument(
+            "--trust-remote-code",
+            action="store_true",
+            help="allow a model that ships its own Python code to run it",
+        )
+        sub.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        sub.add_argument("--max-length", type=int, default=128, help="maximum tokens per text")
+        return sub
+
+    export = add("export", "export a model to ONNX (and int8), verified against PyTorch", "1")
+    export.add_argument("--onnx", action="store_true", help="ONNX format (the only one)")
+    export.add_argument("--output", required=True, help="folder to write the export to")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    _add_dataclass(export, ExportConfig, "export")
+    _add_dataclass(export, DataConfig, "dev data to score fp32 and int8 on (optional)")
+
+    bench = add("benchmark", "time models in PyTorch fp32/bf16 and ONNX fp32/int8", "+")
+    bench.add_argument("--output", default="benchmark.json", help="JSON file of every number")
+    _add_dataclass(bench, BenchmarkConfig, "benchmark")
+
+    predict = add("predict", "answer texts with a PyTorch folder or an ONNX export", "1")
+    predict.add_argument("--text", nargs="+", help="text(s) to classify")
+    predict.add_argument("--text-pair", nargs="+", help="second text of each pair (RTE, STS-B)")
+    predict.add_argument("--file", help="a file of texts, one per line (tab between a pair)")
+    predict.add_argument("--int8", action="store_true", help="use the export's int8 model")
+    predict.add_argument("--output", help="also write the answers to this JSON file")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -148,9 +195,11 @@ def run(args: argparse.Namespace) -> dict:
     from .theseus import TheseusConfig
     from .training import TrainingConfig
 
+    trust = args.trust_remote_code
+    if args.command in ("export", "benchmark", "predict"):
+        return _run_deploy(args)
     data = _config(DataConfig, args)
     training = _config(TrainingConfig, args)
-    trust = args.trust_remote_code
     if args.command == "finetune":
         return finetune(args.model, data, training, args.output, args.overwrite, trust)
     if args.command == "evaluate":
@@ -174,8 +223,39 @@ def run(args: argparse.Namespace) -> dict:
     )
 
 
-def report(command: str, metrics: dict) -> str:
+def _run_deploy(args: argparse.Namespace):
+    from .commands import DataConfig
+    from .deploy import (
+        BenchmarkConfig,
+        ExportConfig,
+        benchmark,
+        export_onnx,
+        predict_texts,
+        read_texts,
+    )
+
+    trust = args.trust_remote_code
+    if args.command == "export":
+        data = _config(DataConfig, args)
+        return export_onnx(
+            args.model,
+            args.output,
+            _config(ExportConfig, args),
+            data,
+            args.max_length,
+            args.overwrite,
+            trust,
+        )
+    if args.command == "benchmark":
+        return benchmark(args.model, _config(BenchmarkConfig, args), args.output, trust)
+    texts, pairs = read_texts(args.text, args.text_pair, args.file)
+    return predict_texts(args.model, texts, pairs, args.int8, args.max_length, 32, trust)
+
+
+def report(command: str, metrics) -> str:
     """A short human summary of a finished run."""
+    if command in ("export", "benchmark", "predict"):
+        return _report_deploy(command, metrics)
     if command == "compare":
         from .compare import _markdown
 
@@ -202,6 +282,36 @@ def report(command: str, metrics: dict) -> str:
         ]
     if "test" in metrics:
         lines.append(f"  test score {metrics['test']['score']:.4f}")
+    return "\n".join(lines)
+
+
+def _report_deploy(command: str, result) -> str:
+    if command == "predict":
+        lines = []
+        for answer in result:
+            value = answer.get("value", answer.get("score"))
+            label = answer.get("label", "value")
+            text = answer["text"] + (f" | {answer['text_pair']}" if "text_pair" in answer else "")
+            lines.append(f"{label}\t{value:.4f}\t{text}")
+        return "\n".join(lines)
+    if command == "benchmark":
+        from .deploy import format_table
+
+        return format_table(result)
+    lines = [f"exported {result['model']} ({', '.join(result['inputs'])})"]
+    for variant in ("fp32", "int8"):
+        if variant in result:
+            check = result[variant]
+            line = f"  onnx {variant}: max |logit - PyTorch| {check['max_abs_logit_diff']:.2e}"
+            line += f" on {check['examples_compared']} examples"
+            if "dev" in check:
+                line += f"; dev score {check['dev']['score']:.4f}"
+            lines.append(line)
+    if "pytorch_fp32" in result:
+        lines.append(f"  pytorch fp32: dev score {result['pytorch_fp32']['score']:.4f}")
+    lines.append(
+        "  files: " + ", ".join(f"{k} {v / 2**20:.1f} MB" for k, v in result["files"].items())
+    )
     return "\n".join(lines)
 
 
@@ -232,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"theseus: error: {error}", file=sys.stderr)
         return 2
     print(report(args.command, metrics))
-    if args.command == "evaluate" and args.output:
+    if args.command in ("evaluate", "predict") and args.output:
         from pathlib import Path
 
         from .runs import write_json
@@ -253,6 +363,7 @@ def _is_user_error(error: Exception) -> bool:
     from .arch import ArchitectureError
     from .commands import ModelError
     from .data import DataError, TaskError
+    from .deploy import DeployError
     from .distill import DistillConfigError
     from .runs import RunError
     from .theseus import TheseusConfigError
@@ -266,6 +377,7 @@ def _is_user_error(error: Exception) -> bool:
         RunError,
         TheseusConfigError,
         DistillConfigError,
+        DeployError,
         TrainingError,
     )
     return isinstance(error, user)

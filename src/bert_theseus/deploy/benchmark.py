@@ -1,0 +1,308 @@
+"""`theseus benchmark`: latency and throughput of models x runtimes, timed side by side.
+
+Every (model, variant) runs on the same random batch in turn within each round, after
+warm-up rounds, alternating the order between rounds, so drift in the machine's speed
+hits all of them alike. Peak memory is measured apart, one child process per variant,
+since a process's peak cannot be attributed to one of several models inside it.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..commands import load_model
+from ..speed import count_parameters
+from .export import ExportConfig, export_onnx
+from .runtime import (
+    INT8_FILE,
+    ONNX_FILE,
+    DeployError,
+    OnnxClassifier,
+    accepted_inputs,
+    is_onnx_folder,
+    torch_logits,
+)
+
+VARIANTS = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
+
+
+@dataclass
+class BenchmarkConfig:
+    """What to time and how often."""
+
+    variants: list[str] = field(
+        default_factory=lambda: list(VARIANTS),
+        metadata={"help": f"runtimes to time, of: {', '.join(VARIANTS)} (default: all)"},
+    )
+    lengths: list[int] = field(
+        default_factory=lambda: [32, 128], metadata={"help": "sequence lengths (tokens)"}
+    )
+    latency_batch_size: int = field(default=1, metadata={"help": "batch size of latency"})
+    throughput_batch_size: int = field(default=32, metadata={"help": "batch size of throughput"})
+    latency_repeats: int = field(default=30, metadata={"help": "timed rounds for latency"})
+    throughput_repeats: int = field(default=5, metadata={"help": "timed rounds for throughput"})
+    warmup: int = field(default=2, metadata={"help": "untimed rounds before each setting"})
+    threads: int | None = field(
+        default=None, metadata={"help": "threads for PyTorch and ONNX Runtime (default: all)"}
+    )
+    skip_memory: bool = field(
+        default=False,
+        metadata={"help": "skip peak memory (measured in one child process per variant)"},
+    )
+
+    def validate(self) -> None:
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if unknown or not self.variants:
+            raise DeployError(f"unknown variant(s) {unknown}: use any of {', '.join(VARIANTS)}")
+        if not self.lengths or min(self.lengths) < 2:
+            raise DeployError(f"lengths {self.lengths} must be at least 2 tokens each")
+        if min(self.latency_repeats, self.throughput_repeats) < 1 or self.warmup < 0:
+            raise DeployError("repeats must be at least 1 and warm-up at least 0")
+
+
+@dataclass
+class _Entry:
+    model: str
+    variant: str
+    run: Callable[[dict], object]
+    parameters: int
+    disk_bytes: int
+    positions: int
+    vocab: int
+    inputs: set[str]
+    onnx_folder: Path | None = None
+
+
+def benchmark(
+    models: list[str], config: BenchmarkConfig, output: str | None = None, trust: bool = False
+) -> dict:
+    """Time every model in every variant; speed-ups are relative to the first entry (the
+    first model's first variant). Writes JSON to `output` when given.
+
+    >>> benchmark(["runs/teacher", "runs/successor"], BenchmarkConfig(), "bench.json")
+    """
+    config.validate()
+    threads = config.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory(prefix="theseus-bench-") as scratch:
+        entries = [e for m in models for e in _prepare(m, config, Path(scratch), threads, trust)]
+        longest = min(min(e.positions for e in entries), max(config.lengths))
+        if max(config.lengths) > longest:
+            raise DeployError(
+                f"--lengths {max(config.lengths)} is longer than a model accepts ({longest})"
+            )
+        vocab = min(e.vocab for e in entries)
+        timings = {
+            "latency": _time(entries, config.latency_batch_size, config, vocab, latency=True),
+            "throughput": _time(entries, config.throughput_batch_size, config, vocab, False),
+        }
+        memory = [None if config.skip_memory else _peak_memory(e, config, threads) for e in entries]
+    rows = _rows(entries, timings, memory, config)
+    result = {"settings": {**asdict(config), "threads": threads, **_machine()}, "results": rows}
+    if output:
+        Path(output).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _prepare(path: str, config, scratch: Path, threads: int, trust: bool) -> list[_Entry]:
+    """The entries of one model: PyTorch variants from its weights; ONNX variants from its
+    export (made here, verified against PyTorch) or, for an exported folder, its files."""
+    entries = []
+    wanted = config.variants
+    if is_onnx_folder(path):
+        from transformers import AutoConfig
+
+        model_config = AutoConfig.from_pretrained(path)
+        torch_only = [v for v in wanted if v.startswith("torch")]
+        if torch_only and len(torch_only) == len(wanted):
+            raise DeployError(f"{path} is an ONNX export: time it with --variants onnx-fp32")
+        onnx_folder, parameters, source = Path(path), _onnx_parameters(Path(path)), None
+    else:
+        source, _ = load_model(path, trust)
+        model_config, onnx_folder = source.config, None
+        parameters = count_parameters(source)
+        for variant in ("torch-fp32", "torch-bf16"):
+            if variant in wanted:
+                bf16 = variant == "torch-bf16"
+                entries.append(
+                    _Entry(
+                        path,
+                        variant,
+                        lambda batch, m=source, b=bf16: torch_logits(m, batch, b),
+                        parameters,
+                        _weights_bytes(Path(path)),
+                        *_limits(model_config),
+                        accepted_inputs(source),
+                    )
+                )
+        if any(v.startswith("onnx") for v in wanted):
+            onnx_folder = scratch / f"export-{len(list(scratch.iterdir()))}"
+            export_config = ExportConfig(int8="onnx-int8" in wanted)
+            export_onnx(path, onnx_folder, export_config, trust_remote_code=trust)
+    for variant in ("onnx-fp32", "onnx-int8"):
+        if variant in wanted and onnx_folder is not None:
+            int8 = variant == "onnx-int8"
+            session = OnnxClassifier(onnx_folder, int8=int8, threads=threads)
+            entries.append(
+                _Entry(
+                    path,
+                    variant,
+                    lambda batch, s=session: s.logits(batch),
+                    parameters,
+                    (onnx_folder / (INT8_FILE if int8 else ONNX_FILE)).stat().st_size,
+                    *_limits(model_config),
+                    set(session.input_names),
+                    onnx_folder=onnx_folder,
+                )
+            )
+    return entries
+
+
+def _limits(model_config) -> tuple[int, int]:
+    # RoBERTa-style position ids start after the padding index: two positions are spare.
+    positions = getattr(model_config, "max_position_embeddings", 512) - 2
+    return positions, getattr(model_config, "vocab_size", 1000)
+
+
+def _batch(batch_size: int, length: int, vocab: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(5, vocab, (batch_size, length), generator=generator)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "token_type_ids": torch.zeros_like(input_ids),
+    }
+
+
+def _time(entries, batch_size: int, config, vocab: int, latency: bool) -> dict:
+    """Seconds per call of each entry, per length; rounds interleave the entries."""
+    repeats = config.latency_repeats if latency else config.throughput_repeats
+    result = {}
+    for length in config.lengths:
+        batch = _batch(batch_size, length, vocab)
+        inputs = [{k: v for k, v in batch.items() if k in e.inputs} for e in entries]
+        times: list[list[float]] = [[] for _ in entries]
+        for round_ in range(config.warmup + repeats):
+            order = range(len(entries)) if round_ % 2 == 0 else reversed(range(len(entries)))
+            for index in order:
+                start = time.perf_counter()
+                entries[index].run(inputs[index])
+                if round_ >= config.warmup:
+                    times[index].append(time.perf_counter() - start)
+        result[length] = times
+    return result
+
+
+def _rows(entries, timings, memory, config) -> list[dict]:
+    rows = []
+    base = {
+        length: statistics.median(timings["throughput"][length][0]) for length in config.lengths
+    }
+    base_latency = {
+        length: statistics.median(timings["latency"][length][0]) for length in config.lengths
+    }
+    for index, entry in enumerate(entries):
+        row = {
+            "model": entry.model,
+            "variant": entry.variant,
+            "parameters": entry.parameters,
+            "disk_mb": round(entry.disk_bytes / 2**20, 1),
+        }
+        if memory[index] is not None:
+            row.update(memory[index])
+        for length in config.lengths:
+            latency = timings["latency"][length][index]
+            throughput = statistics.median(timings["throughput"][length][index])
+            row[f"latency_p50_ms@{length}"] = round(1000 * statistics.median(latency), 2)
+            row[f"latency_p95_ms@{length}"] = round(1000 * float(np.percentile(latency, 95)), 2)
+            row[f"throughput_per_s@{length}"] = round(config.throughput_batch_size / throughput, 1)
+            row[f"speedup@{length}"] = round(base[length] / throughput, 2)
+            row[f"latency_speedup@{length}"] = round(
+                base_latency[length] / statistics.median(latency), 2
+            )
+        rows.append(row)
+    return rows
+
+
+def format_table(result: dict) -> str:
+    """The rows as a Markdown table (the JSON has every number)."""
+    settings = result["settings"]
+    lengths = settings["lengths"]
+    head = ["model", "variant", "params", "disk MB", "peak MB"]
+    for length in lengths:
+        head += [f"p50/p95 ms @{length} (b{settings['latency_batch_size']})"]
+        head += [f"seq/s @{length} (b{settings['throughput_batch_size']})", f"speed-up @{length}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in result["results"]:
+        peak = row.get("peak_mb")
+        cells = [
+            Path(row["model"]).name or row["model"],
+            row["variant"],
+            _millions(row["parameters"]),
+            f"{row['disk_mb']:.1f}",
+            f"{peak:.0f}" if peak is not None else "–",
+        ]
+        for length in lengths:
+            cells += [
+                f"{row[f'latency_p50_ms@{length}']:.1f} / {row[f'latency_p95_ms@{length}']:.1f}",
+                f"{row[f'throughput_per_s@{length}']:.1f}",
+                f"{row[f'speedup@{length}']:.2f}x",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    note = (
+        f"speed-up: throughput over the first row's at the same length; {settings['threads']} "
+        f"threads; {settings['throughput_repeats']} throughput and {settings['latency_repeats']}"
+        " latency rounds, interleaved; peak MB: resident memory of a process running one "
+        "batch of throughput at the longest length"
+    )
+    return "\n".join(lines) + "\n" + note
+
+
+def _millions(count: int) -> str:
+    return f"{count / 1e6:.1f}M" if count >= 1e5 else f"{count / 1e3:.1f}K"
+
+
+def _peak_memory(entry: _Entry, config: BenchmarkConfig, threads: int) -> dict:
+    """Peak resident memory of a fresh process that loads only this entry and runs one
+    throughput batch at the longest length."""
+    source = str(entry.onnx_folder) if entry.onnx_folder else entry.model
+    command = [sys.executable, "-m", "bert_theseus.deploy.memory", source, entry.variant]
+    command += [str(config.throughput_batch_size), str(max(config.lengths)), str(threads)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise DeployError(f"memory probe of {entry.model} {entry.variant} failed: {done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _weights_bytes(folder: Path) -> int:
+    files = list(folder.glob("*.safetensors")) + list(folder.glob("pytorch_model*.bin"))
+    return sum(f.stat().st_size for f in files)
+
+
+def _onnx_parameters(folder: Path) -> int:
+    import onnx
+
+    graph = onnx.load(str(folder / ONNX_FILE), load_external_data=False).graph
+    return sum(int(np.prod(t.dims)) for t in graph.initializer)
+
+
+def _machine() -> dict:
+    import onnxruntime
+
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }

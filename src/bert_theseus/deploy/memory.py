@@ -1,0 +1,71 @@
+"""Child process of `theseus benchmark`: peak memory of one model variant.
+
+Usage: python -m bert_theseus.deploy.memory SOURCE VARIANT BATCH LENGTH THREADS
+Prints one JSON line: peak resident MiB after imports, and the part of it above the
+resident size the process had once its libraries were imported.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+
+
+def _status_mib(field: str) -> float | None:
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (Linux >= 4.0), so imports' transient peak, which
+    can exceed a small model's, does not hide the model's own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_mib() -> float:
+    peak = _status_mib("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str]) -> None:
+    source, variant, batch_size, length, threads = argv
+    import onnxruntime  # noqa: F401  (imported before the baseline, as the parent has it)
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from .benchmark import _batch
+    from .runtime import OnnxClassifier, torch_logits
+
+    torch.set_num_threads(int(threads))
+    reset = _reset_peak()
+    baseline = _status_mib("VmRSS") if reset else _peak_mib()
+    if variant.startswith("onnx"):
+        model = OnnxClassifier(source, int8=variant == "onnx-int8", threads=int(threads))
+        batch = _batch(int(batch_size), int(length), 100)
+        model.logits(batch)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(source)
+        batch = _batch(int(batch_size), int(length), 100)
+        import inspect
+
+        accepted = inspect.signature(model.forward).parameters
+        torch_logits(
+            model, {k: v for k, v in batch.items() if k in accepted}, variant == "torch-bf16"
+        )
+    peak = _peak_mib()
+    print(json.dumps({"peak_mb": round(peak, 1), "above_imports_mb": round(peak - baseline, 1)}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
