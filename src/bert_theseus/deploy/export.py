@@ -106,7 +106,13 @@ def export_onnx(
 
 
 def _quantize(source: Path, target: Path) -> None:
-    """Dynamic int8: weights quantised ahead, activations per batch at run time."""
+    """Dynamic int8: weights quantised ahead, activations per batch at run time.
+
+    Only MatMul (the linear layers, where the time goes), with a scale per output channel.
+    ONNX Runtime's default also quantises the embedding Gather and uses one scale per
+    tensor: on the MiniLM 3-layer SST-2 successor that lost 2.6 points of dev accuracy
+    (88.19 -> 85.55); this loses 0.2 (87.96).
+    """
     import logging
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -115,7 +121,13 @@ def _quantize(source: Path, target: Path) -> None:
     root = logging.getLogger()
     level, root.level = root.level, logging.ERROR
     try:
-        quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+        quantize_dynamic(
+            source,
+            target,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+        )
     finally:
         root.setLevel(level)
 
