@@ -106,3 +106,27 @@ def test_real_model_hidden_states_through_the_wrapper(minilm):
     assert len(after) == len(before) == 7
     for a, b in zip(after, before, strict=True):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_real_minilm_exports_to_onnx_and_int8_keeps_the_answers(minilm, sst2_slice, tmp_path):
+    from transformers import AutoTokenizer
+
+    from bert_theseus.commands import DataConfig
+    from bert_theseus.deploy import ExportConfig, export_onnx, predict_texts
+    from bert_theseus.distill import truncate
+
+    model = AutoModelForSequenceClassification.from_pretrained(minilm, num_labels=2)
+    folder = tmp_path / "successor"
+    truncate(model, 3).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm).save_pretrained(folder)
+    data = DataConfig(task="sst2", data_dir=str(sst2_slice))
+    report = export_onnx(str(folder), str(tmp_path / "onnx"), ExportConfig(int8=True), data)
+    assert report["inputs"] == ["input_ids", "token_type_ids", "attention_mask"]
+    assert report["fp32"]["max_abs_logit_diff"] < 1e-4  # on 128 real dev sentences
+    assert report["fp32"]["dev"] == report["pytorch_fp32"]
+    # An untrained head has tiny logits; int8 moves them by a fraction of their spread.
+    assert report["int8"]["max_abs_logit_diff"] < 0.1
+    pairs = ["a gorgeous , witty , seductive movie .", "dull and lifeless ."]
+    from_torch = predict_texts(str(folder), pairs)
+    from_onnx = predict_texts(str(tmp_path / "onnx"), pairs)
+    assert [a["label"] for a in from_torch] == [a["label"] for a in from_onnx]

@@ -94,6 +94,10 @@ def benchmark(
     >>> benchmark(["runs/teacher", "runs/successor"], BenchmarkConfig(), "bench.json")
     """
     config.validate()
+    if output:  # find out now, not after minutes of timing, that it cannot be written
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        if Path(output).is_dir():
+            raise DeployError(f"--output {output} is a folder: name a JSON file")
     threads = config.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory(prefix="theseus-bench-") as scratch:
@@ -112,7 +116,9 @@ def benchmark(
     rows = _rows(entries, timings, memory, config)
     result = {"settings": {**asdict(config), "threads": threads, **_machine()}, "results": rows}
     if output:
-        Path(output).write_text(json.dumps(result, indent=2) + "\n")
+        partial = Path(output).with_name(f".{Path(output).name}.partial")
+        partial.write_text(json.dumps(result, indent=2) + "\n")
+        partial.replace(output)
     return result
 
 
