@@ -156,3 +156,63 @@ def test_compare_bad_settings_exit_2_before_training(
     assert main([*args, "--successor-layers", "2", *extra]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_an_interrupted_compare_resumes_and_matches_an_uninterrupted_one(
+    teacher, sst2_dir, tmp_path, monkeypatch, capsys
+):
+    import os
+    import signal
+
+    from bert_theseus.distill import KDMethod
+
+    def args(out):
+        common = ["compare", "--model", str(teacher), *_data(sst2_dir), "--output", str(out)]
+        common += ["--methods", "truncated", "kd", "--successor-layers", "2", "--max-steps", "8"]
+        return common + [
+            "--save-steps",
+            "2",
+            "--speed-batch-size",
+            "4",
+            "--speed-length",
+            "8",
+            *FAST,
+        ]
+
+    assert main(args(tmp_path / "straight")) == 0
+
+    def stop_at_step_5(self, model, step):
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler's preemption would
+        return {}
+
+    monkeypatch.setattr(KDMethod, "before_step", stop_at_step_5)
+    assert main(args(tmp_path / "stopped")) == 130
+    assert "--resume auto" in capsys.readouterr().err
+    assert (tmp_path / "stopped/runs/truncated-seed42/metrics.json").is_file()
+    assert list((tmp_path / "stopped/runs/.kd-seed42.partial/checkpoints").iterdir())
+    monkeypatch.undo()
+
+    trained = []
+    original = KDMethod.before_step
+
+    def record(self, model, step):
+        trained.append(step)
+        return original(self, model, step)
+
+    monkeypatch.setattr(KDMethod, "before_step", record)
+    assert main(args(tmp_path / "stopped")) == 0  # the same command goes on
+    assert trained == [6, 7]  # from the checkpoint saved on SIGTERM, not from scratch
+    for run in ("truncated-seed42", "kd-seed42"):
+        straight = tmp_path / "straight/runs" / run
+        resumed = tmp_path / "stopped/runs" / run
+        assert (straight / "model.safetensors").read_bytes() == (
+            resumed / "model.safetensors"
+        ).read_bytes()
+        assert _log(straight) == _log(resumed)
+
+
+def _log(run):
+    """The training log without wall-clock times."""
+    records = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]

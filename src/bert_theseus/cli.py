@@ -97,13 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
         else:
             sub.add_argument("--output", help="also write the metrics to this JSON file")
-        sub.add_argument("--config", help="YAML file of options (flags win over it)")
-        sub.add_argument(
-            "--trust-remote-code",
-            action="store_true",
-            help="allow a model that ships its own Python code to run it (off by default)",
-        )
-        sub.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        _add_common(sub)
         _add_dataclass(sub, DataConfig, "data")
         if name == "compress":
             sub.add_argument(
@@ -123,6 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_common(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--config", help="YAML file of options (flags win over it)")
+    sub.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a model that ships its own Python code to run it (off by default)",
+    )
+    sub.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+
 def _add_deploy_commands(commands) -> None:
     from .commands import DataConfig
     from .deploy import BenchmarkConfig, ExportConfig
@@ -136,13 +140,7 @@ def _add_deploy_commands(commands) -> None:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub.add_argument("model", nargs="+" if models == "+" else None, help="model folder(s)")
-        sub.add_argument("--config", help="YAML file of options (flags win over it)")
-        sub.add_argument(
-            "--trust-remote-code",
-            action="store_true",
-            help="allow a model that ships its own Python code to run it",
-        )
-        sub.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        _add_common(sub)
         sub.add_argument("--max-length", type=int, default=128, help="maximum tokens per text")
         return sub
 
