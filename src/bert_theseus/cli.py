@@ -80,13 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compare": "run several methods x seeds on one predecessor and tabulate them",
     }
     for name, text in about.items():
-        sub = commands.add_parser(
-            name,
-            help=text,
-            description=text,
-            epilog=EXAMPLES,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
+        sub = _add_parser(commands, name, text)
         sub.add_argument("--model", required=True, help="model folder or Hub id")
         if name != "evaluate":
             sub.add_argument("--output", required=True, help="folder to write the run to")
@@ -117,6 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_parser(commands, name: str, text: str) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name,
+        help=text,
+        description=text,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def _add_common(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--config", help="YAML file of options (flags win over it)")
     sub.add_argument(
@@ -132,13 +136,7 @@ def _add_deploy_commands(commands) -> None:
     from .deploy import BenchmarkConfig, ExportConfig
 
     def add(name: str, text: str, models: str):
-        sub = commands.add_parser(
-            name,
-            help=text,
-            description=text,
-            epilog=EXAMPLES,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
+        sub = _add_parser(commands, name, text)
         sub.add_argument("model", nargs="+" if models == "+" else None, help="model folder(s)")
         _add_common(sub)
         sub.add_argument("--max-length", type=int, default=128, help="maximum tokens per text")

@@ -223,8 +223,7 @@ def build_method(
         return student, TruncatedMethod()
     layer_map = None
     if name == "pkd":
-        layers = predecessor.config.num_hidden_layers
-        layer_map = pkd_layer_map(layers, depth, distill)
+        layer_map = pkd_layer_map(_layer_count(predecessor, theseus), depth, distill)
     return student, KDMethod(Distiller(predecessor, distill, regression, layer_map))
 
 
@@ -243,9 +242,12 @@ def _check_method(name: str, theseus: TheseusConfig, distill: DistillConfig) -> 
     distill.validate()
 
 
+def _layer_count(predecessor: PreTrainedModel, theseus: TheseusConfig) -> int:
+    return len(predecessor.get_submodule(find_layers_path(predecessor, theseus.layers_path)))
+
+
 def _successor_depth(predecessor: PreTrainedModel, theseus: TheseusConfig) -> int:
-    layers = predecessor.get_submodule(find_layers_path(predecessor, theseus.layers_path))
-    return len(theseus.modules(len(layers)))
+    return len(theseus.modules(_layer_count(predecessor, theseus)))
 
 
 def evaluate_model(

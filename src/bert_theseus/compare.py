@@ -12,7 +12,6 @@ interleaved in one process on the same batch.
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
@@ -118,8 +117,10 @@ def compare(
             metrics = _finished(folder, settings, run_training, overwrite)
             if metrics is None:
                 out = _output_dir(folder, overwrite)
-                teacher = copy.deepcopy(predecessor)  # a run may move or freeze its teacher
-                student, plugin = build_method(method, teacher, theseus, distill, seed, regression)
+                # build_method copies what it trains; the predecessor only serves as teacher.
+                student, plugin = build_method(
+                    method, predecessor, theseus, distill, seed, regression
+                )
                 metrics = _run(
                     plugin,
                     student,
@@ -128,12 +129,12 @@ def compare(
                     replace(run_training, resume=out.resume),
                     out,
                     settings,
-                    (teacher, before),
+                    (predecessor, before),
                     accelerator,
                     features,
                     measure_speed=False,
                 )
-                del student, teacher, plugin
+                del student, plugin
             runs.append({"folder": folder, "seed": seed, **metrics})
 
     reported = "test" if "test" in features else next(iter(before))
@@ -174,7 +175,6 @@ def _finished(folder: Path, settings: dict, training: TrainingConfig, overwrite:
     wanted = json.loads(json.dumps({**settings, "training": asdict(training)}, default=str))
     saved.get("training", {}).pop("resume", None)
     wanted["training"].pop("resume", None)
-    saved.pop("method", None), wanted.pop("method", None)
     if saved != wanted:
         changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
         raise RunError(
