@@ -216,3 +216,40 @@ def _log(run):
     """The training log without wall-clock times."""
     records = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
     return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+def test_compress_baseline_from_a_pretrained_model_and_its_refusals(
+    teacher, sst2_dir, tmp_path, capsys
+):
+    from tiny import tiny_model
+
+    pretrained = tmp_path / "pretrained"
+    tiny_model("bert", seed=5, layers=4).bert.save_pretrained(pretrained)
+    out = tmp_path / "truncated"
+    args = ["compress", "--model", str(teacher), *_data(sst2_dir), "--successor-layers", "2"]
+    args += ["--max-steps", "2", *FAST]
+    assert (
+        main(
+            [
+                *args,
+                "--method",
+                "truncated",
+                "--student-from",
+                str(pretrained),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    config = json.loads((out / "run_config.json").read_text())
+    assert config["student_from"] == str(pretrained) and config["method"] == "truncated"
+
+    refused = tmp_path / "refused"
+    capsys.readouterr()
+    assert main([*args, "--student-from", str(pretrained), "--output", str(refused)]) == 2
+    assert "--student-from applies only to the baselines" in capsys.readouterr().err
+    compare = ["compare", *args[1:], "--output", str(refused), "--methods", "theseus", "kd"]
+    assert main([*compare, "--student-from", str(tmp_path / "missing")]) == 2
+    assert "cannot load model" in capsys.readouterr().err
+    assert not refused.exists()

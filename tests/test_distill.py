@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 from tiny import ARCHITECTURES, tiny_batch, tiny_model
+from transformers import AutoModel
 
 from bert_theseus.arch import find_layers_path
+from bert_theseus.commands import (
+    METHODS,
+    ModelError,
+    build_method,
+    check_student_from,
+    method_settings,
+)
 from bert_theseus.distill import (
     DistillConfig,
     DistillConfigError,
@@ -189,3 +198,60 @@ def test_theseus_kd_soft_term_vanishes_when_every_module_is_the_predecessor():
         assert method.loss(compound.train(), batch).item() == pytest.approx(0.5 * task.item())
         theseus_layers(compound).force([True, True])
         assert method.loss(compound, batch).item() > 0.5 * task.item()
+
+
+def _pretrained_folder(tmp_path, seed=5, **config):
+    """A tiny pre-trained encoder without a task head, saved like a Hub checkpoint."""
+    encoder = tiny_model("bert", seed=seed, layers=4, **config).bert
+    encoder.save_pretrained(tmp_path / "pretrained")
+    return str(tmp_path / "pretrained")
+
+
+@pytest.mark.parametrize("method", ["truncated", "kd", "pkd"])
+def test_student_from_starts_the_baseline_at_the_pretrained_bottom_layers(method, tmp_path):
+    pretrained = _pretrained_folder(tmp_path)
+    predecessor = tiny_model("bert", layers=4)
+    predecessor.config.id2label = {0: "negative", 1: "positive"}
+    predecessor.config.label2id = {"negative": 0, "positive": 1}
+    distill = DistillConfig(student_from=pretrained)
+    theseus = TheseusConfig(successor_layers=2)
+
+    student, plugin = build_method(method, predecessor, theseus, distill, 3, regression=False)
+    source = AutoModel.from_pretrained(pretrained).state_dict()
+    state = student.state_dict()
+    kept = [n for n in source if not n.startswith("encoder.layer.") or n.split(".")[2] in "01"]
+    assert all(torch.equal(state["bert." + n], source[n]) for n in kept)
+    assert not any(n.startswith("bert.encoder.layer.2.") for n in state)
+    assert student.config.num_hidden_layers == 2
+    assert student.config.id2label == predecessor.config.id2label
+    # The head is new, not the predecessor's, and drawn from the run's seed.
+    assert not torch.equal(state["classifier.weight"], predecessor.classifier.weight)
+    again, _ = build_method(method, predecessor, theseus, distill, 3, regression=False)
+    other, _ = build_method(method, predecessor, theseus, distill, 4, regression=False)
+    assert torch.equal(again.classifier.weight, student.classifier.weight)
+    assert not torch.equal(other.classifier.weight, student.classifier.weight)
+    if method != "truncated":  # the teacher is still the fine-tuned predecessor
+        assert plugin.distiller.teacher is predecessor
+
+
+def test_student_from_settings_are_recorded_only_for_baselines_and_only_when_set():
+    theseus, plain = TheseusConfig(successor_layers=2), DistillConfig()
+    for method in METHODS:  # runs saved before the option existed still match
+        assert "student_from" not in json.dumps(method_settings(method, theseus, plain))
+    distill = DistillConfig(student_from="bert-base-uncased")
+    for method in METHODS:
+        settings = method_settings(method, theseus, distill)
+        assert settings.get("student_from") == (
+            "bert-base-uncased" if method in ("truncated", "kd", "pkd") else None
+        )
+        assert "student_from" not in settings.get("distill", {})
+
+
+def test_student_from_of_another_shape_is_refused_naming_the_fix(tmp_path):
+    pretrained = _pretrained_folder(tmp_path, num_labels=2)
+    predecessor = tiny_model("roberta", layers=4)
+    distill = DistillConfig(student_from=pretrained)
+    with pytest.raises(ModelError, match="model_type bert.*model_type roberta.*fine-tuned from"):
+        build_method("kd", predecessor, TheseusConfig(successor_layers=2), distill, 1, False)
+    with pytest.raises(ModelError, match="only to the baselines"):
+        check_student_from(["theseus", "theseus-kd"], distill)

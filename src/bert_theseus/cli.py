@@ -105,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
             _add_dataclass(sub, CompareConfig, "comparison")
         if name in ("compress", "compare"):
             _add_dataclass(sub, TheseusConfig, "module replacing (and the student size)")
-            _add_dataclass(sub, DistillConfig, "distillation (theseus-kd, kd, pkd)")
+            _add_dataclass(
+                sub, DistillConfig, "baselines and distillation (truncated, kd, pkd, theseus-kd)"
+            )
         _add_dataclass(sub, TrainingConfig, "training")
     _add_deploy_commands(commands)
     return parser

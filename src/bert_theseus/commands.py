@@ -81,12 +81,14 @@ class ModelError(ValueError):
 
 # Every way `compress` can shrink a predecessor; all give a student of the successor's size.
 METHODS = ("theseus", "theseus-kd", "truncated", "kd", "pkd")
+BASELINES = ("truncated", "kd", "pkd")  # a student cut from a model, not module replacing
 
 
 def load_model(
-    name: str, trust_remote_code: bool = False, **kwargs
+    name: str, trust_remote_code: bool = False, with_tokenizer: bool = True, **kwargs
 ) -> tuple[PreTrainedModel, object]:
-    """Load a sequence classifier and its tokenizer from a folder or a Hub id.
+    """Load a sequence classifier and its tokenizer (None if not `with_tokenizer`) from a
+    folder or a Hub id.
 
     Code shipped with a model runs only with `trust_remote_code=True`; it is passed as
     False otherwise, so transformers neither runs it nor stops to ask.
@@ -102,7 +104,9 @@ def load_model(
         model = AutoModelForSequenceClassification.from_pretrained(
             name, trust_remote_code=trust_remote_code, **kwargs
         )
-        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+        tokenizer = None
+        if with_tokenizer:
+            tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
         if "custom code" in str(error):
             raise ModelError(
@@ -174,6 +178,7 @@ def compress(
     """
     distill = distill or DistillConfig()
     _check_method(method, theseus, distill)
+    check_student_from([method], distill)
     out = OutputDir(output, overwrite, training.resume)
     predecessor, tokenizer = load_model(model, trust_remote_code)
     # Fail on a bad depth or architecture now, not after reading data and scoring the model.
@@ -184,7 +189,9 @@ def compress(
     features = _encode_splits(task_data, tokenizer, training)
     before = _score(predecessor, features, tokenizer, training, task_data, accelerator)
     regression = task_data.task.is_regression
-    student, plugin = build_method(method, predecessor, theseus, distill, training.seed, regression)
+    student, plugin = build_method(
+        method, predecessor, theseus, distill, training.seed, regression, trust_remote_code
+    )
     settings = {"model": model, "data": asdict(data), **method_settings(method, theseus, distill)}
     return _run(
         plugin,
@@ -207,6 +214,7 @@ def build_method(
     distill: DistillConfig,
     seed: int,
     regression: bool,
+    trust_remote_code: bool = False,
 ) -> tuple[PreTrainedModel, Method]:
     """The model to train and the method that trains it. `predecessor` itself is not
     trained (it may become the frozen teacher), so it stays the reference for speed-ups.
@@ -218,7 +226,10 @@ def build_method(
             return compound, TheseusMethod(theseus, seed=seed)
         distiller = Distiller(predecessor, distill, regression)
         return compound, TheseusKDMethod(theseus, distiller, seed=seed)
-    student = truncate(predecessor, depth, theseus.layers_path)
+    source = predecessor
+    if distill.student_from:
+        source = pretrained_student(distill.student_from, predecessor, seed, trust_remote_code)
+    student = truncate(source, depth, theseus.layers_path)
     if name == "truncated":
         return student, TruncatedMethod()
     layer_map = None
@@ -230,9 +241,56 @@ def build_method(
 def method_settings(name: str, theseus: TheseusConfig, distill: DistillConfig) -> dict:
     """The configuration a method's run depends on, for run_config.json."""
     settings: dict = {"method": name, "theseus": asdict(theseus)}
+    distill_settings = asdict(distill)
+    # Recorded only when set, so runs made before the option existed still match.
+    student_from = distill_settings.pop("student_from")
     if name in ("theseus-kd", "kd", "pkd"):
-        settings["distill"] = asdict(distill)
+        settings["distill"] = distill_settings
+    if student_from and name in BASELINES:
+        settings["student_from"] = student_from
     return settings
+
+
+def pretrained_student(
+    name: str, predecessor: PreTrainedModel, seed: int, trust_remote_code: bool = False
+) -> PreTrainedModel:
+    """`name` (a pre-trained encoder) with a new head, seeded and labelled like the
+    predecessor: where the paper's baselines start (Sun et al., 2019), before truncation.
+    """
+    config = predecessor.config
+    set_seed(seed)  # the new head is drawn while loading
+    model, _ = load_model(
+        name,
+        trust_remote_code,
+        with_tokenizer=False,
+        num_labels=config.num_labels,
+        id2label=config.id2label,
+        label2id=config.label2id,
+        problem_type=config.problem_type,
+        ignore_mismatched_sizes=True,
+    )
+    keys = ("model_type", "vocab_size", "hidden_size")
+    theirs = {key: getattr(model.config, key, None) for key in keys}
+    ours = {key: getattr(config, key, None) for key in keys}
+    if theirs != ours:
+        raise ModelError(
+            f"--student-from {name} ({_describe(theirs)}) does not match the predecessor "
+            f"({_describe(ours)}): the student reads the predecessor's tokenizer, so pass "
+            "the pre-trained checkpoint the predecessor was fine-tuned from"
+        )
+    return model
+
+
+def _describe(values: dict) -> str:
+    return ", ".join(f"{key} {value}" for key, value in values.items())
+
+
+def check_student_from(methods: list[str], distill: DistillConfig) -> None:
+    if distill.student_from and not any(m in BASELINES for m in methods):
+        raise ModelError(
+            "--student-from applies only to the baselines (truncated, kd, pkd); module "
+            "replacing starts from the predecessor: drop --student-from or choose a baseline"
+        )
 
 
 def _check_method(name: str, theseus: TheseusConfig, distill: DistillConfig) -> None:

@@ -34,8 +34,10 @@ from .commands import (
     _score,
     _successor_depth,
     build_method,
+    check_student_from,
     load_model,
     method_settings,
+    pretrained_student,
     read_data,
     speed_length,
 )
@@ -92,11 +94,14 @@ def compare(
     config.validate()
     for method in config.methods:
         _check_method(method, theseus, distill)
+    check_student_from(config.methods, distill)
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise RunError(f"--output {output} is a file: choose a folder path")
     predecessor, tokenizer = load_model(model, trust_remote_code)
     depth = _successor_depth(predecessor, theseus)
+    if distill.student_from:  # fail now, not after the first methods have trained
+        pretrained_student(distill.student_from, predecessor, 0, trust_remote_code)
     task_data = read_data(data, training, _model_labels(predecessor))
     _check_labels(predecessor, task_data)
     accelerator = make_accelerator(training)
@@ -119,7 +124,7 @@ def compare(
                 out = _output_dir(folder, overwrite)
                 # build_method copies what it trains; the predecessor only serves as teacher.
                 student, plugin = build_method(
-                    method, predecessor, theseus, distill, seed, regression
+                    method, predecessor, theseus, distill, seed, regression, trust_remote_code
                 )
                 metrics = _run(
                     plugin,

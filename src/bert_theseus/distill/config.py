@@ -14,13 +14,14 @@ PKD_STRATEGIES = ("skip", "last")
 
 @dataclass
 class DistillConfig:
-    """How a student learns from its teacher (the fine-tuned predecessor).
+    """Where a baseline student starts, and how it learns from its teacher (the predecessor).
 
     Defaults sit inside the grids of BERT-PKD (Sun et al., 2019): T in {5, 10, 20},
     alpha in {0.2, 0.5, 0.7}, beta in {10, 100, 500, 1000}.
 
     >>> DistillConfig(temperature=5, alpha=0.5)                    # vanilla KD
     >>> DistillConfig(beta=100, layer_map=[[1, 2], [2, 4]])        # PKD 6 -> 3, explicit map
+    >>> DistillConfig(student_from="bert-base-uncased")            # the paper's baseline start
     """
 
     temperature: float = field(
@@ -49,6 +50,15 @@ class DistillConfig:
         metadata={
             "help": "PKD: explicit [student layer, teacher layer] pairs, counted from 1 "
             "(0 is the embeddings), e.g. [[1,2],[2,4]]; overrides pkd_strategy"
+        },
+    )
+
+    student_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "truncated, kd, pkd: cut the student from this pre-trained model (folder "
+            "or Hub id) with a new head, as the paper's baselines were, instead of from the "
+            "fine-tuned predecessor; module replacing always starts from the predecessor"
         },
     )
 
