@@ -228,20 +228,8 @@ def test_compress_baseline_from_a_pretrained_model_and_its_refusals(
     out = tmp_path / "truncated"
     args = ["compress", "--model", str(teacher), *_data(sst2_dir), "--successor-layers", "2"]
     args += ["--max-steps", "2", *FAST]
-    assert (
-        main(
-            [
-                *args,
-                "--method",
-                "truncated",
-                "--student-from",
-                str(pretrained),
-                "--output",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    baseline = ["--method", "truncated", "--student-from", str(pretrained), "--output", str(out)]
+    assert main([*args, *baseline]) == 0
     config = json.loads((out / "run_config.json").read_text())
     assert config["student_from"] == str(pretrained) and config["method"] == "truncated"
 
