@@ -10,6 +10,7 @@ import pytest
 from transformers import AutoModelForSequenceClassification
 
 from bert_theseus.cli import main
+from bert_theseus.compare import _summarise
 
 FAST = ["--batch-size", "8", "--learning-rate", "2e-3", "--mixed-precision", "no"]
 METHOD_COLUMNS = [
@@ -241,3 +242,21 @@ def test_compress_baseline_from_a_pretrained_model_and_its_refusals(
     assert main([*compare, "--student-from", str(tmp_path / "missing")]) == 2
     assert "cannot load model" in capsys.readouterr().err
     assert not refused.exists()
+
+
+def test_summary_retention_uses_unrounded_scores(tiny_bert_dir):
+    # The MPNet RTE case: 184 and 188 of 277 correct. Rounded first, 66.43 / 67.87 gives
+    # 97.88%; the run's own metrics.json says 97.87%, and the summary must agree with it.
+    predecessor = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir)
+    runs = [
+        {"method": "kd", "seed": seed, "dev": {"dev": {"score": correct / 277}}, "best_step": 1}
+        | {"parameters": 10, "train_seconds": 1.0, "folder": f"kd-{seed}"}
+        for seed, correct in [(1, 184), (2, 184)]
+    ]
+    timings = {"seconds": {"predecessor": 2.0, "kd-1": 1.0, "kd-2": 1.0}}
+    before = {"dev": {"score": 188 / 277}}
+    summary = _summarise(runs, before, "dev", timings, predecessor, depth=2)
+    kd = summary["methods"][1]
+    assert kd["retention_percent"] == round(100 * 184 / 188, 2) == 97.87
+    assert kd["score_mean"] == 66.43 and kd["score_std"] == 0.0
+    assert [row["score"] for row in summary["runs"]] == [66.43, 66.43]

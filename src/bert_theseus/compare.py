@@ -216,9 +216,10 @@ def _summarise(runs, before, reported, timings, predecessor, depth) -> dict:
     seconds = timings["seconds"]
     base = seconds["predecessor"]
     reference = 100 * (before.get(reported) or next(iter(before.values())))["score"]
-    run_rows = []
+    run_rows, exact = [], []
     for run in runs:
         score = 100 * (run["test"] if reported == "test" else run["dev"][reported])["score"]
+        exact.append(score)
         latency = seconds[str(run["folder"])]
         run_rows.append(
             {
@@ -249,7 +250,8 @@ def _summarise(runs, before, reported, timings, predecessor, depth) -> dict:
     ]
     for method in dict.fromkeys(row["method"] for row in run_rows):
         rows = [row for row in run_rows if row["method"] == method]
-        scores = [row["score"] for row in rows]
+        # Aggregate the unrounded scores, so retention agrees with each run's metrics.json.
+        scores = [exact[i] for i, row in enumerate(run_rows) if row["method"] == method]
         mean = statistics.mean(scores)
         method_rows.append(
             {
