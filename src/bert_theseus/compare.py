@@ -251,7 +251,8 @@ def _summarise(runs, before, reported, timings, predecessor, depth) -> dict:
     for method in dict.fromkeys(row["method"] for row in run_rows):
         rows = [row for row in run_rows if row["method"] == method]
         # Aggregate the unrounded scores, so retention agrees with each run's metrics.json.
-        scores = [exact[i] for i, row in enumerate(run_rows) if row["method"] == method]
+        pairs = zip(exact, run_rows, strict=True)
+        scores = [score for score, row in pairs if row["method"] == method]
         mean = statistics.mean(scores)
         method_rows.append(
             {
