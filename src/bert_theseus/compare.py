@@ -216,10 +216,10 @@ def _summarise(runs, before, reported, timings, predecessor, depth) -> dict:
     seconds = timings["seconds"]
     base = seconds["predecessor"]
     reference = 100 * (before.get(reported) or next(iter(before.values())))["score"]
-    run_rows, exact = [], []
+    run_rows, exact = [], {}
     for run in runs:
         score = 100 * (run["test"] if reported == "test" else run["dev"][reported])["score"]
-        exact.append(score)
+        exact[str(run["folder"])] = score
         latency = seconds[str(run["folder"])]
         run_rows.append(
             {
@@ -251,8 +251,7 @@ def _summarise(runs, before, reported, timings, predecessor, depth) -> dict:
     for method in dict.fromkeys(row["method"] for row in run_rows):
         rows = [row for row in run_rows if row["method"] == method]
         # Aggregate the unrounded scores, so retention agrees with each run's metrics.json.
-        pairs = zip(exact, run_rows, strict=True)
-        scores = [score for score, row in pairs if row["method"] == method]
+        scores = [exact[row["folder"]] for row in rows]
         mean = statistics.mean(scores)
         method_rows.append(
             {
