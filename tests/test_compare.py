@@ -116,6 +116,15 @@ def test_compare_writes_every_table_and_the_plot(teacher, sst2_dir, tmp_path, ca
     rerun = _read_csv(out / "runs.csv")
     assert [r["score"] for r in rerun] == [r["score"] for r in runs]
 
+    # The same model and data reached through symlinks are the same settings.
+    (tmp_path / "model-link").symlink_to(teacher)
+    (tmp_path / "data-link").symlink_to(sst2_dir)
+    linked = [*args]
+    linked[linked.index(str(teacher))] = str(tmp_path / "model-link")
+    linked[linked.index(str(sst2_dir))] = str(tmp_path / "data-link")
+    assert main(linked) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.json")} == stamps
+
     # Other settings on the same folder are refused, naming what differs.
     capsys.readouterr()
     assert main([*args, "--alpha", "0.9", "--methods", "kd"]) == 2

@@ -180,6 +180,7 @@ def _finished(folder: Path, settings: dict, training: TrainingConfig, overwrite:
     wanted = json.loads(json.dumps({**settings, "training": asdict(training)}, default=str))
     saved.get("training", {}).pop("resume", None)
     wanted["training"].pop("resume", None)
+    saved, wanted = _resolve_paths(saved), _resolve_paths(wanted)
     if saved != wanted:
         changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
         raise RunError(
@@ -187,6 +188,16 @@ def _finished(folder: Path, settings: dict, training: TrainingConfig, overwrite:
             "--overwrite to redo it, or choose another --output"
         )
     return json.loads((folder / "metrics.json").read_text())
+
+
+def _resolve_paths(value):
+    """Settings with local paths resolved, so a symlink or another spelling of the same
+    model or data folder is not taken for other settings; hub ids stay as they are."""
+    if isinstance(value, dict):
+        return {key: _resolve_paths(item) for key, item in value.items()}
+    if isinstance(value, str) and value and Path(value).exists():
+        return str(Path(value).resolve())
+    return value
 
 
 def _output_dir(folder: Path, overwrite: bool) -> OutputDir:
