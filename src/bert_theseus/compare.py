@@ -195,8 +195,11 @@ def _resolve_paths(value):
     model or data folder is not taken for other settings; hub ids stay as they are."""
     if isinstance(value, dict):
         return {key: _resolve_paths(item) for key, item in value.items()}
-    if isinstance(value, str) and value and Path(value).exists():
-        return str(Path(value).resolve())
+    if isinstance(value, str) and value:
+        try:  # a setting that is not a path may still be too long or odd for the OS
+            return str(Path(value).resolve()) if Path(value).exists() else value
+        except (OSError, ValueError):
+            return value
     return value
 
 
