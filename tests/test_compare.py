@@ -10,7 +10,7 @@ import pytest
 from transformers import AutoModelForSequenceClassification
 
 from bert_theseus.cli import main
-from bert_theseus.compare import _summarise
+from bert_theseus.compare import _resolve_paths, _summarise
 
 FAST = ["--batch-size", "8", "--learning-rate", "2e-3", "--mixed-precision", "no"]
 METHOD_COLUMNS = [
@@ -269,3 +269,16 @@ def test_summary_retention_uses_unrounded_scores(tiny_bert_dir):
     assert kd["retention_percent"] == round(100 * 184 / 188, 2) == 97.87
     assert kd["score_mean"] == 66.43 and kd["score_std"] == 0.0
     assert [row["score"] for row in summary["runs"]] == [66.43, 66.43]
+
+
+def test_settings_resolve_local_paths_and_leave_other_strings_alone(tmp_path):
+    (tmp_path / "link").symlink_to(tmp_path)
+    settings = {"model": str(tmp_path / "link"), "data": {"data_dir": f"{tmp_path}/./"}}
+    settings |= {"hub": "org/not-a-local-model", "long": "x" * 5000, "steps": 3}
+    assert _resolve_paths(settings) == {
+        "model": str(tmp_path.resolve()),
+        "data": {"data_dir": str(tmp_path.resolve())},
+        "hub": "org/not-a-local-model",
+        "long": "x" * 5000,  # too long to be a file name: the OS refuses, the value stays
+        "steps": 3,
+    }
