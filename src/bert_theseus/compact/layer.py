@@ -1,0 +1,74 @@
+"""The modules a compact model puts into its layers: narrower linears and low-rank factors."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LowRankLinear(nn.Module):
+    """A linear layer as the product of two thinner ones: in -> rank (no bias) -> out.
+
+    Takes in * rank + rank * out weights instead of in * out. `from_linear` builds it from
+    the truncated SVD of a linear's weight (exact when rank is the weight's full rank):
+
+    >>> low = LowRankLinear.from_linear(layer.intermediate.dense, rank=64)
+    >>> low(hidden).shape == layer.intermediate.dense(hidden).shape
+    True
+    """
+
+    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True):
+        super().__init__()
+        self.in_features, self.out_features, self.rank = in_features, out_features, rank
+        self.down = nn.Linear(in_features, rank, bias=False)
+        self.up = nn.Linear(rank, out_features, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.down(x))
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, rank: int) -> LowRankLinear:
+        """The best rank-`rank` approximation of `linear` (truncated SVD), bias kept."""
+        weight = linear.weight.detach()
+        u, s, vh = torch.linalg.svd(weight.float(), full_matrices=False)
+        root = s[:rank].sqrt()  # split the singular values evenly so both factors are scaled alike
+        low = cls(linear.in_features, linear.out_features, rank, linear.bias is not None)
+        low.to(device=weight.device, dtype=weight.dtype)
+        with torch.no_grad():
+            low.down.weight.copy_(root[:, None] * vh[:rank])
+            low.up.weight.copy_(u[:, :rank] * root[None, :])
+            if linear.bias is not None:
+                low.up.bias.copy_(linear.bias)
+        return low
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
+
+
+def sized_like(linear: nn.Module, in_features: int, out_features: int) -> nn.Linear:
+    """A fresh nn.Linear of the given size, with `linear`'s bias setting, device and dtype."""
+    if isinstance(linear, LowRankLinear):
+        has_bias, weight = linear.up.bias is not None, linear.up.weight
+    else:
+        has_bias, weight = linear.bias is not None, linear.weight
+    return nn.Linear(
+        in_features, out_features, bias=has_bias, device=weight.device, dtype=weight.dtype
+    )
+
+
+def take_rows(linear: nn.Module, index: list[int]) -> dict[str, torch.Tensor]:
+    """State dict of `linear` keeping only the output features in `index` (bias too)."""
+    out = "up." if isinstance(linear, LowRankLinear) else ""
+    state = {k: v.detach().clone() for k, v in linear.state_dict().items()}
+    state[f"{out}weight"] = state[f"{out}weight"][index]
+    if f"{out}bias" in state:
+        state[f"{out}bias"] = state[f"{out}bias"][index]
+    return state
+
+
+def take_columns(linear: nn.Module, index: list[int]) -> dict[str, torch.Tensor]:
+    """State dict of `linear` keeping only the input features in `index` (bias unchanged)."""
+    into = "down." if isinstance(linear, LowRankLinear) else ""
+    state = {k: v.detach().clone() for k, v in linear.state_dict().items()}
+    state[f"{into}weight"] = state[f"{into}weight"][:, index]
+    return state
