@@ -24,9 +24,8 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification
-
 from bert_theseus.theseus import TheseusConfig, apply_theseus, merge_theseus, theseus_layers
+from transformers import AutoModelForSequenceClassification
 
 VARIANTS = ("theseus", "successor", "predecessor")
 

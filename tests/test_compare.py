@@ -28,6 +28,7 @@ METHOD_COLUMNS = [
 RUN_COLUMNS = [
     "method",
     "seed",
+    "layers",
     "score",
     "best_step",
     "parameters",
@@ -69,7 +70,7 @@ def test_compress_with_each_method_saves_a_two_layer_student(method, teacher, ss
     config = json.loads((out / "run_config.json").read_text())
     assert metrics["method"] == config["method"] == method
     assert metrics["layers"] == 2 and metrics["predecessor_layers"] == 4
-    assert ("distill" in config) == (method != "truncated")
+    assert ("temperature" in config["config"]) == (method != "truncated")
     student = AutoModelForSequenceClassification.from_pretrained(out)
     assert student.config.num_hidden_layers == 2 and len(student.bert.encoder.layer) == 2
 
@@ -129,7 +130,7 @@ def test_compare_writes_every_table_and_the_plot(teacher, sst2_dir, tmp_path, ca
     capsys.readouterr()
     assert main([*args, "--alpha", "0.9", "--methods", "kd"]) == 2
     error = capsys.readouterr().err
-    assert "other settings (distill differ)" in error and "--overwrite" in error
+    assert "other settings (config.alpha differ)" in error and "--overwrite" in error
 
 
 def test_compare_reports_on_the_test_file_when_given(teacher, sst2_dir, tmp_path):
@@ -174,7 +175,7 @@ def test_an_interrupted_compare_resumes_and_matches_an_uninterrupted_one(
     import os
     import signal
 
-    from bert_theseus.distill import KDMethod
+    from bert_theseus import KDMethod
 
     def args(out):
         common = ["compare", "--model", str(teacher), *_data(sst2_dir), "--output", str(out)]
@@ -241,12 +242,15 @@ def test_compress_baseline_from_a_pretrained_model_and_its_refusals(
     baseline = ["--method", "truncated", "--student-from", str(pretrained), "--output", str(out)]
     assert main([*args, *baseline]) == 0
     config = json.loads((out / "run_config.json").read_text())
-    assert config["student_from"] == str(pretrained) and config["method"] == "truncated"
+    assert config["config"]["student_from"] == str(pretrained)
+    assert config["method"] == "truncated"
 
     refused = tmp_path / "refused"
     capsys.readouterr()
     assert main([*args, "--student-from", str(pretrained), "--output", str(refused)]) == 2
-    assert "--student-from applies only to the baselines" in capsys.readouterr().err
+    assert "--student-from is not a setting of theseus (it belongs to truncated, kd, pkd)" in (
+        capsys.readouterr().err
+    )
     compare = ["compare", *args[1:], "--output", str(refused), "--methods", "theseus", "kd"]
     assert main([*compare, "--student-from", str(tmp_path / "missing")]) == 2
     assert "cannot load model" in capsys.readouterr().err
@@ -259,15 +263,15 @@ def test_summary_retention_uses_unrounded_scores(tiny_bert_dir):
     predecessor = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir)
     runs = [
         {"method": "kd", "seed": seed, "dev": {"dev": {"score": correct / 277}}, "best_step": 1}
-        | {"parameters": 10, "train_seconds": 1.0, "folder": f"kd-{seed}"}
+        | {"parameters": 10, "layers": 2, "train_seconds": 1.0, "folder": f"kd-{seed}"}
         for seed, correct in [(1, 184), (2, 184)]
     ]
     timings = {"seconds": {"predecessor": 2.0, "kd-1": 1.0, "kd-2": 1.0}}
     before = {"dev": {"score": 188 / 277}}
-    summary = _summarise(runs, before, "dev", timings, predecessor, depth=2)
+    summary = _summarise(runs, before, "dev", timings, predecessor)
     kd = summary["methods"][1]
     assert kd["retention_percent"] == round(100 * 184 / 188, 2) == 97.87
-    assert kd["score_mean"] == 66.43 and kd["score_std"] == 0.0
+    assert kd["score_mean"] == 66.43 and kd["score_std"] == 0.0 and kd["layers"] == 2
     assert [row["score"] for row in summary["runs"]] == [66.43, 66.43]
 
 

@@ -10,6 +10,7 @@ import torch
 from tiny import ARCHITECTURES, tiny_model
 from transformers import AutoTokenizer, BertTokenizerFast
 
+from bert_theseus import truncate
 from bert_theseus.cli import main
 from bert_theseus.commands import DataConfig
 from bert_theseus.deploy import (
@@ -21,7 +22,6 @@ from bert_theseus.deploy import (
     read_texts,
 )
 from bert_theseus.deploy.runtime import torch_logits
-from bert_theseus.distill import truncate
 
 TEXTS = ["w1 good w2 w3 w4 w5 w6", "bad", "w7 w8 good", "w9 bad w10 w11"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -11,26 +12,23 @@ import torch.nn.functional as F
 from tiny import ARCHITECTURES, tiny_batch, tiny_model
 from transformers import AutoModel
 
-from bert_theseus.arch import find_layers_path
-from bert_theseus.commands import (
-    METHODS,
-    ModelError,
-    build_method,
-    check_student_from,
-    method_settings,
-)
-from bert_theseus.distill import (
-    DistillConfig,
-    DistillConfigError,
+from bert_theseus import (
     Distiller,
+    KDConfig,
+    PKDConfig,
+    TheseusKDConfig,
     TheseusKDMethod,
+    TruncatedConfig,
     patient_loss,
     pkd_layer_map,
     soft_target_loss,
     truncate,
 )
-from bert_theseus.theseus import TheseusConfig
-from bert_theseus.theseus.model import theseus_layers
+from bert_theseus.arch import find_layers_path
+from bert_theseus.commands import DataConfig, ModelError, method_settings
+from bert_theseus.data.tasks import get_task
+from bert_theseus.methods import MethodConfigError, MethodContext, get_method, methods
+from bert_theseus.methods.theseus.model import theseus_layers
 
 
 @pytest.mark.parametrize("temperature", [1.0, 2.0, 5.0, 20.0])
@@ -88,19 +86,19 @@ def test_patient_loss_is_zero_for_identical_normalised_states():
     ],
 )
 def test_pkd_skip_layer_maps(teacher, student, expected):
-    assert pkd_layer_map(teacher, student, DistillConfig()) == expected
+    assert pkd_layer_map(teacher, student, PKDConfig()) == expected
 
 
 def test_pkd_last_and_explicit_layer_maps():
-    last = DistillConfig(pkd_strategy="last")
+    last = PKDConfig(pkd_strategy="last")
     assert pkd_layer_map(12, 6, last) == [(1, 7), (2, 8), (3, 9), (4, 10), (5, 11)]
     assert pkd_layer_map(6, 3, last) == [(1, 4), (2, 5)]
-    explicit = DistillConfig(layer_map=[[1, 1], [2, 5], [3, 6]])
+    explicit = PKDConfig(layer_map=[[1, 1], [2, 5], [3, 6]])
     assert pkd_layer_map(6, 3, explicit) == [(1, 1), (2, 5), (3, 6)]
-    with pytest.raises(DistillConfigError, match="out of range"):
-        pkd_layer_map(6, 3, DistillConfig(layer_map=[[4, 2]]))
-    with pytest.raises(DistillConfigError, match="--pkd-strategy last"):
-        pkd_layer_map(12, 5, DistillConfig())
+    with pytest.raises(MethodConfigError, match="out of range"):
+        pkd_layer_map(6, 3, PKDConfig(layer_map=[[4, 2]]))
+    with pytest.raises(MethodConfigError, match="--pkd-strategy last"):
+        pkd_layer_map(12, 5, PKDConfig())
 
 
 @pytest.mark.parametrize(
@@ -114,8 +112,8 @@ def test_pkd_last_and_explicit_layer_maps():
     ],
 )
 def test_invalid_distill_settings_name_the_fix(settings, message):
-    with pytest.raises(DistillConfigError, match=message):
-        DistillConfig(**settings).validate()
+    with pytest.raises(MethodConfigError, match=message):
+        PKDConfig(successor_layers=2, **settings).validate()
 
 
 @pytest.mark.parametrize("model_type", ARCHITECTURES)
@@ -150,7 +148,7 @@ def test_truncated_student_has_exactly_the_bottom_layers(model_type, tmp_path):
 
 
 def test_truncating_to_an_impossible_depth_is_refused():
-    with pytest.raises(DistillConfigError, match="between 1 and 4"):
+    with pytest.raises(MethodConfigError, match="between 1 and 4"):
         truncate(tiny_model("bert", layers=4), 5)
 
 
@@ -164,7 +162,7 @@ def test_distiller_with_the_teacher_as_student_leaves_only_the_task_loss(model_t
     teacher = tiny_model(model_type, layers=4)
     student = copy.deepcopy(teacher)
     batch = _labelled(tiny_batch())
-    config = DistillConfig(alpha=0.3, beta=100.0)
+    config = PKDConfig(successor_layers=2, alpha=0.3, beta=100.0)
     pkd = Distiller(teacher, config, regression=False, layer_map=[(1, 1), (2, 2), (3, 3)])
     with torch.no_grad():
         task = student(**batch).loss
@@ -176,7 +174,9 @@ def test_distiller_with_the_teacher_as_student_leaves_only_the_task_loss(model_t
 def test_pkd_loss_trains_a_truncated_student_of_every_architecture(model_type):
     teacher = tiny_model(model_type, layers=4)
     student = truncate(teacher, 2)
-    distiller = Distiller(teacher, DistillConfig(), regression=False, layer_map=[(1, 2)])
+    distiller = Distiller(
+        teacher, PKDConfig(successor_layers=2), regression=False, layer_map=[(1, 2)]
+    )
     loss = distiller.loss(student.train(), _labelled(tiny_batch()))
     loss.backward()
     assert torch.isfinite(loss) and loss.item() > 0
@@ -188,8 +188,8 @@ def test_pkd_loss_trains_a_truncated_student_of_every_architecture(model_type):
 def test_theseus_kd_soft_term_vanishes_when_every_module_is_the_predecessor():
     predecessor = tiny_model("bert", layers=4)
     compound = copy.deepcopy(predecessor)
-    distiller = Distiller(predecessor, DistillConfig(alpha=0.5), regression=False)
-    method = TheseusKDMethod(TheseusConfig(successor_layers=2), distiller)
+    config = TheseusKDConfig(successor_layers=2, alpha=0.5)
+    method = TheseusKDMethod(config, Distiller(predecessor, config, regression=False))
     method.prepare(compound, total_steps=10)
     theseus_layers(compound).force([False, False])
     batch = _labelled(tiny_batch())
@@ -207,16 +207,22 @@ def _pretrained_folder(tmp_path, seed=5, **config):
     return str(tmp_path / "pretrained")
 
 
+def _build(method, predecessor, config, seed):
+    """The model and loop method the registry builds for `method` (its one stage)."""
+    context = MethodContext(predecessor, seed, get_task("sst2"))
+    (stage,) = get_method(method).stages(config, context)
+    return stage.start(predecessor)
+
+
 @pytest.mark.parametrize("method", ["truncated", "kd", "pkd"])
 def test_student_from_starts_the_baseline_at_the_pretrained_bottom_layers(method, tmp_path):
     pretrained = _pretrained_folder(tmp_path)
     predecessor = tiny_model("bert", layers=4)
     predecessor.config.id2label = {0: "negative", 1: "positive"}
     predecessor.config.label2id = {"negative": 0, "positive": 1}
-    distill = DistillConfig(student_from=pretrained)
-    theseus = TheseusConfig(successor_layers=2)
+    config = get_method(method).make_config({"successor_layers": 2, "student_from": pretrained})
 
-    student, plugin = build_method(method, predecessor, theseus, distill, 3, regression=False)
+    student, plugin = _build(method, predecessor, config, 3)
     source = AutoModel.from_pretrained(pretrained).state_dict()
     state = student.state_dict()
     kept = [n for n in source if not n.startswith("encoder.layer.") or n.split(".")[2] in "01"]
@@ -226,32 +232,34 @@ def test_student_from_starts_the_baseline_at_the_pretrained_bottom_layers(method
     assert student.config.id2label == predecessor.config.id2label
     # The head is new, not the predecessor's, and drawn from the run's seed.
     assert not torch.equal(state["classifier.weight"], predecessor.classifier.weight)
-    again, _ = build_method(method, predecessor, theseus, distill, 3, regression=False)
-    other, _ = build_method(method, predecessor, theseus, distill, 4, regression=False)
+    again, _ = _build(method, predecessor, config, 3)
+    other, _ = _build(method, predecessor, config, 4)
     assert torch.equal(again.classifier.weight, student.classifier.weight)
     assert not torch.equal(other.classifier.weight, student.classifier.weight)
     if method != "truncated":  # the teacher is still the fine-tuned predecessor
         assert plugin.distiller.teacher is predecessor
 
 
-def test_student_from_settings_are_recorded_only_for_baselines_and_only_when_set():
-    theseus, plain = TheseusConfig(successor_layers=2), DistillConfig()
-    for method in METHODS:  # runs saved before the option existed still match
-        assert "student_from" not in json.dumps(method_settings(method, theseus, plain))
-    distill = DistillConfig(student_from="bert-base-uncased")
-    for method in METHODS:
-        settings = method_settings(method, theseus, distill)
-        assert settings.get("student_from") == (
-            "bert-base-uncased" if method in ("truncated", "kd", "pkd") else None
-        )
-        assert "student_from" not in settings.get("distill", {})
+@pytest.mark.parametrize("method", ["theseus", "theseus-kd", "truncated", "kd", "pkd"])
+def test_run_settings_record_the_method_and_every_field_of_its_config(method):
+    spec = get_method(method)
+    config = spec.make_config({"successor_layers": 2})
+    settings = method_settings("m", DataConfig(task="sst2"), spec, config)
+    assert settings["method"] == method
+    assert settings["config"] == json.loads(json.dumps(asdict(config)))
+    fields = set(settings["config"])
+    assert ("student_from" in fields) == (method in ("truncated", "kd", "pkd"))
+    assert ("temperature" in fields) == (method in ("theseus-kd", "kd", "pkd"))
+    assert ("scheduler" in fields) == method.startswith("theseus")
+    assert list(methods())[:5] == ["theseus", "theseus-kd", "truncated", "kd", "pkd"]
 
 
 def test_student_from_of_another_shape_is_refused_naming_the_fix(tmp_path):
     pretrained = _pretrained_folder(tmp_path, num_labels=2)
     predecessor = tiny_model("roberta", layers=4)
-    distill = DistillConfig(student_from=pretrained)
+    config = KDConfig(successor_layers=2, student_from=pretrained)
     with pytest.raises(ModelError, match="model_type bert.*model_type roberta.*fine-tuned from"):
-        build_method("kd", predecessor, TheseusConfig(successor_layers=2), distill, 1, False)
-    with pytest.raises(ModelError, match="only to the baselines"):
-        check_student_from(["theseus", "theseus-kd"], distill)
+        get_method("kd").check(config, MethodContext(predecessor))
+    with pytest.raises(ModelError, match="model_type bert.*model_type roberta.*fine-tuned from"):
+        _build("kd", predecessor, config, 1)
+    assert TruncatedConfig(successor_layers=2).student_from is None

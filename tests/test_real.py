@@ -10,7 +10,7 @@ from conftest import shared_glue
 from transformers import AutoModelForSequenceClassification, pipeline
 
 from bert_theseus.cli import main
-from bert_theseus.theseus import TheseusConfig, apply_theseus, theseus_layers
+from bert_theseus.methods.theseus import TheseusConfig, apply_theseus, theseus_layers
 
 pytestmark = pytest.mark.real
 
@@ -111,9 +111,9 @@ def test_real_model_hidden_states_through_the_wrapper(minilm):
 def test_real_minilm_exports_to_onnx_and_int8_keeps_the_answers(minilm, sst2_slice, tmp_path):
     from transformers import AutoTokenizer
 
+    from bert_theseus import truncate
     from bert_theseus.commands import DataConfig
     from bert_theseus.deploy import ExportConfig, export_onnx, predict_texts
-    from bert_theseus.distill import truncate
 
     model = AutoModelForSequenceClassification.from_pretrained(minilm, num_labels=2)
     folder = tmp_path / "successor"

@@ -10,7 +10,7 @@ from tiny import ARCHITECTURES, tiny_batch, tiny_model
 from transformers import AutoModelForSequenceClassification
 
 from bert_theseus.arch import ArchitectureError
-from bert_theseus.theseus import (
+from bert_theseus.methods.theseus import (
     TheseusConfig,
     TheseusConfigError,
     apply_theseus,

@@ -13,7 +13,7 @@ from transformers import BertTokenizerFast
 
 from bert_theseus.data import load_task_data
 from bert_theseus.data.loading import encode
-from bert_theseus.theseus import (
+from bert_theseus.methods.theseus import (
     AntiCurriculumScheduler,
     ConstantScheduler,
     LinearScheduler,

@@ -42,7 +42,8 @@ def find_layers_path(model: PreTrainedModel, layers_path: str | None = None) -> 
     >>> find_layers_path(bert_for_sequence_classification)
     'bert.encoder.layer'
     """
-    model_type = getattr(model.config, "model_type", None)
+    # A compact model (bert_theseus.compact) keeps its base architecture's layer list.
+    model_type = getattr(model.config, "base_model_type", None) or model.config.model_type
     if layers_path is None:
         if model_type in UNSUPPORTED:
             raise ArchitectureError(

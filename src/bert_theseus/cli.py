@@ -23,6 +23,7 @@ examples:
   theseus evaluate --model runs/successor --task sst2 --data-dir GLUE/SST-2
   theseus compare  --model runs/teacher --task rte --data-dir GLUE/RTE --successor-layers 3 \\
                    --methods theseus kd pkd truncated --seeds 1 2 3 --output runs/compare
+  theseus methods
   theseus export runs/successor --onnx --int8 --task sst2 --data-dir GLUE/SST-2 \\
                    --output exports/successor
   theseus benchmark runs/teacher runs/successor --output bench.json
@@ -34,10 +35,18 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_dataclass(parser: argparse.ArgumentParser, cls, title: str) -> None:
-    group = parser.add_argument_group(title)
+def _add_dataclass(
+    parser: argparse.ArgumentParser,
+    cls,
+    title: str,
+    skip: set[str] = frozenset(),
+    description: str | None = None,
+) -> None:
+    group = parser.add_argument_group(title, description)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
         kind = hints[f.name]
         args = typing.get_args(kind)
         if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
@@ -58,16 +67,15 @@ def _add_dataclass(parser: argparse.ArgumentParser, cls, title: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .commands import METHODS, DataConfig
+    from .commands import DataConfig
     from .compare import CompareConfig
-    from .distill import DistillConfig
-    from .theseus import TheseusConfig
+    from .methods import compare_defaults, default_method, methods
     from .training import TrainingConfig
 
     parser = argparse.ArgumentParser(
         prog="theseus",
         description="Make a fine-tuned Hugging Face encoder smaller and faster by "
-        "progressive module replacing (BERT-of-Theseus).",
+        "progressive module replacing (BERT-of-Theseus) and the methods beside it.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -75,10 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     about = {
         "finetune": "fine-tune a pretrained encoder on a task (the predecessor)",
-        "compress": "compress a fine-tuned predecessor by module replacing (the successor)",
+        "compress": "compress a fine-tuned predecessor with one method (see 'theseus methods')",
         "evaluate": "score a saved model on a task's dev (and test) data",
         "compare": "run several methods x seeds on one predecessor and tabulate them",
     }
+    names = list(methods())
     for name, text in about.items():
         sub = _add_parser(commands, name, text)
         sub.add_argument("--model", required=True, help="model folder or Hub id")
@@ -91,26 +100,60 @@ def build_parser() -> argparse.ArgumentParser:
             )
         else:
             sub.add_argument("--output", help="also write the metrics to this JSON file")
+        if name in ("finetune", "compress"):
+            sub.add_argument(
+                "--push-to-hub",
+                metavar="REPO_ID",
+                help="upload the finished folder (model, model card, metrics) to this Hub "
+                "repository, created if needed (needs a token: 'hf auth login')",
+            )
         _add_common(sub)
         _add_dataclass(sub, DataConfig, "data")
         if name == "compress":
             sub.add_argument(
                 "--method",
-                choices=METHODS,
-                default="theseus",
-                help="theseus (module replacing), theseus-kd (plus soft targets), or a "
-                "baseline at the same size: truncated, kd, pkd (default: theseus)",
+                choices=names,
+                default=default_method(),
+                help=f"the compression method (default: {default_method()}; "
+                "'theseus methods' lists them)",
             )
         if name == "compare":
+            sub.add_argument(
+                "--methods",
+                nargs="+",
+                default=compare_defaults(),
+                help=f"methods to run, of: {', '.join(names)} "
+                f"(default: {' '.join(compare_defaults())})",
+            )
             _add_dataclass(sub, CompareConfig, "comparison")
         if name in ("compress", "compare"):
-            _add_dataclass(sub, TheseusConfig, "module replacing (and the student size)")
-            _add_dataclass(
-                sub, DistillConfig, "baselines and distillation (truncated, kd, pkd, theseus-kd)"
-            )
+            _add_method_flags(sub)
         _add_dataclass(sub, TrainingConfig, "training")
+    listing = _add_parser(commands, "methods", "list the compression methods, one line each")
+    _add_common(listing)  # --config and --debug, as every command has
     _add_deploy_commands(commands)
     return parser
+
+
+def _add_method_flags(sub: argparse.ArgumentParser) -> None:
+    """One group per method with the flags of its config; a setting several methods share
+    is one flag, shown under the first method that has it."""
+    from .methods import methods
+
+    added: set[str] = set()
+    for name, spec in methods().items():
+        fields = [f.name for f in dataclasses.fields(spec.config)]
+        shared = [_flag(f) for f in fields if f in added]
+        description = f"also takes {', '.join(shared)} (above)" if shared else None
+        _add_dataclass(sub, spec.config, f"{name}: {spec.summary}", added, description)
+        added.update(fields)
+
+
+def method_flags() -> set[str]:
+    """Every method setting that has a flag (the union of the registered configs' fields)."""
+    from .methods import methods
+
+    return {f.name for spec in methods().values() for f in dataclasses.fields(spec.config)}
 
 
 def _add_parser(commands, name: str, text: str) -> argparse.ArgumentParser:
@@ -186,39 +229,83 @@ def _config(cls, args: argparse.Namespace):
     return cls(**{k: v for k, v in values.items() if v is not None})
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace):
     from .commands import DataConfig, compress, evaluate_model, finetune
     from .compare import CompareConfig, compare
-    from .distill import DistillConfig
-    from .theseus import TheseusConfig
     from .training import TrainingConfig
 
     trust = args.trust_remote_code
     if args.command in ("export", "benchmark", "predict"):
         return _run_deploy(args)
+    if args.command == "methods":
+        return _list_methods()
     data = _config(DataConfig, args)
     training = _config(TrainingConfig, args)
     if args.command == "finetune":
-        return finetune(args.model, data, training, args.output, args.overwrite, trust)
+        return finetune(
+            args.model, data, training, args.output, args.overwrite, trust, args.push_to_hub
+        )
     if args.command == "evaluate":
         return evaluate_model(args.model, data, training, trust)
-    theseus, distill = _config(TheseusConfig, args), _config(DistillConfig, args)
     if args.command == "compress":
+        (config,) = _method_configs([args.method], args).values()
         return compress(
             args.model,
             data,
             training,
-            theseus,
+            config,
             args.output,
             args.overwrite,
             trust,
             args.method,
-            distill,
+            args.push_to_hub,
         )
+    configs = _method_configs(args.methods, args)
     settings = _config(CompareConfig, args)
     return compare(
-        args.model, data, training, theseus, distill, settings, args.output, args.overwrite, trust
+        args.model, data, training, configs, settings, args.output, args.overwrite, trust
     )
+
+
+def _method_configs(names: list[str], args: argparse.Namespace) -> dict:
+    """Each named method's config from the flags; a flag none of them takes is refused."""
+    from .methods import MethodError, get_method
+
+    given = {
+        name: getattr(args, name)
+        for name in method_flags()
+        if getattr(args, name) is not None and getattr(args, name) is not False
+    }
+    specs = {name: get_method(name) for name in names}
+    taken = {f.name for spec in specs.values() for f in dataclasses.fields(spec.config)}
+    stray = sorted(set(given) - taken)
+    if stray:
+        owners = [m for m, s in _all_methods().items() if stray[0] in _field_names(s.config)]
+        raise MethodError(
+            f"{_flag(stray[0])} is not a setting of {', '.join(names)} (it belongs to "
+            f"{', '.join(owners)}): drop it or choose a method that takes it"
+        )
+    return {
+        name: spec.make_config({k: v for k, v in given.items() if k in _field_names(spec.config)})
+        for name, spec in specs.items()
+    }
+
+
+def _all_methods() -> dict:
+    from .methods import methods
+
+    return methods()
+
+
+def _field_names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _list_methods() -> list[dict]:
+    return [
+        {"method": name, "summary": spec.summary, "paper": spec.paper}
+        for name, spec in _all_methods().items()
+    ]
 
 
 def _run_deploy(args: argparse.Namespace):
@@ -254,6 +341,11 @@ def report(command: str, metrics) -> str:
     """A short human summary of a finished run."""
     if command in ("export", "benchmark", "predict"):
         return _report_deploy(command, metrics)
+    if command == "methods":
+        width = max(len(row["method"]) for row in metrics)
+        return "\n".join(
+            f"{row['method']:<{width}}  {row['summary']} ({row['paper']})" for row in metrics
+        )
     if command == "compare":
         from .compare import _markdown
 
@@ -314,6 +406,7 @@ def _report_deploy(command: str, result) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .card import set_command
     from .training import TrainingInterrupted
 
     argv = sys.argv[1:] if argv is None else argv
@@ -321,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     if not debug:
         _quiet_transformers()
     try:
+        set_command(argv)
         args = parse(argv)
         metrics = run(args)
     except KeyboardInterrupt:
@@ -362,9 +456,8 @@ def _is_user_error(error: Exception) -> bool:
     from .commands import ModelError
     from .data import DataError, TaskError
     from .deploy import DeployError
-    from .distill import DistillConfigError
+    from .methods import MethodError
     from .runs import RunError
-    from .theseus import TheseusConfigError
     from .training import TrainingError
 
     user = (
@@ -373,8 +466,7 @@ def _is_user_error(error: Exception) -> bool:
         DataError,
         TaskError,
         RunError,
-        TheseusConfigError,
-        DistillConfigError,
+        MethodError,
         DeployError,
         TrainingError,
     )

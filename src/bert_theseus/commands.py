@@ -8,34 +8,21 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from functools import partial
 
 from accelerate.utils import set_seed
-from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    PreTrainedModel,
-)
+from transformers import PreTrainedModel
 
-from .arch import find_layers_path
+from .card import push_to_hub, write_model_card
 from .data import DataError, TaskData, load_task_data
 from .data.loading import encode, make_loader
-from .distill import (
-    DistillConfig,
-    Distiller,
-    KDMethod,
-    TheseusKDMethod,
-    TruncatedMethod,
-    pkd_layer_map,
-    truncate,
-)
-from .runs import OutputDir, plot_training, write_json
+from .methods import MethodContext, MethodError, MethodSpec, get_method, methods
+from .models import ModelError, load_model
+from .runs import OutputDir, RunError, plot_training, write_json
 from .speed import count_parameters, measure_latency
-from .theseus import TheseusConfig, TheseusMethod
 from .training import Method, TrainingConfig, evaluate, make_accelerator, train
-from .training.checkpoint import load_checkpoint
+from .training.stages import Stage, merged_history, run_stages
 
 
 @dataclass
@@ -75,56 +62,6 @@ class DataConfig:
     )
 
 
-class ModelError(ValueError):
-    """The model cannot be loaded or does not fit the task."""
-
-
-# Every way `compress` can shrink a predecessor; all give a student of the successor's size.
-METHODS = ("theseus", "theseus-kd", "truncated", "kd", "pkd")
-BASELINES = ("truncated", "kd", "pkd")  # a student cut from a model, not module replacing
-
-
-def load_model(
-    name: str, trust_remote_code: bool = False, with_tokenizer: bool = True, **kwargs
-) -> tuple[PreTrainedModel, object]:
-    """Load a sequence classifier and its tokenizer (None if not `with_tokenizer`) from a
-    folder or a Hub id.
-
-    Code shipped with a model runs only with `trust_remote_code=True`; it is passed as
-    False otherwise, so transformers neither runs it nor stops to ask.
-    """
-    local = Path(name)
-    if local.exists() and not (local / "config.json").is_file():
-        raise ModelError(
-            f"{name} is not a model folder (no config.json): pass a folder written by "
-            "'theseus finetune' or save_pretrained, or a Hub id"
-        )
-    try:
-        # The model first: a folder with custom code is refused here, with that reason.
-        model = AutoModelForSequenceClassification.from_pretrained(
-            name, trust_remote_code=trust_remote_code, **kwargs
-        )
-        tokenizer = None
-        if with_tokenizer:
-            tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as error:
-        if "custom code" in str(error):
-            raise ModelError(
-                f"model '{name}' ships its own code, which runs only if you pass "
-                "--trust-remote-code (read that code first)"
-            ) from None
-        raise ModelError(
-            f"cannot load model '{name}': {_first_line(error)} (check the path, or the Hub id "
-            "and network)"
-        ) from None
-    return model, tokenizer
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def read_data(data: DataConfig, training: TrainingConfig, model_labels=None, need_train=True):
     return load_task_data(
         **asdict(data),
@@ -141,8 +78,10 @@ def finetune(
     output: str,
     overwrite: bool = False,
     trust_remote_code: bool = False,
+    push_to_hub: str | None = None,
 ) -> dict:
-    """Fine-tune a pretrained encoder on the task: the predecessor of a later `compress`."""
+    """Fine-tune a pretrained encoder on the task: the predecessor of a later `compress`.
+    `push_to_hub` names a Hub repository to upload the finished folder to."""
     out = OutputDir(output, overwrite, training.resume)
     task_data = read_data(data, training)
     task = task_data.task
@@ -157,155 +96,91 @@ def finetune(
         ignore_mismatched_sizes=True,  # a new task gets a new head
     )
     settings = {"model": model, "data": asdict(data)}
-    return _run(Method(), predecessor, tokenizer, task_data, training, out, settings)
+    stages = [Stage("finetune", lambda model: (model, Method()))]
+    metrics = _run(stages, predecessor, tokenizer, task_data, training, out, settings)
+    return _push(out, push_to_hub, metrics)
 
 
 def compress(
     model: str,
     data: DataConfig,
     training: TrainingConfig,
-    theseus: TheseusConfig,
+    config,
     output: str,
     overwrite: bool = False,
     trust_remote_code: bool = False,
-    method: str = "theseus",
-    distill: DistillConfig | None = None,
+    method: str | None = None,
+    push_to_hub: str | None = None,
 ) -> dict:
-    """Compress a fine-tuned predecessor to the successor's depth and save the result.
+    """Compress a fine-tuned predecessor with a registered method and save the result.
 
-    `method` is module replacing ("theseus"), module replacing with soft targets
-    ("theseus-kd"), or a baseline on the truncated predecessor ("truncated", "kd", "pkd").
+    `config` is the method's config (`TheseusConfig(successor_layers=3)`, `KDConfig(...)`);
+    `method` names the method, and is found from the config's class when left out.
+    `push_to_hub` names a Hub repository to upload the finished folder to.
     """
-    distill = distill or DistillConfig()
-    _check_method(method, theseus, distill)
-    check_student_from([method], distill)
+    spec = method_for(config, method)
     out = OutputDir(output, overwrite, training.resume)
     predecessor, tokenizer = load_model(model, trust_remote_code)
-    # Fail on a bad depth or architecture now, not after reading data and scoring the model.
-    _successor_depth(predecessor, theseus)
+    context = MethodContext(predecessor, training.seed, None, trust_remote_code)
+    # Fail on a bad size or architecture now, not after reading data and scoring the model.
+    spec.check(config, context)
     task_data = read_data(data, training, _model_labels(predecessor))
     _check_labels(predecessor, task_data)
     accelerator = make_accelerator(training)
     features = _encode_splits(task_data, tokenizer, training)
     before = _score(predecessor, features, tokenizer, training, task_data, accelerator)
-    regression = task_data.task.is_regression
-    student, plugin = build_method(
-        method, predecessor, theseus, distill, training.seed, regression, trust_remote_code
-    )
-    settings = {"model": model, "data": asdict(data), **method_settings(method, theseus, distill)}
-    return _run(
-        plugin,
-        student,
+    context.task = task_data.task
+    metrics = _run(
+        spec.stages(config, context),
+        predecessor,
         tokenizer,
         task_data,
         training,
         out,
-        settings,
+        method_settings(model, data, spec, config),
         (predecessor, before),
         accelerator,
         features,
     )
+    return _push(out, push_to_hub, metrics)
 
 
-def build_method(
-    name: str,
-    predecessor: PreTrainedModel,
-    theseus: TheseusConfig,
-    distill: DistillConfig,
-    seed: int,
-    regression: bool,
-    trust_remote_code: bool = False,
-) -> tuple[PreTrainedModel, Method]:
-    """The model to train and the method that trains it. `predecessor` itself is not
-    trained (it may become the frozen teacher), so it stays the reference for speed-ups.
-    """
-    depth = _successor_depth(predecessor, theseus)
-    if name in ("theseus", "theseus-kd"):
-        compound = copy.deepcopy(predecessor)  # module replacing changes its model in place
-        if name == "theseus":
-            return compound, TheseusMethod(theseus, seed=seed)
-        distiller = Distiller(predecessor, distill, regression)
-        return compound, TheseusKDMethod(theseus, distiller, seed=seed)
-    source = predecessor
-    if distill.student_from:
-        source = pretrained_student(distill.student_from, predecessor, seed, trust_remote_code)
-    student = truncate(source, depth, theseus.layers_path)
-    if name == "truncated":
-        return student, TruncatedMethod()
-    layer_map = None
-    if name == "pkd":
-        layer_map = pkd_layer_map(_layer_count(predecessor, theseus), depth, distill)
-    return student, KDMethod(Distiller(predecessor, distill, regression, layer_map))
+def _push(out: OutputDir, repo_id: str | None, metrics: dict) -> dict:
+    """Upload the finished folder; a failed upload keeps it and says how to retry."""
+    if repo_id is None:
+        return metrics
+    try:
+        metrics["pushed_to"] = push_to_hub(out.output, repo_id)
+    except Exception as error:
+        raise RunError(
+            f"the run is saved in {out.output}, but uploading it to {repo_id} failed "
+            f"({type(error).__name__}: {str(error).strip().splitlines()[0] if str(error) else ''})"
+            f": retry with 'hf upload {repo_id} {out.output}'"
+        ) from None
+    return metrics
 
 
-def method_settings(name: str, theseus: TheseusConfig, distill: DistillConfig) -> dict:
-    """The configuration a method's run depends on, for run_config.json."""
-    settings: dict = {"method": name, "theseus": asdict(theseus)}
-    distill_settings = asdict(distill)
-    # Recorded only when set, so runs made before the option existed still match.
-    student_from = distill_settings.pop("student_from")
-    if name in ("theseus-kd", "kd", "pkd"):
-        settings["distill"] = distill_settings
-    if student_from and name in BASELINES:
-        settings["student_from"] = student_from
-    return settings
+def method_for(config, name: str | None = None) -> MethodSpec:
+    """The registered method `name`, or the one whose config class `config` is."""
+    if name is not None:
+        spec = get_method(name)
+        if type(config) is not spec.config:
+            raise MethodError(
+                f"method '{name}' takes a {spec.config.__name__}, not a {type(config).__name__}"
+            )
+        spec.make_config(asdict(config))  # validates
+        return spec
+    for spec in methods().values():
+        if type(config) is spec.config:
+            spec.make_config(asdict(config))
+            return spec
+    raise MethodError(f"no registered method takes a {type(config).__name__}: pass method=NAME")
 
 
-def pretrained_student(
-    name: str, predecessor: PreTrainedModel, seed: int, trust_remote_code: bool = False
-) -> PreTrainedModel:
-    """`name` (a pre-trained encoder) with a new head, seeded and labelled like the
-    predecessor: where the paper's baselines start (Sun et al., 2019), before truncation.
-    """
-    config = predecessor.config
-    set_seed(seed)  # the new head is drawn while loading
-    model, _ = load_model(
-        name,
-        trust_remote_code,
-        with_tokenizer=False,
-        num_labels=config.num_labels,
-        id2label=config.id2label,
-        label2id=config.label2id,
-        problem_type=config.problem_type,
-        ignore_mismatched_sizes=True,
-    )
-    keys = ("model_type", "vocab_size", "hidden_size")
-    theirs = {key: getattr(model.config, key, None) for key in keys}
-    ours = {key: getattr(config, key, None) for key in keys}
-    if theirs != ours:
-        raise ModelError(
-            f"--student-from {name} ({_describe(theirs)}) does not match the predecessor "
-            f"({_describe(ours)}): the student reads the predecessor's tokenizer, so pass "
-            "the pre-trained checkpoint the predecessor was fine-tuned from"
-        )
-    return model
-
-
-def _describe(values: dict) -> str:
-    return ", ".join(f"{key} {value}" for key, value in values.items())
-
-
-def check_student_from(methods: list[str], distill: DistillConfig) -> None:
-    if distill.student_from and not any(m in BASELINES for m in methods):
-        raise ModelError(
-            "--student-from applies only to the baselines (truncated, kd, pkd); module "
-            "replacing starts from the predecessor: drop --student-from or choose a baseline"
-        )
-
-
-def _check_method(name: str, theseus: TheseusConfig, distill: DistillConfig) -> None:
-    if name not in METHODS:
-        raise ModelError(f"unknown method '{name}': use one of {', '.join(METHODS)}")
-    theseus.validate()
-    distill.validate()
-
-
-def _layer_count(predecessor: PreTrainedModel, theseus: TheseusConfig) -> int:
-    return len(predecessor.get_submodule(find_layers_path(predecessor, theseus.layers_path)))
-
-
-def _successor_depth(predecessor: PreTrainedModel, theseus: TheseusConfig) -> int:
-    return len(theseus.modules(_layer_count(predecessor, theseus)))
+def method_settings(model: str, data: DataConfig, spec: MethodSpec, config) -> dict:
+    """What a run of `spec` depends on besides training: recorded in run_config.json, and
+    what `compare` checks before it reuses a finished run."""
+    return {"model": model, "data": asdict(data), "method": spec.name, "config": asdict(config)}
 
 
 def evaluate_model(
@@ -321,7 +196,7 @@ def evaluate_model(
 
 
 def _run(
-    method: Method,
+    stages: list[Stage],
     model: PreTrainedModel,
     tokenizer,
     task_data: TaskData,
@@ -333,45 +208,53 @@ def _run(
     features: dict[str, list[dict]] | None = None,
     measure_speed: bool = True,
 ) -> dict:
-    """Train, then save the final model and the run's files; `predecessor` is the original
-    model and its dev scores, for retention and speed-up; `features` the encoded dev (and
-    test) splits, when the caller has them already. `measure_speed=False` leaves the
-    speed-up to the caller (`compare` times all its runs side by side)."""
+    """Train the stages, then save the final model and the run's files.
+
+    `model` is what the first stage starts from; `predecessor` the original model and its
+    dev scores, for retention and speed-up; `features` the encoded dev (and test) splits,
+    when the caller has them already. `measure_speed=False` leaves the speed-up to the
+    caller (`compare` times all its runs side by side)."""
     accelerator = accelerator or make_accelerator(training)
     task = task_data.task
     train_features = encode(task_data.train, tokenizer, training.max_length, task.is_regression)
     if features is None:
         features = _encode_splits(task_data, tokenizer, training)
     dev_features = {split: f for split, f in features.items() if split != "test"}
-    resume = out.resume_from()
-    checkpoint = load_checkpoint(resume) if resume else None
     folder = out.open() if accelerator.is_main_process else None
+    train_stage = partial(
+        _train_stage,
+        train_features=train_features,
+        dev_features=dev_features,
+        task=task,
+        tokenizer=tokenizer,
+        accelerator=accelerator,
+    )
     try:
-        result = train(
+        final, stage_results = run_stages(
+            stages,
             model,
-            method,
-            train_features,
-            dev_features,
-            task,
-            tokenizer,
             training,
-            accelerator,
-            run_dir=folder,
-            resume=checkpoint,
+            train_stage,
+            out.path,
+            folder is not None,
+            out.resume,
+            accelerator.wait_for_everyone,
         )
-        final = method.finalize(accelerator.unwrap_model(model))
+        result = stage_results[-1].result
         metrics = {
-            "method": method.name,
+            "method": settings.get("method", "finetune"),
             "task": task.name,
             "model": settings["model"],
             "dev": result.best_dev,
             "best_step": result.best_step,
-            "steps": result.steps,
-            "train_seconds": round(result.train_seconds, 1),
+            "steps": sum(stage.result.steps for stage in stage_results),
+            "train_seconds": round(sum(s.result.train_seconds for s in stage_results), 1),
             "parameters": count_parameters(final),
             "layers": final.config.num_hidden_layers,
             "data": task_data.sources,
         }
+        if len(stage_results) > 1:
+            metrics["stages"] = [_stage_metrics(stage) for stage in stage_results]
         if "test" in features:
             test = {"test": features["test"]}
             metrics.update(_score(final, test, tokenizer, training, task_data, accelerator))
@@ -382,17 +265,43 @@ def _run(
             if measure_speed:
                 metrics.update(_speedup(reference, final, training, accelerator))
         if folder is not None:
-            config = {**settings, "method": method.name, "training": asdict(training)}
+            config = {**settings, "training": asdict(training)}
             final.save_pretrained(folder)
             tokenizer.save_pretrained(folder)
             write_json(folder / "run_config.json", config)
-            plot_training(result.history, folder / "training.png")
+            history = merged_history(stage_results)
+            if len(stage_results) > 1:  # a one-stage run's log is written as it trains
+                _write_log(folder / "train_log.jsonl", history)
+            plot_training(history, folder / "training.png")
+            write_model_card(folder, metrics, settings, training)
             write_json(folder / "metrics.json", metrics)  # last: its presence marks completion
             out.commit()
     except BaseException:
         out.abort()
         raise
     return metrics
+
+
+def _train_stage(model, method, config, run_dir, checkpoint, settings, **fixed):
+    return train(model, method, config=config, run_dir=run_dir, resume=checkpoint,
+                 settings=settings, **fixed)  # fmt: skip
+
+
+def _stage_metrics(stage) -> dict:
+    result = stage.result
+    return {
+        "stage": stage.name,
+        "dev": result.best_dev,
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "train_seconds": round(result.train_seconds, 1),
+    }
+
+
+def _write_log(path, records: list[dict]) -> None:
+    import json
+
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
 
 
 def _retention(reference, before: dict, result) -> dict:
@@ -472,11 +381,11 @@ def _check_labels(model: PreTrainedModel, task_data: TaskData) -> None:
 
 
 __all__ = [
-    "METHODS",
     "DataConfig",
     "DataError",
     "ModelError",
-    "build_method",
+    "load_model",
+    "method_for",
     "compress",
     "evaluate_model",
     "finetune",

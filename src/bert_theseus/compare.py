@@ -6,8 +6,8 @@ Speed is timed once at the end, for the predecessor and every run's saved model,
 interleaved in one process on the same batch.
 
 >>> compare("runs/teacher", DataConfig(task="rte", data_dir="glue/RTE"), TrainingConfig(),
-...         TheseusConfig(successor_layers=3), DistillConfig(), CompareConfig(seeds=[1, 2]),
-...         output="runs/compare-rte")
+...         {"theseus": TheseusConfig(successor_layers=3), "kd": KDConfig(successor_layers=3)},
+...         CompareConfig(seeds=[1, 2]), output="runs/compare-rte")
 """
 
 from __future__ import annotations
@@ -23,40 +23,30 @@ from pathlib import Path
 from transformers import AutoModelForSequenceClassification
 
 from .commands import (
-    METHODS,
     DataConfig,
     ModelError,
     _check_labels,
-    _check_method,
     _encode_splits,
     _model_labels,
     _run,
     _score,
-    _successor_depth,
-    build_method,
-    check_student_from,
     load_model,
+    method_for,
     method_settings,
-    pretrained_student,
     read_data,
     speed_length,
 )
-from .distill import DistillConfig
+from .methods import MethodContext
 from .runs import OutputDir, RunError, write_json
 from .speed import count_parameters, measure_latency
-from .theseus import TheseusConfig
 from .training import TrainingConfig, make_accelerator
-from .training.checkpoint import list_checkpoints
+from .training.stages import saved_progress
 
 
 @dataclass
 class CompareConfig:
-    """Which runs to make and how to time them."""
+    """Which seeds to run and how to time them (the methods are the configs passed in)."""
 
-    methods: list[str] = field(
-        default_factory=lambda: list(METHODS),
-        metadata={"help": f"methods to run, of: {', '.join(METHODS)} (default: all)"},
-    )
     seeds: list[int] = field(
         default_factory=lambda: [42], metadata={"help": "one run per method and seed"}
     )
@@ -65,11 +55,6 @@ class CompareConfig:
     speed_repeats: int = field(default=10, metadata={"help": "timed rounds (median reported)"})
 
     def validate(self) -> None:
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods:
-            raise ModelError(
-                f"unknown method(s) {unknown or '(none given)'}: use any of {', '.join(METHODS)}"
-            )
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ModelError(f"seeds {self.seeds} must be distinct, e.g. --seeds 1 2 3")
 
@@ -78,8 +63,7 @@ def compare(
     model: str,
     data: DataConfig,
     training: TrainingConfig,
-    theseus: TheseusConfig,
-    distill: DistillConfig,
+    methods: dict,
     config: CompareConfig,
     output: str,
     overwrite: bool = False,
@@ -87,48 +71,43 @@ def compare(
 ) -> dict:
     """Run every method x seed, then write results.md, results.csv, runs.csv, pareto.png.
 
+    `methods` maps each method's name to its config, in the order of the tables.
+
     Finished runs already under `output/runs/` with the same settings are reused, and
     interrupted ones resume from their checkpoints, so an interrupted comparison goes on
     where it stopped when the same command is run again.
     """
     config.validate()
-    for method in config.methods:
-        _check_method(method, theseus, distill)
-    check_student_from(config.methods, distill)
+    if not methods:
+        raise ModelError("no method to compare: pass --methods, e.g. --methods theseus kd")
+    specs = {name: method_for(method_config, name) for name, method_config in methods.items()}
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise RunError(f"--output {output} is a file: choose a folder path")
     predecessor, tokenizer = load_model(model, trust_remote_code)
-    depth = _successor_depth(predecessor, theseus)
-    if distill.student_from:  # fail now, not after the first methods have trained
-        pretrained_student(distill.student_from, predecessor, 0, trust_remote_code)
+    context = MethodContext(predecessor, training.seed, None, trust_remote_code)
+    for name, spec in specs.items():  # fail now, not after the first methods have trained
+        spec.check(methods[name], context)
     task_data = read_data(data, training, _model_labels(predecessor))
     _check_labels(predecessor, task_data)
     accelerator = make_accelerator(training)
     features = _encode_splits(task_data, tokenizer, training)
     before = _score(predecessor, features, tokenizer, training, task_data, accelerator)
-    regression = task_data.task.is_regression
 
     runs = []
-    for method in config.methods:
+    for name, spec in specs.items():
         for seed in config.seeds:
             run_training = replace(training, seed=seed, resume=None)
-            folder = output / "runs" / f"{method}-seed{seed}"
-            settings = {
-                "model": model,
-                "data": asdict(data),
-                **method_settings(method, theseus, distill),
-            }
+            folder = output / "runs" / f"{name}-seed{seed}"
+            settings = method_settings(model, data, spec, methods[name])
             metrics = _finished(folder, settings, run_training, overwrite)
             if metrics is None:
                 out = _output_dir(folder, overwrite)
-                # build_method copies what it trains; the predecessor only serves as teacher.
-                student, plugin = build_method(
-                    method, predecessor, theseus, distill, seed, regression, trust_remote_code
-                )
+                # The stages copy what they train; the predecessor only serves as teacher.
+                run_context = MethodContext(predecessor, seed, task_data.task, trust_remote_code)
                 metrics = _run(
-                    plugin,
-                    student,
+                    spec.stages(methods[name], run_context),
+                    predecessor,
                     tokenizer,
                     task_data,
                     replace(run_training, resume=out.resume),
@@ -139,12 +118,11 @@ def compare(
                     features,
                     measure_speed=False,
                 )
-                del student, plugin
             runs.append({"folder": folder, "seed": seed, **metrics})
 
     reported = "test" if "test" in features else next(iter(before))
     timings = _time_runs(predecessor, runs, config, accelerator.device)
-    summary = _summarise(runs, before, reported, timings, predecessor, depth)
+    summary = _summarise(runs, before, reported, timings, predecessor)
     setting = (
         f"batch {config.speed_batch_size} x {timings['length']} tokens, fp32, "
         f"{accelerator.device.type}, median of {config.speed_repeats} interleaved rounds "
@@ -182,12 +160,24 @@ def _finished(folder: Path, settings: dict, training: TrainingConfig, overwrite:
     wanted["training"].pop("resume", None)
     saved, wanted = _resolve_paths(saved), _resolve_paths(wanted)
     if saved != wanted:
-        changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+        changed = _changed(saved, wanted)
         raise RunError(
             f"{folder} was made with other settings ({', '.join(changed)} differ): pass "
             "--overwrite to redo it, or choose another --output"
         )
     return json.loads((folder / "metrics.json").read_text())
+
+
+def _changed(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """The settings that differ, named down to the field (config.alpha, training.seed)."""
+    names = []
+    for key in sorted(set(saved) | set(wanted)):
+        old, new = saved.get(key), wanted.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            names += _changed(old, new, f"{prefix}{key}.")
+        elif old != new:
+            names.append(prefix + key)
+    return names
 
 
 def _resolve_paths(value):
@@ -205,7 +195,7 @@ def _resolve_paths(value):
 
 def _output_dir(folder: Path, overwrite: bool) -> OutputDir:
     """The run's output; an interrupted run (checkpoints in its partial folder) resumes."""
-    saved = list_checkpoints(OutputDir.partial_path(folder) / "checkpoints")
+    saved = saved_progress(OutputDir.partial_path(folder))
     return OutputDir(folder, overwrite, "auto" if saved and not overwrite else None)
 
 
@@ -225,7 +215,7 @@ def _time_runs(predecessor, runs: list[dict], config: CompareConfig, device) -> 
     return {"length": length, "seconds": times}
 
 
-def _summarise(runs, before, reported, timings, predecessor, depth) -> dict:
+def _summarise(runs, before, reported, timings, predecessor) -> dict:
     """Per-run and per-method rows; scores in points (metric x 100)."""
     seconds = timings["seconds"]
     base = seconds["predecessor"]
@@ -239,6 +229,7 @@ def _summarise(runs, before, reported, timings, predecessor, depth) -> dict:
             {
                 "method": run["method"],
                 "seed": run["seed"],
+                "layers": run["layers"],
                 "score": round(score, 2),
                 "best_step": run["best_step"],
                 "parameters": run["parameters"],
@@ -270,7 +261,7 @@ def _summarise(runs, before, reported, timings, predecessor, depth) -> dict:
         method_rows.append(
             {
                 "method": method,
-                "layers": depth,
+                "layers": rows[0]["layers"],
                 "runs": len(rows),
                 "score_mean": round(mean, 2),
                 "score_std": round(statistics.stdev(scores), 2) if len(scores) > 1 else "",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from .training.checkpoint import list_checkpoints
+from .training.stages import STAGES_FOLDER, saved_progress
 
 
 class RunError(ValueError):
@@ -39,16 +39,14 @@ class OutputDir:
                 f"output folder {self.output} already exists and is not empty: "
                 "pass --overwrite to replace it, or choose another --output"
             )
-        saved = list_checkpoints(self.checkpoints)
+        saved = saved_progress(self.path)
         if resume is None and saved and not overwrite:
             raise RunError(
-                f"{self.path} holds an unfinished run (checkpoint {saved[-1].name}): pass "
+                f"{self.path} holds an unfinished run ({_describe(saved[-1])}): pass "
                 "--resume auto to continue it, or --overwrite to start over"
             )
         if resume == "auto" and not saved:
-            raise RunError(
-                f"nothing to resume: no checkpoint in {self.checkpoints}; run without --resume"
-            )
+            raise RunError(f"nothing to resume: no checkpoint in {self.path}; run without --resume")
         if resume not in (None, "auto") and not (Path(resume) / "state.json").is_file():
             raise RunError(f"--resume {resume} is not a checkpoint folder (no state.json)")
 
@@ -61,14 +59,6 @@ class OutputDir:
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
 
-    def resume_from(self) -> Path | None:
-        """The checkpoint folder to resume from, if resuming."""
-        if self.resume is None:
-            return None
-        return (
-            list_checkpoints(self.checkpoints)[-1] if self.resume == "auto" else Path(self.resume)
-        )
-
     def open(self) -> Path:
         if self.path.exists() and self.resume is None:
             shutil.rmtree(self.path)  # left by an earlier run that died with no checkpoint
@@ -76,9 +66,11 @@ class OutputDir:
         return self.path
 
     def commit(self) -> Path:
-        """Drop the checkpoints (the finished model replaces them) and rename into place."""
-        if self.checkpoints.exists():
-            shutil.rmtree(self.checkpoints)
+        """Drop the checkpoints and the stages' models (the finished model replaces them;
+        the stages' logs stay) and rename into place."""
+        for leftover in [self.checkpoints, *self.path.glob(f"{STAGES_FOLDER}/*/*")]:
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
         old = self.output.parent / f".{self.output.name}.old"
         if self.output.exists():
             if old.exists():
@@ -91,8 +83,16 @@ class OutputDir:
 
     def abort(self) -> None:
         """Remove the partial folder, unless it holds checkpoints a resume can use."""
-        if self.path.exists() and not list_checkpoints(self.checkpoints):
+        if self.path.exists() and not saved_progress(self.path):
             shutil.rmtree(self.path)
+
+
+def _describe(progress: Path) -> str:
+    if not progress.name.startswith("step-"):
+        return f"stage {progress.parent.name} finished"
+    if progress.parent.parent.parent.name == STAGES_FOLDER:
+        return f"checkpoint {progress.parent.parent.name}/{progress.name}"
+    return f"checkpoint {progress.name}"
 
 
 def write_json(path: Path, data) -> None:

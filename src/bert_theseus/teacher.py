@@ -1,42 +1,57 @@
-"""The baselines as methods of the shared training loop.
-
-Each baseline trains a student cut from the predecessor (`truncate`); KD and PKD also
-read the predecessor as a frozen teacher. `TheseusKDMethod` adds the same soft targets
-to module replacing.
-"""
+"""Learning from a frozen teacher: the soft-target settings and the distillation loss that
+KD, BERT-PKD and Theseus + KD share (and later methods reuse)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from ..theseus import TheseusConfig, TheseusMethod
-from ..training.loop import Method
-from .config import DistillConfig
 from .losses import patient_loss, soft_target_loss
+from .methods.registry import MethodConfigError
 
 
-class TruncatedMethod(Method):
-    """Fine-tune every parameter of the truncated student on the task labels alone."""
+@dataclass
+class SoftTargets:
+    """Hinton's soft targets. Defaults sit inside BERT-PKD's grids (Sun et al., 2019):
+    T in {5, 10, 20}, alpha in {0.2, 0.5, 0.7}."""
 
-    name = "truncated"
+    temperature: float = field(
+        default=5.0, metadata={"help": "softmax temperature T of the soft targets"}
+    )
+    alpha: float = field(
+        default=0.5,
+        metadata={
+            "help": "weight of the soft-target loss; the hard-label loss gets 1 - alpha "
+            "(regression tasks: MSE to the teacher's output)"
+        },
+    )
+
+    def validate(self) -> None:
+        if not self.temperature > 0:
+            raise MethodConfigError(
+                f"temperature {self.temperature} must be positive: pass e.g. --temperature 5"
+            )
+        if not 0.0 <= self.alpha <= 1.0:
+            raise MethodConfigError(f"alpha {self.alpha} is outside [0, 1]: pass e.g. 0.5")
 
 
 class Distiller:
     """The student's loss against a frozen teacher:
     (1 - alpha) * task loss + alpha * soft-target loss [+ beta * patient loss].
 
-    >>> distiller = Distiller(teacher, DistillConfig(), regression=False)
+    `config` holds `temperature` and `alpha` (and `beta` where a layer map is given).
+
+    >>> distiller = Distiller(teacher, KDConfig(successor_layers=3), regression=False)
     >>> loss = distiller.loss(student, batch)
     """
 
     def __init__(
         self,
         teacher: PreTrainedModel,
-        config: DistillConfig,
+        config: SoftTargets,
         regression: bool,
         layer_map: list[tuple[int, int]] | None = None,
     ):
@@ -62,44 +77,3 @@ class Distiller:
             pkd = patient_loss(output.hidden_states, teacher.hidden_states, self.layer_map)
             loss = loss + config.beta * pkd
         return loss
-
-
-class KDMethod(Method):
-    """Vanilla KD (Hinton et al.), or BERT-PKD when given a layer map: every student
-    parameter trains.
-
-    >>> method = KDMethod(Distiller(predecessor, DistillConfig(), regression=False))
-    >>> train(truncate(predecessor, 3), method, ...)
-    """
-
-    def __init__(self, distiller: Distiller):
-        self.distiller = distiller
-        self.name = "pkd" if distiller.layer_map else "kd"
-
-    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.distiller.loss(model, batch)
-
-    def settings(self) -> dict:
-        # Lists, not tuples: these are compared with the copy read back from a checkpoint.
-        layer_map = [list(pair) for pair in self.distiller.layer_map]
-        return {**asdict(self.distiller.config), "layer_map": layer_map}
-
-
-class TheseusKDMethod(TheseusMethod):
-    """Module replacing whose task loss is mixed with the predecessor's soft targets.
-
-    The teacher is a frozen copy of the predecessor; when every module draws its
-    predecessor the compound model is the teacher, and the soft-target term is zero.
-    """
-
-    name = "theseus-kd"
-
-    def __init__(self, config: TheseusConfig, distiller: Distiller, seed: int = 42):
-        super().__init__(config, seed)
-        self.distiller = distiller
-
-    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.distiller.loss(model, batch)
-
-    def settings(self) -> dict:
-        return {**super().settings(), "distill": asdict(self.distiller.config)}

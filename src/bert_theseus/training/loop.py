@@ -130,6 +130,7 @@ def train(
     accelerator: Accelerator,
     run_dir: Path | None = None,
     resume: Checkpoint | None = None,
+    settings: dict | None = None,
 ) -> TrainResult:
     """Train `model` with `method`, evaluate on dev, and leave the best-on-dev weights in it.
 
@@ -137,7 +138,8 @@ def train(
     the training log goes to `run_dir/train_log.jsonl` and checkpoints to
     `run_dir/checkpoints/` (every `save_steps`, at every evaluation by default, and when
     SIGTERM or SIGINT arrives). `resume` continues from one of those checkpoints, and the
-    run then ends bit for bit where an uninterrupted run would have (on CPU).
+    run then ends bit for bit where an uninterrupted run would have (on CPU). `settings`
+    are more values a resume must match (a method's stage, say).
     """
     set_seed(config.seed)
     raw_loader = make_loader(train_features, tokenizer, config.batch_size, True, config.seed)
@@ -165,7 +167,7 @@ def train(
     checkpoints = run_dir / "checkpoints" if main else None
 
     state = _State()
-    settings = _trajectory_settings(config, method, total)
+    settings = {**_trajectory_settings(config, method, total), **(settings or {})}
     if resume is not None:
         _check_same_run(resume, settings)
         state = _resume(resume, model, optimizer, schedule, method, order)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from ..depth import DepthConfig
+from ..registry import MethodConfigError
 
-class TheseusConfigError(ValueError):
-    """A Theseus setting is invalid; the message says which and how to fix it."""
-
+# Kept under its old name: callers catch it for any Theseus setting.
+TheseusConfigError = MethodConfigError
 
 SCHEDULERS = ("linear", "constant", "anti-curriculum")
 INITS = ("bottom", "first-of-group")
@@ -16,26 +17,13 @@ TRAIN_PARTS = ("embeddings", "head")
 
 
 @dataclass
-class TheseusConfig:
+class TheseusConfig(DepthConfig):
     """How to split the predecessor into modules and how to replace them.
 
     >>> TheseusConfig(successor_layers=6, scheduler="linear", replacing_rate=0.3)
     >>> TheseusConfig(grouping=[[0, 1, 2], [3, 4], [5, 6], [7, 8], [9, 10, 11]])  # 12 -> 5
     """
 
-    successor_layers: int | None = field(
-        default=None,
-        metadata={
-            "help": "successor depth n; must divide the predecessor depth (else use grouping)"
-        },
-    )
-    grouping: list[list[int]] | None = field(
-        default=None,
-        metadata={
-            "help": "explicit modules as lists of consecutive predecessor layers, e.g. "
-            "[[0,1,2],[3,4],[5,6],[7,8],[9,10,11]] for 12 -> 5; overrides successor_layers"
-        },
-    )
     scheduler: str = field(
         default="linear",
         metadata={
@@ -72,10 +60,6 @@ class TheseusConfig:
             "classifier); frozen by default, as in the official code"
         },
     )
-    layers_path: str | None = field(
-        default=None,
-        metadata={"help": "dotted path of the encoder's layer list, for unknown architectures"},
-    )
 
     def validate(self) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -101,37 +85,7 @@ class TheseusConfig:
             raise TheseusConfigError(
                 f"unknown train_parts {unknown}: use any of {', '.join(TRAIN_PARTS)}"
             )
-        if self.successor_layers is None and self.grouping is None:
-            raise TheseusConfigError(
-                "no successor size: pass successor_layers (--successor-layers 6) or a grouping"
-            )
-        if self.successor_layers is not None and self.successor_layers < 1:
-            raise TheseusConfigError(f"successor_layers {self.successor_layers} must be at least 1")
-
-    def modules(self, predecessor_layers: int) -> list[list[int]]:
-        """The predecessor layer indices of each module, checked against the depth."""
-        self.validate()
-        if self.grouping is not None:
-            flat = [i for group in self.grouping for i in group]
-            if flat != list(range(predecessor_layers)) or any(not g for g in self.grouping):
-                raise TheseusConfigError(
-                    f"grouping {self.grouping} must split layers 0..{predecessor_layers - 1} into "
-                    "non-empty runs of consecutive layers, in order, each layer once"
-                )
-            return [list(group) for group in self.grouping]
-        n = self.successor_layers
-        if n > predecessor_layers or predecessor_layers % n:
-            raise TheseusConfigError(
-                f"successor depth {n} does not divide the predecessor depth {predecessor_layers}: "
-                f"pick a divisor ({', '.join(str(d) for d in _divisors(predecessor_layers))}) "
-                "or pass an explicit grouping"
-            )
-        c = predecessor_layers // n
-        return [list(range(i * c, (i + 1) * c)) for i in range(n)]
+        super().validate()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
-
-
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]

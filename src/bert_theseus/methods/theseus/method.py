@@ -7,7 +7,7 @@ from dataclasses import asdict
 import torch
 from transformers import PreTrainedModel
 
-from ..training.loop import Method
+from ...training.loop import Method
 from .config import TheseusConfig
 from .model import apply_theseus, merge_theseus, theseus_layers
 from .scheduler import make_scheduler

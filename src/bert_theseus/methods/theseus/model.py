@@ -7,7 +7,7 @@ import copy
 from torch import nn
 from transformers import PreTrainedModel
 
-from ..arch import find_layers_path, replace_submodule
+from ...arch import find_layers_path, replace_submodule
 from .config import TheseusConfig
 from .layer import TheseusLayers
 

@@ -1,15 +1,16 @@
-"""Students for the baselines: the predecessor truncated to its bottom layers, and PKD's
-layer maps between student and teacher depths."""
+"""The baselines' student: the predecessor (or a pre-trained model) cut to its bottom layers."""
 
 from __future__ import annotations
 
 import copy
 
+from accelerate.utils import set_seed
 from torch import nn
 from transformers import PreTrainedModel
 
-from ..arch import find_layers_path, replace_submodule
-from .config import DistillConfig, DistillConfigError
+from ...arch import find_layers_path, replace_submodule
+from ...models import ModelError, load_model
+from ..registry import MethodConfigError
 
 
 def truncate(
@@ -25,7 +26,7 @@ def truncate(
     path = find_layers_path(model, layers_path)
     depth = len(model.get_submodule(path))
     if not 1 <= layers <= depth:
-        raise DistillConfigError(
+        raise MethodConfigError(
             f"a student of {layers} layers cannot be cut from a {depth}-layer predecessor: "
             f"pass --successor-layers between 1 and {depth}"
         )
@@ -36,37 +37,35 @@ def truncate(
     return student
 
 
-def pkd_layer_map(
-    teacher_layers: int, student_layers: int, config: DistillConfig
-) -> list[tuple[int, int]]:
-    """[(student layer, teacher layer)] pairs, counted from 1 (hidden_states indices).
-
-    The top student layer is left out: its [CLS] state feeds the classifier, which the
-    soft-target loss already ties to the teacher's (as in BERT-PKD).
-
-    PKD-Skip for 12 -> 6 maps student 1..5 to teacher 2, 4, 6, 8, 10; PKD-Last maps them
-    to teacher 7..11.
-
-    >>> pkd_layer_map(6, 3, DistillConfig())
-    [(1, 2), (2, 4)]
+def pretrained_student(
+    name: str, predecessor: PreTrainedModel, seed: int, trust_remote_code: bool = False
+) -> PreTrainedModel:
+    """`name` (a pre-trained encoder) with a new head, seeded and labelled like the
+    predecessor: where the paper's baselines start (Sun et al., 2019), before truncation.
     """
-    if config.layer_map is not None:
-        pairs = [(int(s), int(t)) for s, t in config.layer_map]
-        for student, teacher in pairs:
-            if not (0 <= student <= student_layers and 0 <= teacher <= teacher_layers):
-                raise DistillConfigError(
-                    f"layer_map pair [{student}, {teacher}] is out of range: student layers "
-                    f"are 0..{student_layers} and teacher layers 0..{teacher_layers} "
-                    "(0 is the embeddings)"
-                )
-        return pairs
-    if config.pkd_strategy == "last":
-        first = teacher_layers - student_layers + 1
-        return [(j, first + j - 1) for j in range(1, student_layers)]
-    if teacher_layers % student_layers:
-        raise DistillConfigError(
-            f"PKD-Skip needs the student depth {student_layers} to divide the teacher depth "
-            f"{teacher_layers}: pass --pkd-strategy last or an explicit --layer-map"
+    config = predecessor.config
+    set_seed(seed)  # the new head is drawn while loading
+    model, _ = load_model(
+        name,
+        trust_remote_code,
+        with_tokenizer=False,
+        num_labels=config.num_labels,
+        id2label=config.id2label,
+        label2id=config.label2id,
+        problem_type=config.problem_type,
+        ignore_mismatched_sizes=True,
+    )
+    keys = ("model_type", "vocab_size", "hidden_size")
+    theirs = {key: getattr(model.config, key, None) for key in keys}
+    ours = {key: getattr(config, key, None) for key in keys}
+    if theirs != ours:
+        raise ModelError(
+            f"--student-from {name} ({_describe(theirs)}) does not match the predecessor "
+            f"({_describe(ours)}): the student reads the predecessor's tokenizer, so pass "
+            "the pre-trained checkpoint the predecessor was fine-tuned from"
         )
-    step = teacher_layers // student_layers
-    return [(j, j * step) for j in range(1, student_layers)]
+    return model
+
+
+def _describe(values: dict) -> str:
+    return ", ".join(f"{key} {value}" for key, value in values.items())

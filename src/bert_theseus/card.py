@@ -1,0 +1,161 @@
+"""A model card (README.md in the Hugging Face format) in every run's folder, and the upload.
+
+The YAML header is what the Hub indexes: `library_name`, `base_model` (when the
+predecessor is a Hub id; a local folder is named in the text instead, since the Hub
+rejects a `base_model` that is not a repository), `pipeline_tag` and a `model-index` whose
+metric values are exactly those of `metrics.json`. The text says the method, the
+predecessor, sizes, scores, retention, the measured speed-up and the command that made it.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import yaml
+
+from .training import TrainingConfig
+
+_command: str | None = None
+HUB_METRICS = {"accuracy": "accuracy", "f1": "f1", "matthews": "matthews_correlation",
+               "pearson": "pearsonr", "spearman": "spearmanr"}  # fmt: skip
+
+
+def set_command(argv: list[str]) -> None:
+    """Record the command line that makes the runs of this process (the CLI calls this)."""
+    global _command
+    _command = shlex.join(["theseus", *argv])
+
+
+def write_model_card(folder: Path, metrics: dict, settings: dict, training: TrainingConfig):
+    """Write `folder/README.md` for a finished run described by `metrics` and `settings`."""
+    name = Path(str(folder)).name.removeprefix(".").removesuffix(".partial")
+    header = {
+        "library_name": "bert-theseus",
+        "pipeline_tag": "text-classification",
+        "tags": ["bert-theseus", metrics["method"], "text-classification"],
+    }
+    predecessor = settings["model"]
+    if _is_hub_id(predecessor):
+        header["base_model"] = predecessor
+    header["model-index"] = [{"name": name, "results": _results(metrics)}]
+    text = "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n\n"
+    text += "\n".join(_body(name, metrics, settings, training)) + "\n"
+    (Path(folder) / "README.md").write_text(text)
+
+
+def _is_hub_id(name: str) -> bool:
+    return not Path(name).exists() and name.count("/") <= 1 and not name.startswith((".", "/"))
+
+
+def _results(metrics: dict) -> list[dict]:
+    results = []
+    splits = [(split, values) for split, values in metrics["dev"].items()]
+    if "test" in metrics:
+        splits.append(("test", metrics["test"]))
+    for split, values in splits:
+        hub = [
+            {"type": HUB_METRICS[key], "value": value, "name": f"{split} {key}"}
+            for key, value in values.items()
+            if key in HUB_METRICS
+        ]
+        results.append(
+            {
+                "task": {"type": "text-classification", "name": "Text Classification"},
+                "dataset": {"name": metrics["task"], "type": metrics["task"], "split": split},
+                "metrics": hub,
+            }
+        )
+    return results
+
+
+def _body(name: str, metrics: dict, settings: dict, training: TrainingConfig) -> list[str]:
+    method = metrics["method"]
+    lines = [f"# {name}", ""]
+    if "config" in settings:
+        from .methods import get_method
+
+        spec = get_method(method)
+        lines += [
+            f"`{settings['model']}` compressed with **{method}** ({spec.summary}; "
+            f"{spec.paper}), by [bert-theseus](https://pypi.org/project/bert-theseus/), "
+            f"on the task `{metrics['task']}`.",
+        ]
+    else:
+        lines += [f"`{settings['model']}` fine-tuned on the task `{metrics['task']}` by "
+                  "bert-theseus, as a predecessor to compress."]  # fmt: skip
+    split = next(iter(metrics["dev"]))
+    score = metrics["dev"][split]["score"]
+    lines += ["", f"Scores are {split} scores, and checkpoints were selected on {split}.", ""]
+    if "predecessor_dev" in metrics:
+        before = metrics["predecessor_dev"][split]["score"]
+        lines += [
+            "| | predecessor | this model |",
+            "|---|---|---|",
+            f"| layers | {metrics['predecessor_layers']} | {metrics['layers']} |",
+            f"| parameters | {metrics['predecessor_parameters']:,} | {metrics['parameters']:,} |",
+            f"| {split} score | {before:.4f} | {score:.4f} |",
+            "",
+            f"- Retention: {metrics['retention_percent']}% of the predecessor's {split} score.",
+        ]
+        if "speedup" in metrics:
+            lines.append(f"- Speed-up: {metrics['speedup']}x ({metrics['speed_setting']}).")
+    else:
+        lines += [
+            f"- {metrics['layers']} layers, {metrics['parameters']:,} parameters.",
+            f"- {split} score: {score:.4f}.",
+        ]
+    if "test" in metrics:
+        lines.append(f"- Test score: {metrics['test']['score']:.4f}.")
+    lines += [
+        f"- Trained {metrics['steps']} optimizer steps in {metrics['train_seconds']} s; "
+        f"best {split} score at step {metrics['best_step']}.",
+        "",
+        "## How it was made",
+        "",
+        "```bash",
+        _command or "# made through the Python API (bert_theseus.commands); settings below",
+        "```",
+        "",
+        "Settings (`run_config.json` holds them all, with the training settings):",
+        "",
+        "```json",
+        json.dumps(_shown_settings(settings, training), indent=2, default=str),
+        "```",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "import bert_theseus  # registers bert-theseus's compact model family with transformers",
+        "from transformers import pipeline",
+        "",
+        f'classifier = pipeline("text-classification", model="{name}")',
+        "```",
+    ]
+    return lines
+
+
+def _shown_settings(settings: dict, training: TrainingConfig) -> dict:
+    keys = ("epochs", "max_steps", "batch_size", "learning_rate", "seed", "max_length")
+    shown = {k: v for k, v in settings.items() if k != "data"}
+    return {**shown, "training": {key: getattr(training, key) for key in keys}}
+
+
+def push_to_hub(folder: Path, repo_id: str, private: bool = False) -> str:
+    """Upload a finished run's folder to the Hub repository `repo_id` (created if needed).
+
+    >>> push_to_hub(Path("runs/successor"), "me/minilm-sst2-3layer")
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    commit = api.upload_folder(
+        folder_path=str(folder),
+        repo_id=repo_id,
+        repo_type="model",
+        commit_message="Upload a model made with bert-theseus",
+        ignore_patterns=["checkpoints/*", "stages/*/model/*"],
+    )
+    return str(getattr(commit, "commit_url", commit))

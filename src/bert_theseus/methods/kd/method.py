@@ -1,0 +1,32 @@
+"""Distillation from the frozen predecessor as a method of the shared training loop."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import torch
+from torch import nn
+
+from ...teacher import Distiller
+from ...training.loop import Method
+
+
+class KDMethod(Method):
+    """Vanilla KD (Hinton et al.), or BERT-PKD when given a layer map: every student
+    parameter trains.
+
+    >>> method = KDMethod(Distiller(predecessor, KDConfig(successor_layers=3), False))
+    >>> train(truncate(predecessor, 3), method, ...)
+    """
+
+    def __init__(self, distiller: Distiller, name: str = "kd"):
+        self.distiller = distiller
+        self.name = name
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.distiller.loss(model, batch)
+
+    def settings(self) -> dict:
+        # Lists, not tuples: these are compared with the copy read back from a checkpoint.
+        layer_map = [list(pair) for pair in self.distiller.layer_map]
+        return {**asdict(self.distiller.config), "layer_map": layer_map}

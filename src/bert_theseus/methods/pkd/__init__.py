@@ -1,0 +1,29 @@
+"""BERT-PKD (Sun et al., EMNLP 2019): KD plus the patient loss on intermediate [CLS] states."""
+
+from ...teacher import Distiller
+from ...training.stages import Stage
+from ..kd.method import KDMethod
+from ..registry import register_method
+from .config import PKDConfig
+from .layers import pkd_layer_map
+
+
+def build(context, config: PKDConfig) -> list[Stage]:
+    def start(predecessor):
+        pairs = config.pairs(predecessor)
+        distiller = Distiller(predecessor, config, context.regression, pairs)
+        return config.student(context), KDMethod(distiller, "pkd")
+
+    return [Stage("train", start)]
+
+
+register_method(
+    "pkd",
+    PKDConfig,
+    build,
+    summary="KD plus the patient loss on the teacher's intermediate [CLS] states",
+    paper="Sun et al., EMNLP 2019 (BERT-PKD); baseline of Xu et al., EMNLP 2020, Table 1",
+    compare_default=True,
+)
+
+__all__ = ["PKDConfig", "pkd_layer_map"]

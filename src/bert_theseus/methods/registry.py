@@ -1,0 +1,213 @@
+"""The method registry: every compression method is one `register_method` call.
+
+The CLI, `compress`, `compare`, run records and resumes read what is method-specific from
+here (its config dataclass, its stages, its paper), so adding a method touches only its
+own folder. Methods outside this package register the same way, from a module named in
+the `BERT_THESEUS_PLUGINS` environment variable (comma-separated) or an entry point of the
+group `bert_theseus.methods`; both are imported the first time the registry is read.
+
+>>> @dataclass
+... class HeadOnlyConfig:
+...     def validate(self) -> None: ...
+>>> register_method("head-only", HeadOnlyConfig, build=lambda context, config: [...],
+...                 summary="train only the classifier", paper="a baseline")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+from transformers import PreTrainedModel
+
+from ..data.tasks import Task
+from ..training.stages import Stage
+
+PLUGINS_VARIABLE = "BERT_THESEUS_PLUGINS"
+ENTRY_POINT_GROUP = "bert_theseus.methods"
+
+
+class MethodError(ValueError):
+    """An unknown method, a setting a method does not take, or a method that cannot be
+    registered; the message says what to do instead."""
+
+
+class MethodConfigError(MethodError):
+    """A method's setting is invalid; the message says which and how to fix it."""
+
+
+@dataclass
+class MethodContext:
+    """What a method is built from. `task` is None when only the settings are checked,
+    before any data is read. The predecessor is never changed by a method: it stays the
+    reference for retention and speed-up, and may serve as the frozen teacher."""
+
+    predecessor: PreTrainedModel
+    seed: int = 42
+    task: Task | None = None
+    trust_remote_code: bool = False
+
+    @property
+    def regression(self) -> bool:
+        return bool(self.task and self.task.is_regression)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One registered method.
+
+    `config` is a dataclass whose field metadata ("help") is the CLI help; it may define
+    `validate()` (settings alone) and `check(context)` (settings against the predecessor,
+    before any data is read). `build(context, config)` returns the method's stages, each a
+    run of the shared training loop.
+    """
+
+    name: str
+    config: type
+    build: Callable[[MethodContext, typing.Any], list[Stage]]
+    summary: str
+    paper: str
+    compare_default: bool = False
+
+    def make_config(self, values: dict | None = None):
+        """The method's config from `values` (unknown names are refused), validated."""
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(self.config)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise MethodError(
+                f"method '{self.name}' has no setting {', '.join(unknown)}: see "
+                f"'theseus compress --method {self.name} --help'"
+            )
+        config = self.config(**values)
+        validate(config)
+        return config
+
+    def check(self, config, context: MethodContext) -> None:
+        """Fail on settings that do not fit the predecessor, before anything is trained."""
+        validate(config)
+        check = getattr(config, "check", None)
+        if check is not None:
+            check(context)
+
+    def stages(self, config, context: MethodContext) -> list[Stage]:
+        self.check(config, context)
+        stages = self.build(context, config)
+        names = [stage.name for stage in stages]
+        if not stages or len(set(names)) != len(names):
+            raise MethodError(f"method '{self.name}' built stages {names}: need distinct names")
+        return stages
+
+
+def validate(config) -> None:
+    check = getattr(config, "validate", None)
+    if check is not None:
+        check()
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+_plugins_loaded = False
+
+
+def register_method(
+    name: str,
+    config: type,
+    build: Callable[[MethodContext, typing.Any], list[Stage]],
+    summary: str,
+    paper: str,
+    compare_default: bool = False,
+) -> MethodSpec:
+    """Make `name` a method of `compress`, `compare` and `theseus methods`.
+
+    A field that several methods' configs share (such as `successor_layers`) becomes one
+    CLI flag, so it must have the same type and default in each.
+    """
+    if not dataclasses.is_dataclass(config):
+        raise MethodError(f"method '{name}': its config {config!r} must be a dataclass")
+    spec = MethodSpec(name, config, build, summary, paper, compare_default)
+    known = _REGISTRY.get(name)
+    if known is not None:
+        if _same(known, spec):  # the same module imported again, e.g. as a plugin
+            return known
+        raise MethodError(f"method '{name}' is registered already (by {known.config.__module__})")
+    for other in _REGISTRY.values():
+        _check_shared_fields(spec, other)
+    _REGISTRY[name] = spec
+    return spec
+
+
+def _same(a: MethodSpec, b: MethodSpec) -> bool:
+    def key(spec):
+        return (spec.config.__module__, spec.config.__qualname__, spec.build.__qualname__)
+
+    return key(a) == key(b)
+
+
+def _check_shared_fields(new: MethodSpec, old: MethodSpec) -> None:
+    theirs = {f.name: f for f in dataclasses.fields(old.config)}
+    new_hints = typing.get_type_hints(new.config)
+    old_hints = typing.get_type_hints(old.config)
+    for f in dataclasses.fields(new.config):
+        other = theirs.get(f.name)
+        if other is None:
+            continue
+        if new_hints[f.name] != old_hints[f.name] or _default(f) != _default(other):
+            raise MethodError(
+                f"method '{new.name}': setting '{f.name}' differs in type or default from "
+                f"method '{old.name}''s, and both would share one flag: rename it"
+            )
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def get_method(name: str) -> MethodSpec:
+    """The registered method `name`; an unknown name lists the known ones."""
+    specs = methods()
+    if name not in specs:
+        raise MethodError(f"unknown method '{name}': use one of {', '.join(specs)}")
+    return specs[name]
+
+
+def methods() -> dict[str, MethodSpec]:
+    """Every registered method, in registration order (built-ins first, then plugins)."""
+    load_plugins()
+    return dict(_REGISTRY)
+
+
+def default_method() -> str:
+    """The method `compress` runs without --method: the first registered."""
+    return next(iter(methods()))
+
+
+def compare_defaults() -> list[str]:
+    return [name for name, spec in methods().items() if spec.compare_default]
+
+
+def load_plugins() -> None:
+    """Import the modules named in BERT_THESEUS_PLUGINS and the entry points, once."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    names = [n.strip() for n in os.environ.get(PLUGINS_VARIABLE, "").split(",") if n.strip()]
+    for module in names:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise MethodError(
+                f"{PLUGINS_VARIABLE} names module '{module}', which cannot be imported "
+                f"({error}): fix the name or PYTHONPATH"
+            ) from None
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        entry.load()

@@ -1,0 +1,50 @@
+"""Theseus + KD: module replacing with the predecessor's soft targets added to its loss."""
+
+import copy
+
+import torch
+from torch import nn
+
+from ...teacher import Distiller
+from ...training.stages import Stage
+from ..registry import register_method
+from ..theseus import TheseusMethod
+from .config import TheseusKDConfig
+
+
+class TheseusKDMethod(TheseusMethod):
+    """Module replacing whose task loss is mixed with the predecessor's soft targets.
+
+    The teacher is the frozen predecessor; when every module draws its predecessor the
+    compound model is the teacher, and the soft-target term is zero.
+    """
+
+    name = "theseus-kd"
+
+    def __init__(self, config: TheseusKDConfig, distiller: Distiller, seed: int = 42):
+        super().__init__(config, seed)
+        self.distiller = distiller
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.distiller.loss(model, batch)
+
+
+def build(context, config: TheseusKDConfig) -> list[Stage]:
+    def start(predecessor):
+        distiller = Distiller(predecessor, config, context.regression)
+        compound = copy.deepcopy(predecessor)  # module replacing changes its model in place
+        return compound, TheseusKDMethod(config, distiller, seed=context.seed)
+
+    return [Stage("replace", start)]
+
+
+register_method(
+    "theseus-kd",
+    TheseusKDConfig,
+    build,
+    summary="module replacing with the predecessor's soft targets added to the task loss",
+    paper="Xu et al., EMNLP 2020 (BERT-of-Theseus), with Hinton et al.'s KD",
+    compare_default=True,
+)
+
+__all__ = ["TheseusKDConfig", "TheseusKDMethod"]

@@ -1,0 +1,193 @@
+"""Methods as a sequence of stages, each a run of the one training loop.
+
+A stage has its own model, `Method` (loss, teacher, trained parameters) and length. A
+one-stage method trains in the run folder itself, as every method did before stages
+existed. A method of several stages trains stage i in `stages/<i>-<name>/`, with its own
+checkpoints and log; a finished stage leaves `result.json` and its final model (`model/`),
+from which the next stage starts. A resume skips finished stages, reloads the last one's
+model and continues inside the stage that was running, so a killed run ends bit for bit
+where an uninterrupted one would (on CPU): the next stage always starts from the model
+read back from disk, in an uninterrupted run too, and from freshly seeded generators.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from accelerate.utils import set_seed
+from transformers import AutoModelForSequenceClassification, PreTrainedModel
+
+from .checkpoint import Checkpoint, list_checkpoints, load_checkpoint
+from .config import TrainingConfig
+from .loop import Method, TrainingError, TrainResult
+
+STAGES_FOLDER = "stages"
+RESULT_FILE = "result.json"
+MODEL_FOLDER = "model"
+
+
+@dataclass
+class Stage:
+    """One run of the shared loop inside a method.
+
+    `start(model)` receives the previous stage's final model (the predecessor for the first
+    stage, which it must not change: copy what it trains) and returns the model to train
+    and the `Method` that trains it. `training` overrides TrainingConfig fields for this
+    stage only.
+
+    >>> Stage("width", lambda model: (copy.deepcopy(model), WidthMethod(...)), {"epochs": 1})
+    """
+
+    name: str
+    start: Callable[[PreTrainedModel], tuple[PreTrainedModel, Method]]
+    training: dict = field(default_factory=dict)
+
+
+@dataclass
+class StageResult:
+    name: str
+    result: TrainResult
+
+
+TrainStage = Callable[
+    [PreTrainedModel, Method, TrainingConfig, Path | None, Checkpoint | None, dict], TrainResult
+]
+
+
+def stage_dirs(partial: Path, stages: list[Stage]) -> list[Path]:
+    """Where each stage trains: the run folder itself for a one-stage method."""
+    if len(stages) == 1:
+        return [partial]
+    return [partial / STAGES_FOLDER / f"{i + 1}-{s.name}" for i, s in enumerate(stages)]
+
+
+def saved_progress(partial: Path) -> list[Path]:
+    """Checkpoints and finished stages under a partial run folder: what a resume can use."""
+    found = list_checkpoints(partial / "checkpoints")
+    for stage in sorted((partial / STAGES_FOLDER).glob("*")):
+        found += list_checkpoints(stage / "checkpoints")
+        if (stage / RESULT_FILE).is_file():
+            found.append(stage / RESULT_FILE)
+    return found
+
+
+def run_stages(
+    stages: list[Stage],
+    predecessor: PreTrainedModel,
+    training: TrainingConfig,
+    train_stage: TrainStage,
+    partial: Path,
+    write: bool,
+    resume: str | None,
+    barrier: Callable[[], None] = lambda: None,
+) -> tuple[PreTrainedModel, list[StageResult]]:
+    """Train every stage in order; return the last stage's final model and each result.
+
+    `partial` is the run's partial folder (written only where `write`), `resume` None,
+    "auto" or a checkpoint path. `train_stage(model, method, config, run_dir, checkpoint,
+    settings)` runs the shared loop.
+    """
+    dirs = stage_dirs(partial, stages)
+    explicit = _explicit_stage(resume, dirs) if resume not in (None, "auto") else None
+    model, results = predecessor, []
+    for index, (stage, folder) in enumerate(zip(stages, dirs, strict=True)):
+        last = index == len(stages) - 1
+        config = replace(training, **stage.training)
+        if resume is not None and not last and (folder / RESULT_FILE).is_file():
+            if explicit is not None and index >= explicit:
+                raise TrainingError(
+                    f"--resume {resume} is inside stage '{stage.name}', which has finished: "
+                    "use --resume auto"
+                )
+            model = _load_stage_model(folder)
+            results.append(StageResult(stage.name, _load_result(folder)))
+            continue
+        checkpoint = _stage_checkpoint(resume, folder, index, explicit)
+        if explicit is not None and index < explicit:
+            raise TrainingError(
+                f"--resume {resume} is in a later stage, but stage '{stage.name}' has not "
+                "finished: use --resume auto"
+            )
+        set_seed(config.seed)  # whatever `start` draws, it draws alike on a resume
+        trained, method = stage.start(model)
+        settings = {"stage": stage.name} if len(stages) > 1 else {}
+        run_dir = folder if write else None
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        result = train_stage(trained, method, config, run_dir, checkpoint, settings)
+        final = method.finalize(trained)
+        results.append(StageResult(stage.name, result))
+        if last:
+            return final, results
+        if write:
+            final.save_pretrained(folder / MODEL_FOLDER)
+            _save_result(folder, result)  # marks the stage finished
+            shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # no longer needed
+        barrier()
+        del trained, final
+        model = _load_stage_model(folder)
+    raise AssertionError("unreachable: the last stage returns")
+
+
+def _explicit_stage(resume: str, dirs: list[Path]) -> int:
+    """The index of the stage whose checkpoints hold the explicit `resume` path."""
+    path = Path(resume).resolve()
+    if len(dirs) == 1:
+        return 0
+    for index, folder in enumerate(dirs):
+        if folder.resolve() in path.parents:
+            return index
+    raise TrainingError(
+        f"--resume {resume} is not a checkpoint of this run's stages (under "
+        f"{dirs[0].parent}): use --resume auto"
+    )
+
+
+def _stage_checkpoint(resume, folder: Path, index: int, explicit: int | None):
+    if resume is None:
+        return None
+    if explicit is not None:
+        return load_checkpoint(Path(resume)) if index == explicit else None
+    saved = list_checkpoints(folder / "checkpoints")
+    return load_checkpoint(saved[-1]) if saved else None
+
+
+def _save_result(folder: Path, result: TrainResult) -> None:
+    fields = {
+        "best_step": result.best_step,
+        "best_dev": result.best_dev,
+        "steps": result.steps,
+        "train_seconds": result.train_seconds,
+    }
+    partial = folder / f".{RESULT_FILE}.partial"  # a kill mid-write leaves no torn file
+    partial.write_text(json.dumps(fields, indent=2) + "\n")
+    os.replace(partial, folder / RESULT_FILE)
+
+
+def _load_result(folder: Path) -> TrainResult:
+    saved = json.loads((folder / RESULT_FILE).read_text())
+    log = folder / "train_log.jsonl"
+    history = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    return TrainResult(history=history, **saved)
+
+
+def _load_stage_model(folder: Path) -> PreTrainedModel:
+    return AutoModelForSequenceClassification.from_pretrained(folder / MODEL_FOLDER)
+
+
+def merged_history(results: list[StageResult]) -> list[dict]:
+    """Every stage's log records in order, steps counted across stages, each naming its
+    stage (a one-stage run's records are returned as they are)."""
+    if len(results) == 1:
+        return results[0].result.history
+    merged, offset = [], 0
+    for stage in results:
+        for record in stage.result.history:
+            merged.append({**record, "stage": stage.name, "step": record["step"] + offset})
+        offset += stage.result.steps
+    return merged

@@ -1,0 +1,360 @@
+"""Methods as plug-ins: methods defined in this file alone join every command.
+
+`head-only` trains only the classifier; `head-then-all` is two stages, the head first, then
+every weight distilled from the first stage's model. A child process finds them through
+BERT_THESEUS_PLUGINS, as a user's own module would be found.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from tiny import tiny_model
+from transformers import BertTokenizerFast
+
+from bert_theseus import Distiller, SoftTargets
+from bert_theseus.cli import main
+from bert_theseus.methods import MethodConfigError, register_method
+from bert_theseus.methods.registry import PLUGINS_VARIABLE, MethodError
+from bert_theseus.training import Method
+from bert_theseus.training.stages import Stage
+
+TESTS = Path(__file__).parent
+
+
+@dataclass
+class HeadOnlyConfig:
+    """Train the classifier alone (a linear probe of the predecessor's features)."""
+
+    train_pooler: bool = field(default=False, metadata={"help": "also train the pooler"})
+
+
+class HeadOnly(Method):
+    name = "head-only"
+
+    def __init__(self, train_pooler: bool = False):
+        self.train_pooler = train_pooler
+
+    def prepare(self, model, total_steps):
+        for name, parameter in model.named_parameters():
+            head = name.startswith("classifier.") or (self.train_pooler and ".pooler." in name)
+            parameter.requires_grad_(head)
+
+
+def build_head_only(context, config: HeadOnlyConfig) -> list[Stage]:
+    return [Stage("head", lambda model: (copy.deepcopy(model), HeadOnly(config.train_pooler)))]
+
+
+@dataclass
+class HeadThenAllConfig(SoftTargets):
+    """The head alone for `head_steps`, then everything, distilled from the first stage."""
+
+    head_steps: int = field(default=4, metadata={"help": "optimizer steps of the head stage"})
+
+    def validate(self) -> None:
+        super().validate()
+        if self.head_steps < 1:
+            raise MethodConfigError(f"head_steps {self.head_steps} must be at least 1")
+
+
+class Distilled(Method):
+    name = "distilled"
+
+    def __init__(self, distiller: Distiller):
+        self.distiller = distiller
+
+    def loss(self, model, batch):
+        return self.distiller.loss(model, batch)
+
+
+def build_head_then_all(context, config: HeadThenAllConfig) -> list[Stage]:
+    def everything(model):
+        teacher = copy.deepcopy(model)  # the first stage's model, frozen
+        return model, Distilled(Distiller(teacher, config, context.regression))
+
+    head = Stage(
+        "head", lambda model: (copy.deepcopy(model), HeadOnly()), {"max_steps": config.head_steps}
+    )
+    return [head, Stage("all", everything)]
+
+
+register_method("head-only", HeadOnlyConfig, build_head_only, "the classifier alone", "a test")
+register_method(
+    "head-then-all", HeadThenAllConfig, build_head_then_all, "head, then all by KD", "a test"
+)
+
+FAST = ["--batch-size", "8", "--learning-rate", "1e-3", "--mixed-precision", "no"]
+
+
+@pytest.fixture(scope="module")
+def predecessor(tmp_path_factory, tokenizer_dir) -> Path:
+    """A tiny predecessor with dropout on, so the restored random state matters."""
+    folder = tmp_path_factory.mktemp("dropout-bert")
+    tiny_model("bert", layers=4, dropout=0.1).save_pretrained(folder)
+    BertTokenizerFast.from_pretrained(tokenizer_dir).save_pretrained(folder)
+    return folder
+
+
+def compress(predecessor, sst2_dir, output, method, *extra) -> list[str]:
+    return [
+        "compress",
+        "--model",
+        str(predecessor),
+        "--task",
+        "sst2",
+        "--data-dir",
+        str(sst2_dir),
+        "--output",
+        str(output),
+        "--method",
+        method,
+        "--seed",
+        "7",
+        "--eval-steps",
+        "20",
+        *FAST,
+        *extra,
+    ]
+
+
+def test_a_plugin_method_trains_through_compress_with_its_own_flag(predecessor, sst2_dir, tmp_path):
+    out = tmp_path / "probe"
+    assert main(compress(predecessor, sst2_dir, out, "head-only", "--max-steps", "6")) == 0
+    before = load_file(predecessor / "model.safetensors")
+    after = load_file(out / "model.safetensors")
+    changed = sorted(name for name in after if not torch.equal(after[name], before[name]))
+    assert changed == ["classifier.bias", "classifier.weight"]
+    config = json.loads((out / "run_config.json").read_text())
+    assert config["method"] == "head-only" and config["config"] == {"train_pooler": False}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["method"] == "head-only" and metrics["steps"] == 6
+
+    pooled = tmp_path / "pooled"
+    args = compress(predecessor, sst2_dir, pooled, "head-only", "--max-steps", "2")
+    assert main([*args, "--train-pooler"]) == 0
+    after = load_file(pooled / "model.safetensors")
+    changed = {name for name in after if not torch.equal(after[name], before[name])}
+    assert "bert.pooler.dense.weight" in changed
+    saved = json.loads((pooled / "run_config.json").read_text())
+    assert saved["config"] == {"train_pooler": True}
+
+
+def test_help_methods_and_refusals_come_from_the_registry(predecessor, sst2_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["compress", "--help"])
+    help_text = capsys.readouterr().out
+    group = help_text[help_text.index("head-only: the classifier alone") :]
+    assert group.index("--train-pooler") < group.index("head-then-all:")
+    assert "--head-steps" in group and "also takes --temperature, --alpha" in group
+
+    assert main(["methods"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("head-only ") and "the classifier alone" in line for line in listed)
+    assert listed[0].startswith("theseus ")
+
+    refused = tmp_path / "refused"
+    args = compress(predecessor, sst2_dir, refused, "head-only", "--max-steps", "2")
+    assert main([*args, "--successor-layers", "2"]) == 2
+    error = capsys.readouterr().err
+    assert "--successor-layers is not a setting of head-only" in error
+    assert main([*compress(predecessor, sst2_dir, refused, "head-then-all", "--head-steps", "0")])
+    assert "head_steps 0 must be at least 1" in capsys.readouterr().err
+    assert not refused.exists()
+
+    with pytest.raises(MethodError, match="registered already"):
+        register_method("head-only", HeadThenAllConfig, build_head_then_all, "x", "y")
+    with pytest.raises(MethodError, match="'temperature' differs in type or default"):
+
+        @dataclass
+        class Clash:
+            temperature: float = 2.0
+
+        register_method("clash", Clash, build_head_only, "x", "y")
+
+
+def test_compare_tabulates_a_plugin_method_beside_a_builtin(predecessor, sst2_dir, tmp_path):
+    out = tmp_path / "compare"
+    args = ["compare", "--model", str(predecessor), "--task", "sst2", "--data-dir", str(sst2_dir)]
+    args += ["--output", str(out), "--methods", "truncated", "head-only", "--max-steps", "4"]
+    args += ["--successor-layers", "2", "--speed-batch-size", "2", "--speed-length", "8", *FAST]
+    assert main(args) == 0
+    with (out / "results.csv").open() as handle:
+        rows = {row["method"]: row for row in csv.DictReader(handle)}
+    assert list(rows) == ["predecessor", "truncated", "head-only"]
+    assert rows["head-only"]["layers"] == "4" and rows["truncated"]["layers"] == "2"
+    assert "| head-only | 4 | 1 |" in (out / "results.md").read_text()
+
+
+def test_a_multi_stage_run_trains_each_stage_and_keeps_their_logs(predecessor, sst2_dir, tmp_path):
+    out = tmp_path / "staged"
+    args = compress(predecessor, sst2_dir, out, "head-then-all", "--head-steps", "5")
+    assert main([*args, "--max-steps", "7"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [s["stage"] for s in metrics["stages"]] == ["head", "all"]
+    assert [s["steps"] for s in metrics["stages"]] == [5, 7] and metrics["steps"] == 12
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    steps = [(r["stage"], r["step"]) for r in log if "dev" in r]
+    assert steps == [("head", 5), ("all", 12)]  # steps count on across stages
+    assert (out / "stages/1-head/train_log.jsonl").is_file()
+    assert not list(out.rglob("checkpoints")) and not list(out.rglob("model"))
+    # The second stage starts from the first one's model: its encoder still equals the
+    # predecessor's after stage one, so only the head-stage log shows frozen encoder steps.
+    assert json.loads((out / "stages/1-head/result.json").read_text())["steps"] == 5
+
+
+def _card(out: Path) -> tuple[dict, str]:
+    text = (out / "README.md").read_text()
+    _, header, body = text.split("---\n", 2)
+    return yaml.safe_load(header), body
+
+
+def test_every_run_writes_a_model_card_whose_numbers_are_its_metrics(
+    predecessor, sst2_dir, tmp_path, monkeypatch
+):
+    out = tmp_path / "probe"
+    args = compress(predecessor, sst2_dir, out, "head-only", "--max-steps", "4")
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create_repo", repo_id, kwargs))
+
+        def upload_folder(self, **kwargs):
+            calls.append(
+                ("upload_folder", kwargs["repo_id"], sorted(os.listdir(kwargs["folder_path"])))
+            )
+            return "https://hub/commit/1"
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    assert main([*args, "--push-to-hub", "me/probe"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    header, body = _card(out)
+    assert header["library_name"] == "bert-theseus"
+    assert header["pipeline_tag"] == "text-classification"
+    assert "base_model" not in header  # a local predecessor is named in the text instead
+    (result,) = header["model-index"][0]["results"]
+    assert result["dataset"]["split"] == "dev"
+    assert {m["type"]: m["value"] for m in result["metrics"]} == {
+        "accuracy": metrics["dev"]["dev"]["accuracy"]
+    }
+    assert (
+        f"| parameters | {metrics['predecessor_parameters']:,} | {metrics['parameters']:,} |"
+        in body
+    )
+    assert f"Retention: {metrics['retention_percent']}%" in body
+    assert f"Speed-up: {metrics['speedup']}x" in body
+    assert "theseus compress --model" in body and "--method head-only" in body
+    assert calls[0][:2] == ("create_repo", "me/probe")
+    assert calls[1][0] == "upload_folder" and "README.md" in calls[1][2]
+    assert "model.safetensors" in calls[1][2]
+
+
+def test_a_failed_upload_keeps_the_finished_run(
+    predecessor, sst2_dir, tmp_path, monkeypatch, capsys
+):
+    import huggingface_hub
+
+    class Offline:
+        def create_repo(self, *args, **kwargs):
+            raise OSError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Offline)
+    out = tmp_path / "probe"
+    args = compress(predecessor, sst2_dir, out, "head-only", "--max-steps", "2")
+    assert main([*args, "--push-to-hub", "me/probe"]) == 2
+    error = capsys.readouterr().err
+    assert f"the run is saved in {out}" in error and "hf upload me/probe" in error
+    assert (out / "metrics.json").is_file()
+
+
+def _run_child(args: list[str], ready, timeout: float = 120) -> None:
+    """Run `theseus ARGS` in a child that finds this file's methods as a plug-in, and
+    SIGKILL it as soon as `ready()` is true."""
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        PLUGINS_VARIABLE: "test_plugins",
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
+    command = [sys.executable, "-m", "bert_theseus.cli", *args]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None and not ready():
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == -9, err.decode()[-800:]
+
+
+def _steps(folder: Path) -> list[int]:
+    return [int(p.name.split("-")[1]) for p in folder.glob("checkpoints/step-???????")]
+
+
+def _same_run(expected: Path, resumed: Path) -> None:
+    a, b = load_file(expected / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[name], b[name]) for name in a), "weights differ"
+
+    def log(folder):
+        lines = (folder / "train_log.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in lines]
+
+    assert log(expected) == log(resumed)
+
+
+def test_a_killed_plugin_run_resumes_bit_identically(predecessor, sst2_dir, tmp_path):
+    args = ["--max-steps", "120", "--save-steps", "3"]
+    straight = tmp_path / "straight"
+    assert main(compress(predecessor, sst2_dir, straight, "head-only", *args)) == 0
+    out = tmp_path / "killed"
+    partial = tmp_path / ".killed.partial"
+    after = random.randint(3, 60)
+    _run_child(
+        compress(predecessor, sst2_dir, out, "head-only", *args),
+        lambda: max(_steps(partial), default=0) >= after,
+    )
+    assert not out.exists() and _steps(partial)
+    assert (
+        main([*compress(predecessor, sst2_dir, out, "head-only", *args), "--resume", "auto"]) == 0
+    )
+    _same_run(straight, out)
+
+
+@pytest.mark.parametrize("where", ["first stage", "between stages", "second stage"])
+def test_a_killed_multi_stage_run_resumes_bit_identically(where, predecessor, sst2_dir, tmp_path):
+    args = ["--head-steps", "60", "--max-steps", "60", "--save-steps", "3"]
+    straight = tmp_path / "straight"
+    assert main(compress(predecessor, sst2_dir, straight, "head-then-all", *args)) == 0
+    out = tmp_path / "killed"
+    stages = tmp_path / ".killed.partial" / "stages"
+    first, second = stages / "1-head", stages / "2-all"
+    after = random.randint(3, 30)
+    ready = {
+        "first stage": lambda: max(_steps(first), default=0) >= after,
+        "between stages": lambda: (first / "result.json").is_file(),
+        "second stage": lambda: max(_steps(second), default=0) >= 6,
+    }[where]
+    _run_child(compress(predecessor, sst2_dir, out, "head-then-all", *args), ready)
+    assert not out.exists()
+    if where != "first stage":
+        assert (first / "result.json").is_file()
+    resume = [*compress(predecessor, sst2_dir, out, "head-then-all", *args), "--resume", "auto"]
+    assert main(resume) == 0
+    _same_run(straight, out)
+    assert not (out / "stages/1-head/model").exists()
