@@ -24,8 +24,9 @@ import time
 from pathlib import Path
 
 import torch
-from bert_theseus.theseus import TheseusConfig, apply_theseus, merge_theseus, theseus_layers
 from transformers import AutoModelForSequenceClassification
+
+from bert_theseus import TheseusConfig, apply_theseus, merge_theseus, theseus_layers
 
 VARIANTS = ("theseus", "successor", "predecessor")
 

@@ -275,3 +275,46 @@ def test_onnx_export_through_the_cli_verifies(arch, tmp_path, tokenizer_dir):
     # The base's own inputs: MPNet takes no token_type_ids.
     expected = ["input_ids", "token_type_ids", "attention_mask"]
     assert report["inputs"] == (expected if arch == "bert" else expected[::2])
+
+
+def test_evaluate_predict_and_benchmark_accept_a_compact_folder(
+    tmp_path, tokenizer_dir, sst2_dir, capsys
+):
+    from bert_theseus.cli import main
+
+    compact = compact_from(model_of("bert"), HEADS, NEURONS)
+    compact.config.id2label = {0: "negative", 1: "positive"}
+    compact.config.label2id = {"negative": 0, "positive": 1}
+    folder = save(compact, tmp_path / "compact", tokenizer_dir)
+    scores = tmp_path / "scores.json"
+    data = ["--task", "sst2", "--data-dir", str(sst2_dir)]
+    assert main(["evaluate", "--model", str(folder), *data, "--output", str(scores)]) == 0
+    assert 0.0 <= json.loads(scores.read_text())["dev"]["accuracy"] <= 1.0
+    capsys.readouterr()
+    assert main(["predict", str(folder), "--text", "w1 good"]) == 0
+    label = capsys.readouterr().out.split("\t")[0]
+    tokenizer = BertTokenizerFast.from_pretrained(folder)
+    expected = logits(compact, tokenizer(["w1 good"], return_tensors="pt")).argmax(-1)
+    assert label == compact.config.id2label[int(expected)]
+    bench = tmp_path / "bench.json"
+    args = ["benchmark", str(folder), "--lengths", "8", "--output", str(bench)]
+    args += ["--latency-repeats", "2", "--throughput-repeats", "1", "--warmup", "1"]
+    assert main([*args, "--throughput-batch-size", "2"]) == 0
+    rows = json.loads(bench.read_text())["results"]
+    assert [row["variant"] for row in rows] == [
+        "torch-fp32",
+        "torch-bf16",
+        "onnx-fp32",
+        "onnx-int8",
+    ]
+    assert rows[0]["parameters"] == sum(p.numel() for p in compact.parameters())
+
+
+def test_depth_methods_refuse_a_compact_predecessor():
+    from bert_theseus import KDConfig
+    from bert_theseus.methods import MethodConfigError, MethodContext, get_method
+
+    small = compact_from(model_of("bert"), HEADS, NEURONS)
+    for name in ("theseus", "kd"):
+        with pytest.raises(MethodConfigError, match="compact model"):
+            get_method(name).check(KDConfig(successor_layers=2), MethodContext(small))

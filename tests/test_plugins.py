@@ -358,3 +358,23 @@ def test_a_killed_multi_stage_run_resumes_bit_identically(where, predecessor, ss
     assert main(resume) == 0
     _same_run(straight, out)
     assert not (out / "stages/1-head/model").exists()
+
+
+def test_a_resume_with_other_method_settings_is_refused(
+    predecessor, sst2_dir, tmp_path, monkeypatch, capsys
+):
+    def stop_at_step_3(self, model, step):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return {}
+
+    monkeypatch.setattr(HeadOnly, "before_step", stop_at_step_3)
+    out = tmp_path / "probe"
+    args = compress(predecessor, sst2_dir, out, "head-only", "--max-steps", "8")
+    assert main(args) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main([*args, "--resume", "auto", "--train-pooler"]) == 2
+    error = capsys.readouterr().err
+    assert "belongs to a different run (method_config" in error and "train_pooler" in error
+    assert main([*args, "--resume", "auto"]) == 0

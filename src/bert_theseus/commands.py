@@ -239,6 +239,7 @@ def _run(
             folder is not None,
             out.resume,
             accelerator.wait_for_everyone,
+            {"method_config": settings["config"]} if "config" in settings else None,
         )
         result = stage_results[-1].result
         metrics = {

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..arch import ArchitectureError
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -92,7 +94,7 @@ WHY_NOT: dict[str, str] = {
 }
 
 
-class UnsupportedArchitectureError(ValueError):
+class UnsupportedArchitectureError(ArchitectureError):
     """The architecture has no entry in the compact-model table."""
 
 

@@ -51,6 +51,12 @@ class DepthConfig:
             raise MethodConfigError(f"successor_layers {self.successor_layers} must be at least 1")
 
     def check(self, context) -> None:
+        if hasattr(context.predecessor.config, "layer_heads"):
+            # Its config lists sizes per layer; cutting layers would have to cut those lists.
+            raise MethodConfigError(
+                "the predecessor is a compact model (per-layer sizes): depth reduction of "
+                "compact models is not supported yet; compress the full-size model instead"
+            )
         self.depth(context.predecessor)
 
     def modules(self, predecessor_layers: int) -> list[list[int]]:

@@ -85,12 +85,14 @@ def run_stages(
     write: bool,
     resume: str | None,
     barrier: Callable[[], None] = lambda: None,
+    match: dict | None = None,
 ) -> tuple[PreTrainedModel, list[StageResult]]:
     """Train every stage in order; return the last stage's final model and each result.
 
     `partial` is the run's partial folder (written only where `write`), `resume` None,
     "auto" or a checkpoint path. `train_stage(model, method, config, run_dir, checkpoint,
-    settings)` runs the shared loop.
+    settings)` runs the shared loop. `match` holds what else a resume must match (the
+    method's registered settings).
     """
     dirs = stage_dirs(partial, stages)
     explicit = _explicit_stage(resume, dirs) if resume not in (None, "auto") else None
@@ -115,7 +117,7 @@ def run_stages(
             )
         set_seed(config.seed)  # whatever `start` draws, it draws alike on a resume
         trained, method = stage.start(model)
-        settings = {"stage": stage.name} if len(stages) > 1 else {}
+        settings = {**(match or {}), **({"stage": stage.name} if len(stages) > 1 else {})}
         run_dir = folder if write else None
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
