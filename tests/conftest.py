@@ -42,6 +42,15 @@ def tiny_bert_dir(tmp_path_factory, tokenizer_dir) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def dropout_bert_dir(tmp_path_factory, tokenizer_dir) -> Path:
+    """A tiny predecessor with dropout on, so a resume must restore the random state too."""
+    folder = tmp_path_factory.mktemp("dropout-bert")
+    tiny_model("bert", layers=4, dropout=0.1).save_pretrained(folder)
+    BertTokenizerFast.from_pretrained(tokenizer_dir).save_pretrained(folder)
+    return folder
+
+
 def sentence(rng: random.Random, label: int) -> str:
     # A learnable signal: the label word appears among random filler words.
     words = [rng.choice(WORDS[:-2]) for _ in range(rng.randint(3, 8))]

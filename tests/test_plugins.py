@@ -23,8 +23,6 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from tiny import tiny_model
-from transformers import BertTokenizerFast
 
 from bert_theseus import Distiller, SoftTargets
 from bert_theseus.cli import main
@@ -97,16 +95,13 @@ register_method(
     "head-then-all", HeadThenAllConfig, build_head_then_all, "head, then all by KD", "a test"
 )
 
+
+@pytest.fixture
+def predecessor(dropout_bert_dir) -> Path:
+    return dropout_bert_dir
+
+
 FAST = ["--batch-size", "8", "--learning-rate", "1e-3", "--mixed-precision", "no"]
-
-
-@pytest.fixture(scope="module")
-def predecessor(tmp_path_factory, tokenizer_dir) -> Path:
-    """A tiny predecessor with dropout on, so the restored random state matters."""
-    folder = tmp_path_factory.mktemp("dropout-bert")
-    tiny_model("bert", layers=4, dropout=0.1).save_pretrained(folder)
-    BertTokenizerFast.from_pretrained(tokenizer_dir).save_pretrained(folder)
-    return folder
 
 
 def compress(predecessor, sst2_dir, output, method, *extra) -> list[str]:

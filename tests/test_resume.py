@@ -13,21 +13,11 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-from tiny import tiny_model
-from transformers import BertTokenizerFast, PreTrainedModel
+from transformers import PreTrainedModel
 
 from bert_theseus.cli import main
 
 STEPS = 240
-
-
-@pytest.fixture(scope="module")
-def dropout_bert_dir(tmp_path_factory, tokenizer_dir) -> Path:
-    """A tiny predecessor with dropout on, so the restored torch RNG state matters."""
-    folder = tmp_path_factory.mktemp("dropout-bert")
-    tiny_model("bert", layers=4, dropout=0.1).save_pretrained(folder)
-    BertTokenizerFast.from_pretrained(tokenizer_dir).save_pretrained(folder)
-    return folder
 
 
 def compress_args(model: Path, data: Path, output: Path) -> list[str]:

@@ -7,10 +7,13 @@ from .config import KDConfig
 from .method import KDMethod
 
 
-def build(context, config: KDConfig) -> list[Stage]:
+def build(context, config: KDConfig, name: str = "kd", layer_map=None) -> list[Stage]:
+    """One stage: the truncated student learns from the frozen predecessor (BERT-PKD passes
+    its name and layer map)."""
+
     def start(predecessor):
-        distiller = Distiller(predecessor, config, context.regression)
-        return config.student(context), KDMethod(distiller, "kd")
+        distiller = Distiller(predecessor, config, context.regression, layer_map)
+        return config.student(context), KDMethod(distiller, name)
 
     return [Stage("train", start)]
 

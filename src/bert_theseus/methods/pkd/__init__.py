@@ -1,20 +1,14 @@
 """BERT-PKD (Sun et al., EMNLP 2019): KD plus the patient loss on intermediate [CLS] states."""
 
-from ...teacher import Distiller
 from ...training.stages import Stage
-from ..kd.method import KDMethod
+from ..kd import build as build_kd
 from ..registry import register_method
 from .config import PKDConfig
 from .layers import pkd_layer_map
 
 
 def build(context, config: PKDConfig) -> list[Stage]:
-    def start(predecessor):
-        pairs = config.pairs(predecessor)
-        distiller = Distiller(predecessor, config, context.regression, pairs)
-        return config.student(context), KDMethod(distiller, "pkd")
-
-    return [Stage("train", start)]
+    return build_kd(context, config, "pkd", config.pairs(context.predecessor))
 
 
 register_method(
