@@ -24,6 +24,7 @@ METHOD_COLUMNS = [
     "latency_ms",
     "speedup",
     "train_seconds_mean",
+    "constant_runs",
 ]
 RUN_COLUMNS = [
     "method",
@@ -35,6 +36,7 @@ RUN_COLUMNS = [
     "latency_ms",
     "speedup",
     "train_seconds",
+    "constant",
     "folder",
 ]
 

@@ -108,6 +108,11 @@ def _body(name: str, metrics: dict, settings: dict, training: TrainingConfig) ->
         ]
     if "test" in metrics:
         lines.append(f"- Test score: {metrics['test']['score']:.4f}.")
+    if metrics.get("constant_at_best"):
+        lines.append(
+            "- **Warning:** this model gives the same answer for every dev example: it ignores "
+            "its input, and its score is that of a constant."
+        )
     lines += [
         f"- Trained {metrics['steps']} optimizer steps in {metrics['train_seconds']} s; "
         f"best {split} score at step {metrics['best_step']}.",

@@ -372,6 +372,11 @@ def report(command: str, metrics) -> str:
         ]
     if "test" in metrics:
         lines.append(f"  test score {metrics['test']['score']:.4f}")
+    if metrics.get("constant_at_best"):
+        lines.append(
+            f"  warning: the saved model (step {metrics['best_step']}) gives one answer for "
+            "every dev example: it is a constant, not a classifier of its input"
+        )
     return "\n".join(lines)
 
 

@@ -253,6 +253,9 @@ def _run(
             "parameters": count_parameters(final),
             "layers": final.config.num_hidden_layers,
             "data": task_data.sources,
+            # Evaluations where the model answered one class (or value) for all of dev.
+            "constant_output_steps": result.constant_steps,
+            "constant_at_best": result.best_step in result.constant_steps,
         }
         if len(stage_results) > 1:
             metrics["stages"] = [_stage_metrics(stage) for stage in stage_results]
@@ -296,6 +299,7 @@ def _stage_metrics(stage) -> dict:
         "best_step": result.best_step,
         "steps": result.steps,
         "train_seconds": round(result.train_seconds, 1),
+        "constant_output_steps": result.constant_steps,
     }
 
 

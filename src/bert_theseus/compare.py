@@ -236,6 +236,8 @@ def _summarise(runs, before, reported, timings, predecessor) -> dict:
                 "latency_ms": round(1000 * latency, 2),
                 "speedup": round(base / latency, 3),
                 "train_seconds": run["train_seconds"],
+                # The saved model answers one class (or value) for all of dev.
+                "constant": bool(run.get("constant_at_best")),
                 "folder": str(run["folder"]),
             }
         )
@@ -251,6 +253,7 @@ def _summarise(runs, before, reported, timings, predecessor) -> dict:
             "latency_ms": round(1000 * base, 2),
             "speedup": 1.0,
             "train_seconds_mean": "",
+            "constant_runs": "",
         }
     ]
     for method in dict.fromkeys(row["method"] for row in run_rows):
@@ -270,6 +273,7 @@ def _summarise(runs, before, reported, timings, predecessor) -> dict:
                 "latency_ms": round(statistics.mean(r["latency_ms"] for r in rows), 2),
                 "speedup": round(statistics.mean(r["speedup"] for r in rows), 3),
                 "train_seconds_mean": round(statistics.mean(r["train_seconds"] for r in rows)),
+                "constant_runs": sum(r["constant"] for r in rows),
             }
         )
     return {"methods": method_rows, "runs": run_rows}
@@ -291,10 +295,12 @@ def _markdown(header: dict, rows: list[dict]) -> str:
         f"over seeds {', '.join(map(str, header['seeds']))}.",
         f"- Speed: {header['speed']}; speed-up = predecessor latency / latency.",
         "- Per-run numbers: runs.csv; score against speed-up: pareto.png.",
+        "- constant: runs whose saved model gives one answer (one class, or one value) for "
+        "every dev example; such a score is that of a constant, not of a classifier.",
         "",
         "| method | layers | runs | score | retention | parameters | latency (ms) | speed-up "
-        "| train time |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| train time | constant |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         std = f" ± {row['score_std']:.2f}" if row["score_std"] != "" else ""
@@ -302,9 +308,16 @@ def _markdown(header: dict, rows: list[dict]) -> str:
         lines.append(
             f"| {row['method']} | {row['layers']} | {row['runs']} | {row['score_mean']:.2f}{std} "
             f"| {row['retention_percent']:.2f}% | {row['parameters'] / 1e6:.2f}M "
-            f"| {row['latency_ms']:.1f} | {row['speedup']:.2f}x | {train} |"
+            f"| {row['latency_ms']:.1f} | {row['speedup']:.2f}x | {train} "
+            f"| {_constant(row)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _constant(row: dict) -> str:
+    if row["constant_runs"] == "":
+        return "–"
+    return f"**{row['constant_runs']} of {row['runs']}**" if row["constant_runs"] else "0"
 
 
 def _plot_pareto(summary: dict, header: dict, path: Path) -> None:

@@ -89,6 +89,8 @@ class TrainResult:
     steps: int
     train_seconds: float
     history: list[dict] = field(default_factory=list)
+    # Evaluations at which the model answered one class, or one value, for all of dev.
+    constant_steps: list[int] = field(default_factory=list)
 
 
 def make_accelerator(config: TrainingConfig) -> Accelerator:
@@ -233,13 +235,23 @@ def train(
                     log.write({**record, "loss": float(np.mean(state.running))})
                     state.running = []
                 if step % eval_every == 0 or step == total:
-                    dev = {
-                        name: evaluate(wrapped, dl, task, accelerator)
-                        for name, dl in dev_loaders.items()
-                    }
+                    dev, constant = {}, {}
+                    for name, dl in dev_loaders.items():
+                        logits, labels = predict(wrapped, dl, accelerator)
+                        dev[name] = _metrics(task, logits, labels)
+                        if (verdict := constant_output(task, logits, labels)) is not None:
+                            constant[name] = verdict
                     score = next(iter(dev.values()))["score"]
-                    log.write({"step": step, "dev": dev, "seconds": record["seconds"]})
+                    entry = {"step": step, "dev": dev, "seconds": record["seconds"]}
+                    log.write({**entry, "constant_output": constant} if constant else entry)
                     progress.note(f"step {step}: {_describe(dev)}")
+                    if constant:
+                        state.constant_steps.append(step)
+                        split, verdict = next(iter(constant.items()))
+                        progress.warn(
+                            f"warning: at step {step} the model {verdict} on {split}: it "
+                            "ignores its input (see 'constant_output' in metrics.json)"
+                        )
                     if state.best_score is None or score > state.best_score:
                         state.best_score, state.best_step, state.best_dev = score, step, dev
                         state.best_weights = _snapshot(model)
@@ -255,7 +267,9 @@ def train(
     seconds = time.perf_counter() - started
     _restore(model, state.best_weights)
     log.close()
-    return TrainResult(state.best_step, state.best_dev, state.step, seconds, log.records)
+    return TrainResult(
+        state.best_step, state.best_dev, state.step, seconds, log.records, state.constant_steps
+    )
 
 
 @dataclass
@@ -273,6 +287,7 @@ class _State:
     epoch_order: torch.Tensor | None = None
     log_offset: int | None = None
     seconds: float = 0.0
+    constant_steps: list[int] = field(default_factory=list)
 
     # Fields saved in state.json as they are (weights and generators go to safetensors).
     SAVED = (
@@ -284,6 +299,7 @@ class _State:
         "best_dev",
         "log_offset",
         "seconds",
+        "constant_steps",
     )
 
     def to_json(self, schedule) -> dict:
@@ -334,7 +350,7 @@ def _resume(checkpoint: Checkpoint, model, optimizer, schedule, method, order) -
         step=saved["step"],
         best_weights=checkpoint.best,
         epoch_order=epoch_order,
-        **{k: saved[k] for k in _State.SAVED},
+        **{k: saved[k] for k in _State.SAVED if k in saved},  # older checkpoints lack some
     )
 
 
@@ -379,8 +395,39 @@ def predict(model: nn.Module, loader, accelerator: Accelerator) -> tuple[np.ndar
 
 def evaluate(model: nn.Module, loader, task: Task, accelerator: Accelerator) -> dict[str, float]:
     logits, labels = predict(model, loader, accelerator)
+    return _metrics(task, logits, labels)
+
+
+def _metrics(task: Task, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     predictions = logits[:, 0] if task.is_regression else logits.argmax(-1)
     return compute_metrics(task.metric, predictions, labels)
+
+
+# A regression output whose spread across inputs is below this share of the labels' spread
+# is a constant: the collapsed successor of issue 15 had 1e-4 of its predecessor's.
+CONSTANT_SPREAD = 1e-3
+
+
+def constant_output(task: Task, logits: np.ndarray, labels: np.ndarray) -> str | None:
+    """How the model ignores its input, if it does: it answers one class for every example,
+    or (regression) one value; None otherwise.
+
+    >>> constant_output(rte, np.array([[2.0, 0.1], [1.5, 0.3]]), np.array([0, 1]))
+    "answers 'entailment' for all 2 examples"
+    """
+    if len(labels) < 2:
+        return None
+    if task.is_regression:
+        spread, scale = float(np.std(logits[:, 0])), float(np.std(labels))
+        if spread <= CONSTANT_SPREAD * max(scale, 1e-6):
+            value = float(np.mean(logits[:, 0]))
+            return f"outputs {value:.4g} ± {spread:.2g} for all {len(labels)} examples"
+        return None
+    answers = np.unique(logits.argmax(-1))
+    if len(answers) > 1:
+        return None
+    label = task.id2label.get(int(answers[0]), str(int(answers[0])))
+    return f"answers '{label}' for all {len(labels)} examples"
 
 
 def _describe(dev: dict[str, dict[str, float]]) -> str:

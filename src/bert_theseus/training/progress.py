@@ -67,3 +67,8 @@ class TrainingProgress:
     def note(self, message: str) -> None:
         if self.enabled:
             self.console.print(message, highlight=False)
+
+    def warn(self, message: str) -> None:
+        """One line that must be seen, also where progress lines are off."""
+        if self.enabled:
+            self.console.print(message, highlight=False, style="yellow", soft_wrap=True)

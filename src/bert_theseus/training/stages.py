@@ -165,6 +165,7 @@ def _save_result(folder: Path, result: TrainResult) -> None:
         "best_dev": result.best_dev,
         "steps": result.steps,
         "train_seconds": result.train_seconds,
+        "constant_steps": result.constant_steps,
     }
     partial = folder / f".{RESULT_FILE}.partial"  # a kill mid-write leaves no torn file
     partial.write_text(json.dumps(fields, indent=2) + "\n")
