@@ -64,7 +64,7 @@ def test_a_constant_model_is_warned_about_logged_and_flagged(
     warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
     assert warnings == [
         f"warning: at step {step} the model answers 'positive' for all 24 examples on dev: it "
-        "ignores its input (see 'constant_output' in metrics.json)"
+        "ignores its input (constant_output_steps in metrics.json)"
         for step in (2, 4)
     ]
     assert "it is a constant, not a classifier of its input" in captured.out

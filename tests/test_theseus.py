@@ -235,3 +235,70 @@ def test_albert_and_unknown_architectures_are_refused_with_a_fix():
 def test_invalid_settings_name_the_fix(settings, message):
     with pytest.raises(TheseusConfigError, match=message):
         apply_theseus(tiny_model("bert", layers=4), TheseusConfig(**settings))
+
+
+def _labelled(batch):
+    return {**batch, "labels": torch.arange(batch["input_ids"].shape[0]) % 2}
+
+
+@pytest.mark.parametrize("model_type", ARCHITECTURES)
+def test_module_loss_is_zero_where_each_successor_is_a_copy_of_its_module(model_type):
+    # One layer per module, successors copied from it: the target, computed on the
+    # successor's own input with the encoder's own arguments, is the successor's output.
+    from bert_theseus.methods.theseus import TheseusMethod
+
+    model = tiny_model(model_type, layers=4, dropout=0.1)
+    method = TheseusMethod(TheseusConfig(successor_layers=4, module_loss=1.0), seed=0)
+    method.prepare(model, total_steps=10)
+    layers = theseus_layers(model)
+    for choice in ([True] * 4, [True, False, True, False]):
+        layers.force(choice)
+        model.eval()  # dropout off, so successor and predecessor compute the same
+        layers.training = True  # ... on the mixed path
+        method.loss(model, _labelled(tiny_batch()))
+        assert method.module_loss_value == pytest.approx(0.0, abs=1e-10)
+    layers.training = False
+
+
+@pytest.mark.parametrize("model_type", ["bert", "mpnet", "deberta-v2"])
+def test_module_loss_trains_each_active_successor_and_nothing_frozen(model_type):
+    from bert_theseus.methods.theseus import TheseusMethod
+
+    model = tiny_model(model_type, layers=4)
+    method = TheseusMethod(TheseusConfig(successor_layers=2, module_loss=1.0), seed=0)
+    method.prepare(model, total_steps=10)
+    layers = theseus_layers(model)
+    layers.force([True, False])
+    model.train()
+    state = torch.get_rng_state()
+    loss = method.loss(model, _labelled(tiny_batch()))
+    assert torch.equal(torch.get_rng_state(), state)  # the targets draw no random numbers
+    assert method.module_loss_value > 1e-7  # successor 0 is layer 0, its module layers 0-1
+    task = model(**_labelled(tiny_batch())).loss
+    assert loss.item() == pytest.approx(task.item() + method.module_loss_value, rel=1e-5)
+    method.matching.terms = []
+    loss.backward()
+    assert all(p.grad is not None for p in layers.successor[0].parameters())
+    assert all(p.grad is None for p in layers.successor[1].parameters())  # not on the path
+    assert all(p.grad is None for p in layers.predecessor.parameters())
+    merged = method.finalize(model)
+    assert not any(layer._forward_hooks for layer in theseus_layers_of(merged))
+
+
+def theseus_layers_of(model):
+    from bert_theseus.arch import find_layers_path
+
+    return model.get_submodule(find_layers_path(model))
+
+
+def test_last_of_group_initialises_each_successor_from_its_modules_top_layer():
+    predecessor, model = prepared("bert", layers=6, n=3, successor_init="last-of-group")
+    layers = theseus_layers(model)
+    for successor, source in zip(layers.successor, (1, 3, 5), strict=True):
+        ours, theirs = successor.state_dict(), predecessor.bert.encoder.layer[source].state_dict()
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
+def test_module_loss_must_not_be_negative():
+    with pytest.raises(TheseusConfigError, match="module_loss -1"):
+        TheseusConfig(successor_layers=2, module_loss=-1).validate()

@@ -66,6 +66,11 @@ class Method:
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return model(**batch).loss
 
+    def after_backward(self, model: PreTrainedModel, step: int) -> dict[str, float]:
+        """Called after the backward pass of step `step`, before clipping (gradients are
+        in place); returns values to log, such as gradient norms."""
+        return {}
+
     def finalize(self, model: PreTrainedModel) -> PreTrainedModel:
         """The plain Hugging Face model to save."""
         return model
@@ -219,6 +224,7 @@ def train(
                 # graph: there is no gradient, and the optimizer step leaves weights alone.
                 if loss.requires_grad:
                     accelerator.backward(loss)
+                    values.update(method.after_backward(model, step))
                     accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
                 optimizer.step()
                 schedule.step()
@@ -250,7 +256,7 @@ def train(
                         split, verdict = next(iter(constant.items()))
                         progress.warn(
                             f"warning: at step {step} the model {verdict} on {split}: it "
-                            "ignores its input (see 'constant_output' in metrics.json)"
+                            "ignores its input (constant_output_steps in metrics.json)"
                         )
                     if state.best_score is None or score > state.best_score:
                         state.best_score, state.best_step, state.best_dev = score, step, dev

@@ -12,7 +12,7 @@ from ..registry import MethodConfigError
 TheseusConfigError = MethodConfigError
 
 SCHEDULERS = ("linear", "constant", "anti-curriculum")
-INITS = ("bottom", "first-of-group")
+INITS = ("bottom", "first-of-group", "last-of-group")
 TRAIN_PARTS = ("embeddings", "head")
 
 
@@ -50,7 +50,16 @@ class TheseusConfig(DepthConfig):
         default="bottom",
         metadata={
             "help": "initialise successor i from predecessor layer i (bottom, as the official "
-            "code) or from the first layer of its module (first-of-group)"
+            "code), or from the first (first-of-group) or last layer of its module "
+            "(last-of-group: already writes the module's output space)"
+        },
+    )
+    module_loss: float = field(
+        default=0.0,
+        metadata={
+            "help": "weight of a loss that matches each successor's output to its "
+            "predecessor module's output on the same input (relative MSE); 0 in the paper, "
+            "which trains on the task loss alone"
         },
     )
     train_parts: list[str] = field(
@@ -79,6 +88,10 @@ class TheseusConfig(DepthConfig):
         if self.successor_init not in INITS:
             raise TheseusConfigError(
                 f"unknown successor_init '{self.successor_init}': use one of {', '.join(INITS)}"
+            )
+        if self.module_loss < 0:
+            raise TheseusConfigError(
+                f"module_loss {self.module_loss} must not be negative: pass e.g. 1.0, or 0"
             )
         unknown = [part for part in self.train_parts if part not in TRAIN_PARTS]
         if unknown:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import torch
+from torch import nn
 from transformers import PreTrainedModel
 
 from ...training.loop import Method
 from .config import TheseusConfig
+from .matching import ModuleMatching
 from .model import apply_theseus, merge_theseus, theseus_layers
 from .scheduler import make_scheduler
 
@@ -31,11 +33,30 @@ class TheseusMethod(Method):
         self.config = config
         self.generator = torch.Generator().manual_seed(seed)
         self.scheduler = None
+        self.matching: ModuleMatching | None = None
+        self.module_loss_value: float | None = None
 
     def prepare(self, model: PreTrainedModel, total_steps: int) -> None:
         if getattr(model, "theseus_layers_path", None) is None:
             apply_theseus(model, self.config)
         self.scheduler = make_scheduler(self.config, total_steps)
+        if self.config.module_loss > 0 and self.matching is None:
+            self.matching = ModuleMatching(theseus_layers(model))
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        loss = self.task_loss(model, batch)
+        if self.matching is None:
+            return loss
+        matched = self.matching.pop(loss)
+        self.module_loss_value = float(matched.detach())
+        return loss + self.config.module_loss * matched
+
+    def task_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss on the task (the paper's only loss)."""
+        return model(**batch).loss
+
+    def after_backward(self, model: PreTrainedModel, step: int) -> dict[str, float]:
+        return {} if self.module_loss_value is None else {"module_loss": self.module_loss_value}
 
     def before_step(self, model: PreTrainedModel, step: int) -> dict[str, float]:
         rate = self.scheduler.rate(step)
@@ -43,6 +64,8 @@ class TheseusMethod(Method):
         return {"replacing_rate": rate, "successor_modules": replaced}
 
     def finalize(self, model: PreTrainedModel) -> PreTrainedModel:
+        if self.matching is not None:
+            self.matching.remove()
         return merge_theseus(model)
 
     def settings(self) -> dict:

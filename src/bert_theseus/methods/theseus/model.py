@@ -26,9 +26,11 @@ def apply_theseus(model: PreTrainedModel, config: TheseusConfig) -> PreTrainedMo
     path = find_layers_path(model, config.layers_path)
     predecessor: nn.ModuleList = model.get_submodule(path)
     groups = config.modules(len(predecessor))
-    sources = (
-        range(len(groups)) if config.successor_init == "bottom" else [group[0] for group in groups]
-    )
+    sources = {
+        "bottom": list(range(len(groups))),
+        "first-of-group": [group[0] for group in groups],
+        "last-of-group": [group[-1] for group in groups],
+    }[config.successor_init]
     # deepcopy keeps the layer class (and any output-recording hooks already installed).
     successor = nn.ModuleList(copy.deepcopy(predecessor[i]) for i in sources)
     replace_submodule(model, path, TheseusLayers(predecessor, successor, groups))

@@ -25,7 +25,7 @@ class TheseusKDMethod(TheseusMethod):
         super().__init__(config, seed)
         self.distiller = distiller
 
-    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def task_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.distiller.loss(model, batch)
 
 
