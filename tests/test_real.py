@@ -130,3 +130,10 @@ def test_real_minilm_exports_to_onnx_and_int8_keeps_the_answers(minilm, sst2_sli
     from_torch = predict_texts(str(folder), pairs)
     from_onnx = predict_texts(str(tmp_path / "onnx"), pairs)
     assert [a["label"] for a in from_torch] == [a["label"] for a in from_onnx]
+
+
+@pytest.mark.real
+def test_the_packaged_minilm_was_pre_trained_for_mean_pooling(minilm):
+    from bert_theseus.pooling import pretraining_pooling
+
+    assert pretraining_pooling(str(minilm)) == "mean"

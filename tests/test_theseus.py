@@ -302,3 +302,19 @@ def test_last_of_group_initialises_each_successor_from_its_modules_top_layer():
 def test_module_loss_must_not_be_negative():
     with pytest.raises(TheseusConfigError, match="module_loss -1"):
         TheseusConfig(successor_layers=2, module_loss=-1).validate()
+
+
+def test_a_recipe_fills_only_the_settings_not_given():
+    from bert_theseus.methods.theseus.config import RECIPES
+
+    paper = TheseusConfig(successor_layers=2, recipe="paper")
+    assert (paper.successor_init, paper.module_loss) == ("bottom", 0.0)
+    mine = TheseusConfig(successor_layers=2, recipe="paper", module_loss=0.5)
+    assert (mine.successor_init, mine.module_loss) == ("bottom", 0.5)
+    default = TheseusConfig(successor_layers=2)
+    assert default.recipe == "default"
+    assert {k: getattr(default, k) for k in RECIPES["default"]} == RECIPES["default"]
+    # What a run records reproduces the same settings, whatever the recipe table says later.
+    assert TheseusConfig(**vars(mine)) == mine
+    with pytest.raises(TheseusConfigError, match="unknown recipe 'fast': use one of paper"):
+        TheseusConfig(successor_layers=2, recipe="fast")

@@ -19,6 +19,8 @@ from .data import DataError, TaskData, load_task_data
 from .data.loading import encode, make_loader
 from .methods import MethodContext, MethodError, MethodSpec, get_method, methods
 from .models import ModelError, load_model
+from .pooling import ATTRIBUTE as POOLING
+from .pooling import pooling_note, pretraining_pooling, say
 from .runs import OutputDir, RunError, plot_training, write_json
 from .speed import count_parameters, measure_latency
 from .training import Method, TrainingConfig, evaluate, make_accelerator, train
@@ -95,6 +97,10 @@ def finetune(
         problem_type="regression" if task.is_regression else "single_label_classification",
         ignore_mismatched_sizes=True,  # a new task gets a new head
     )
+    pooling = pretraining_pooling(model, predecessor.config)
+    if pooling:  # kept in config.json: the fine-tuned folder loses the pooling files
+        setattr(predecessor.config, POOLING, pooling)
+        say(pooling_note(model, pooling))
     settings = {"model": model, "data": asdict(data)}
     stages = [Stage("finetune", lambda model: (model, Method()))]
     metrics = _run(stages, predecessor, tokenizer, task_data, training, out, settings)
@@ -124,6 +130,7 @@ def compress(
     context = MethodContext(predecessor, training.seed, None, trust_remote_code)
     # Fail on a bad size or architecture now, not after reading data and scoring the model.
     spec.check(config, context)
+    say(pooling_note(model, pretraining_pooling(model, predecessor.config)))
     task_data = read_data(data, training, _model_labels(predecessor))
     _check_labels(predecessor, task_data)
     accelerator = make_accelerator(training)

@@ -37,6 +37,7 @@ from .commands import (
     speed_length,
 )
 from .methods import MethodContext
+from .pooling import pooling_note, pretraining_pooling, say
 from .runs import OutputDir, RunError, write_json
 from .speed import count_parameters, measure_latency
 from .training import TrainingConfig, make_accelerator
@@ -88,6 +89,7 @@ def compare(
     context = MethodContext(predecessor, training.seed, None, trust_remote_code)
     for name, spec in specs.items():  # fail now, not after the first methods have trained
         spec.check(methods[name], context)
+    say(pooling_note(model, pretraining_pooling(model, predecessor.config)))
     task_data = read_data(data, training, _model_labels(predecessor))
     _check_labels(predecessor, task_data)
     accelerator = make_accelerator(training)

@@ -15,6 +15,13 @@ SCHEDULERS = ("linear", "constant", "anti-curriculum")
 INITS = ("bottom", "first-of-group", "last-of-group")
 TRAIN_PARTS = ("embeddings", "head")
 
+# Settings a recipe decides unless given. "paper" is Xu et al.'s recipe as the official code
+# runs it; "default" is the one that measured best (docs/results.md, issue 15).
+RECIPES: dict[str, dict] = {
+    "paper": {"successor_init": "bottom", "module_loss": 0.0},
+    "default": {"successor_init": "bottom", "module_loss": 0.0},
+}
+
 
 @dataclass
 class TheseusConfig(DepthConfig):
@@ -46,20 +53,28 @@ class TheseusConfig(DepthConfig):
             "linear without k reaches p = 1 there (k = (1 - b) / steps). Default: half the run"
         },
     )
-    successor_init: str = field(
-        default="bottom",
+    recipe: str = field(
+        default="default",
+        metadata={
+            "help": "default (what measured best here) or paper (the paper's exact recipe: "
+            "successors from the bottom layers, task loss only); sets successor_init and "
+            "module_loss where they are not given"
+        },
+    )
+    successor_init: str | None = field(
+        default=None,
         metadata={
             "help": "initialise successor i from predecessor layer i (bottom, as the official "
             "code), or from the first (first-of-group) or last layer of its module "
-            "(last-of-group: already writes the module's output space)"
+            "(last-of-group: already writes the module's output space); default: the recipe's"
         },
     )
-    module_loss: float = field(
-        default=0.0,
+    module_loss: float | None = field(
+        default=None,
         metadata={
             "help": "weight of a loss that matches each successor's output to its "
             "predecessor module's output on the same input (relative MSE); 0 in the paper, "
-            "which trains on the task loss alone"
+            "which trains on the task loss alone; default: the recipe's"
         },
     )
     train_parts: list[str] = field(
@@ -69,6 +84,15 @@ class TheseusConfig(DepthConfig):
             "classifier); frozen by default, as in the official code"
         },
     )
+
+    def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise TheseusConfigError(
+                f"unknown recipe '{self.recipe}': use one of {', '.join(RECIPES)}"
+            )
+        for name, value in RECIPES[self.recipe].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
 
     def validate(self) -> None:
         if self.scheduler not in SCHEDULERS:
