@@ -60,8 +60,9 @@ class ProbedTheseus(TheseusMethod):
             if grads:
                 norms[f"grad_{i}"] = float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads)))
         used = "".join("S" if s else "P" for s in layers.use_successor)
-        self.sink.write(json.dumps({"step": step, "path": used, **norms}) + "\n")
-        return {}
+        values = super().after_backward(model, step)
+        self.sink.write(json.dumps({"step": step, "path": used, **norms, **values}) + "\n")
+        return values
 
 
 @torch.no_grad()
@@ -139,7 +140,7 @@ def main() -> None:
     theseus_fields = {f.name for f in fields(TheseusConfig)} - {"grouping", "train_parts"}
     for name in sorted(theseus_fields):
         kind = {"successor_layers": int, "replacing_steps": int}.get(name, None)
-        kind = kind or (float if name in ("replacing_rate", "k") else str)
+        kind = kind or (float if name in ("replacing_rate", "k", "module_loss") else str)
         parser.add_argument("--" + name.replace("_", "-"), type=kind)
     parser.add_argument("--train-parts", nargs="*", default=[])
     args = parser.parse_args()
