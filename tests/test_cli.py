@@ -150,6 +150,11 @@ def test_yaml_config_supplies_defaults_and_flags_win(tmp_path):
     )
     assert args.successor_layers == 3 and args.scheduler == "constant"
     assert args.learning_rate == 5e-5
+    # A list option written as a YAML string is split as the shell would split the flag.
+    config.write_text("methods: truncated kd\ntrain_parts: head\nseeds: [1, 2]\n")
+    args = parse(["compare", "--model", "m", "--output", "o", "--config", str(config)])
+    assert args.methods == ["truncated", "kd"] and args.train_parts == ["head"]
+    assert args.seeds == [1, 2]
 
 
 def error_of(capsys, argv):

@@ -373,3 +373,52 @@ def test_a_resume_with_other_method_settings_is_refused(
     error = capsys.readouterr().err
     assert "belongs to a different run (method_config" in error and "train_pooler" in error
     assert main([*args, "--resume", "auto"]) == 0
+
+
+def test_a_resume_refuses_a_finished_stage_made_with_other_settings(
+    predecessor, sst2_dir, tmp_path, monkeypatch, capsys
+):
+    def stop_at_step_2(self, model, step):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return {}
+
+    monkeypatch.setattr(Distilled, "before_step", stop_at_step_2)
+    out = tmp_path / "staged"
+    args = compress(predecessor, sst2_dir, out, "head-then-all", "--max-steps", "6")
+    assert main([*args, "--head-steps", "3"]) == 130
+    monkeypatch.undo()
+    assert (tmp_path / ".staged.partial/stages/1-head/result.json").is_file()
+    capsys.readouterr()
+    assert main([*args, "--head-steps", "4", "--resume", "auto"]) == 2
+    error = capsys.readouterr().err
+    assert "finished stage 1-head belongs to a different run (method_config, training" in error
+    assert main([*args, "--head-steps", "3", "--seed", "8", "--resume", "auto"]) == 2
+    assert "(training differ)" in capsys.readouterr().err
+    assert main([*args, "--head-steps", "3", "--resume", "auto"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 9 and metrics["best_step"] in (3 + 5, 3 + 6)  # across stages
+
+
+def test_a_method_setting_may_not_reuse_a_command_option(capsys):
+    from bert_theseus.methods import registry
+
+    @dataclass
+    class Clashing:
+        epochs: float = 1.0
+
+    register_method("clashing", Clashing, build_head_only, "clashes", "a test")
+    try:
+        assert main(["methods"]) == 2
+        assert "method 'clashing' has a setting 'epochs', which is already an option of" in (
+            capsys.readouterr().err
+        )
+    finally:
+        del registry._REGISTRY["clashing"]
+    with pytest.raises(MethodError, match="settings needed need defaults"):
+
+        @dataclass
+        class NoDefault:
+            needed: int
+
+        register_method("no-default", NoDefault, build_head_only, "x", "y")

@@ -53,8 +53,10 @@ def _add_dataclass(
             kind = next(a for a in args if a is not type(None))
         help_text = f.metadata.get("help", "")
         default = f.default if f.default is not dataclasses.MISSING else None
-        if kind is bool:
-            group.add_argument(_flag(f.name), action="store_true", help=help_text)
+        if kind is bool:  # --x and --no-x; None when neither is given, so the default holds
+            group.add_argument(
+                _flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
         elif kind == list[list[int]]:
             group.add_argument(_flag(f.name), type=json.loads, help=help_text + " (JSON)")
         elif typing.get_origin(kind) is list:
@@ -126,9 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                 f"(default: {' '.join(compare_defaults())})",
             )
             _add_dataclass(sub, CompareConfig, "comparison")
-        if name in ("compress", "compare"):
-            _add_method_flags(sub)
         _add_dataclass(sub, TrainingConfig, "training")
+        if name in ("compress", "compare"):  # last: a method setting may not reuse an option
+            _add_method_flags(sub)
     listing = _add_parser(commands, "methods", "list the compression methods, one line each")
     _add_common(listing)  # --config and --debug, as every command has
     _add_deploy_commands(commands)
@@ -138,11 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_method_flags(sub: argparse.ArgumentParser) -> None:
     """One group per method with the flags of its config; a setting several methods share
     is one flag, shown under the first method that has it."""
-    from .methods import methods
+    from .methods import MethodError, methods
 
+    taken = {action.dest for action in sub._actions}  # the command's own flags
     added: set[str] = set()
     for name, spec in methods().items():
         fields = [f.name for f in dataclasses.fields(spec.config)]
+        clash = sorted(set(fields) & taken)
+        if clash:
+            raise MethodError(
+                f"method '{name}' has a setting '{clash[0]}', which is already an option of "
+                f"'theseus {sub.prog.split()[-1]}': rename that setting in the method's config"
+            )
         shared = [_flag(f) for f in fields if f in added]
         description = f"also takes {', '.join(shared)} (above)" if shared else None
         _add_dataclass(sub, spec.config, f"{name}: {spec.summary}", added, description)
@@ -219,6 +228,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         unknown = sorted(set(values) - known)
         if unknown:
             raise RunError(f"unknown option(s) in {args.config}: {', '.join(unknown)}")
+        for action in sub._actions:  # YAML "methods: theseus kd" means a list, as the flag does
+            if action.nargs in ("+", "*") and isinstance(values.get(action.dest), str):
+                values[action.dest] = values[action.dest].split()
         sub.set_defaults(**values)
         args = parser.parse_args(argv)
     return args
@@ -272,9 +284,7 @@ def _method_configs(names: list[str], args: argparse.Namespace) -> dict:
     from .methods import MethodError, get_method
 
     given = {
-        name: getattr(args, name)
-        for name in method_flags()
-        if getattr(args, name) is not None and getattr(args, name) is not False
+        name: getattr(args, name) for name in method_flags() if getattr(args, name) is not None
     }
     specs = {name: get_method(name) for name in names}
     taken = {f.name for spec in specs.values() for f in dataclasses.fields(spec.config)}

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
@@ -103,8 +104,9 @@ def finetune(
         say(pooling_note(model, pooling))
     settings = {"model": model, "data": asdict(data)}
     stages = [Stage("finetune", lambda model: (model, Method()))]
-    metrics = _run(stages, predecessor, tokenizer, task_data, training, out, settings)
-    return _push(out, push_to_hub, metrics)
+    return _run(
+        stages, predecessor, tokenizer, task_data, training, out, settings, push_to_hub=push_to_hub
+    )
 
 
 def compress(
@@ -137,7 +139,7 @@ def compress(
     features = _encode_splits(task_data, tokenizer, training)
     before = _score(predecessor, features, tokenizer, training, task_data, accelerator)
     context.task = task_data.task
-    metrics = _run(
+    return _run(
         spec.stages(config, context),
         predecessor,
         tokenizer,
@@ -148,8 +150,9 @@ def compress(
         (predecessor, before),
         accelerator,
         features,
+        push_to_hub=push_to_hub,
+        trust_remote_code=trust_remote_code,
     )
-    return _push(out, push_to_hub, metrics)
 
 
 def _push(out: OutputDir, repo_id: str | None, metrics: dict) -> dict:
@@ -159,10 +162,10 @@ def _push(out: OutputDir, repo_id: str | None, metrics: dict) -> dict:
     try:
         metrics["pushed_to"] = push_to_hub(out.output, repo_id)
     except Exception as error:
+        reason = (str(error).strip().splitlines() or [""])[0]
         raise RunError(
             f"the run is saved in {out.output}, but uploading it to {repo_id} failed "
-            f"({type(error).__name__}: {str(error).strip().splitlines()[0] if str(error) else ''})"
-            f": retry with 'hf upload {repo_id} {out.output}'"
+            f"({type(error).__name__}: {reason}): retry with 'hf upload {repo_id} {out.output}'"
         ) from None
     return metrics
 
@@ -187,7 +190,8 @@ def method_for(config, name: str | None = None) -> MethodSpec:
 def method_settings(model: str, data: DataConfig, spec: MethodSpec, config) -> dict:
     """What a run of `spec` depends on besides training: recorded in run_config.json, and
     what `compare` checks before it reuses a finished run."""
-    return {"model": model, "data": asdict(data), "method": spec.name, "config": asdict(config)}
+    config = json.loads(json.dumps(asdict(config), default=str))  # as a checkpoint reads it
+    return {"model": model, "data": asdict(data), "method": spec.name, "config": config}
 
 
 def evaluate_model(
@@ -214,8 +218,11 @@ def _run(
     accelerator=None,
     features: dict[str, list[dict]] | None = None,
     measure_speed: bool = True,
+    push_to_hub: str | None = None,
+    trust_remote_code: bool = False,
 ) -> dict:
-    """Train the stages, then save the final model and the run's files.
+    """Train the stages, then save the final model and the run's files (and upload them to
+    the Hub repository `push_to_hub`, from the main process).
 
     `model` is what the first stage starts from; `predecessor` the original model and its
     dev scores, for retention and speed-up; `features` the encoded dev (and test) splits,
@@ -247,21 +254,24 @@ def _run(
             out.resume,
             accelerator.wait_for_everyone,
             {"method_config": settings["config"]} if "config" in settings else None,
+            trust_remote_code,
         )
         result = stage_results[-1].result
+        # Steps count across stages, as in train_log.jsonl.
+        offset = sum(stage.result.steps for stage in stage_results[:-1])
         metrics = {
             "method": settings.get("method", "finetune"),
             "task": task.name,
             "model": settings["model"],
             "dev": result.best_dev,
-            "best_step": result.best_step,
+            "best_step": result.best_step + offset,
             "steps": sum(stage.result.steps for stage in stage_results),
             "train_seconds": round(sum(s.result.train_seconds for s in stage_results), 1),
             "parameters": count_parameters(final),
             "layers": final.config.num_hidden_layers,
             "data": task_data.sources,
             # Evaluations where the model answered one class (or value) for all of dev.
-            "constant_output_steps": result.constant_steps,
+            "constant_output_steps": [step + offset for step in result.constant_steps],
             "constant_at_best": result.best_step in result.constant_steps,
         }
         if len(stage_results) > 1:
@@ -287,9 +297,12 @@ def _run(
             write_model_card(folder, metrics, settings, training)
             write_json(folder / "metrics.json", metrics)  # last: its presence marks completion
             out.commit()
+            _push(out, push_to_hub, metrics)
     except BaseException:
-        out.abort()
+        if folder is not None:  # the main process owns the folder
+            out.abort()
         raise
+    accelerator.wait_for_everyone()  # the others return once the folder is complete
     return metrics
 
 
@@ -311,8 +324,6 @@ def _stage_metrics(stage) -> dict:
 
 
 def _write_log(path, records: list[dict]) -> None:
-    import json
-
     path.write_text("".join(json.dumps(record) + "\n" for record in records))
 
 

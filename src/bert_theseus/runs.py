@@ -66,11 +66,9 @@ class OutputDir:
         return self.path
 
     def commit(self) -> Path:
-        """Drop the checkpoints and the stages' models (the finished model replaces them;
-        the stages' logs stay) and rename into place."""
-        for leftover in [self.checkpoints, *self.path.glob(f"{STAGES_FOLDER}/*/*")]:
-            if leftover.is_dir():
-                shutil.rmtree(leftover)
+        """Rename into place, then drop the checkpoints and the stages' models (the finished
+        model replaces them; the stages' logs stay). Renaming first means a kill at any
+        point leaves either a resumable partial folder or a complete output."""
         old = self.output.parent / f".{self.output.name}.old"
         if self.output.exists():
             if old.exists():
@@ -79,6 +77,9 @@ class OutputDir:
         os.replace(self.path, self.output)
         if old.exists():
             shutil.rmtree(old)
+        for leftover in [self.output / "checkpoints", *self.output.glob(f"{STAGES_FOLDER}/*/*")]:
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
         return self.output
 
     def abort(self) -> None:

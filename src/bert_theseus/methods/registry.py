@@ -129,6 +129,11 @@ def register_method(
     """
     if not dataclasses.is_dataclass(config):
         raise MethodError(f"method '{name}': its config {config!r} must be a dataclass")
+    missing = [f.name for f in dataclasses.fields(config) if _default(f) is dataclasses.MISSING]
+    if missing:
+        raise MethodError(
+            f"method '{name}': settings {', '.join(missing)} need defaults (each is a CLI flag)"
+        )
     spec = MethodSpec(name, config, build, summary, paper, compare_default)
     known = _REGISTRY.get(name)
     if known is not None:
@@ -143,7 +148,15 @@ def register_method(
 
 def _same(a: MethodSpec, b: MethodSpec) -> bool:
     def key(spec):
-        return (spec.config.__module__, spec.config.__qualname__, spec.build.__qualname__)
+        return (
+            spec.config.__module__,
+            spec.config.__qualname__,
+            spec.build.__module__,
+            spec.build.__qualname__,
+            spec.summary,
+            spec.paper,
+            spec.compare_default,
+        )
 
     return key(a) == key(b)
 
@@ -199,7 +212,6 @@ def load_plugins() -> None:
     global _plugins_loaded
     if _plugins_loaded:
         return
-    _plugins_loaded = True
     names = [n.strip() for n in os.environ.get(PLUGINS_VARIABLE, "").split(",") if n.strip()]
     for module in names:
         try:
@@ -210,4 +222,11 @@ def load_plugins() -> None:
                 f"({error}): fix the name or PYTHONPATH"
             ) from None
     for entry in entry_points(group=ENTRY_POINT_GROUP):
-        entry.load()
+        try:
+            entry.load()
+        except Exception as error:  # one broken installed plug-in must not hide the rest
+            raise MethodError(
+                f"the installed plug-in '{entry.name}' ({entry.value}) fails to load "
+                f"({type(error).__name__}: {error}): upgrade or uninstall it"
+            ) from None
+    _plugins_loaded = True  # only once all loaded: a failure is reported again next time

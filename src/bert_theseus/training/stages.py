@@ -24,7 +24,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from .checkpoint import Checkpoint, list_checkpoints, load_checkpoint
 from .config import TrainingConfig
-from .loop import Method, TrainingError, TrainResult
+from .loop import TRAJECTORY, Method, TrainingError, TrainResult
 
 STAGES_FOLDER = "stages"
 RESULT_FILE = "result.json"
@@ -86,6 +86,7 @@ def run_stages(
     resume: str | None,
     barrier: Callable[[], None] = lambda: None,
     match: dict | None = None,
+    trust_remote_code: bool = False,
 ) -> tuple[PreTrainedModel, list[StageResult]]:
     """Train every stage in order; return the last stage's final model and each result.
 
@@ -100,14 +101,16 @@ def run_stages(
     for index, (stage, folder) in enumerate(zip(stages, dirs, strict=True)):
         last = index == len(stages) - 1
         config = replace(training, **stage.training)
+        settings = {**(match or {}), **({"stage": stage.name} if len(stages) > 1 else {})}
+        expected = {**settings, "training": stage_settings(config)}
         if resume is not None and not last and (folder / RESULT_FILE).is_file():
             if explicit is not None and index >= explicit:
                 raise TrainingError(
                     f"--resume {resume} is inside stage '{stage.name}', which has finished: "
                     "use --resume auto"
                 )
-            model = _load_stage_model(folder)
-            results.append(StageResult(stage.name, _load_result(folder)))
+            results.append(StageResult(stage.name, _load_result(folder, expected)))
+            model = _load_stage_model(folder, trust_remote_code)
             continue
         checkpoint = _stage_checkpoint(resume, folder, index, explicit)
         if explicit is not None and index < explicit:
@@ -117,7 +120,6 @@ def run_stages(
             )
         set_seed(config.seed)  # whatever `start` draws, it draws alike on a resume
         trained, method = stage.start(model)
-        settings = {**(match or {}), **({"stage": stage.name} if len(stages) > 1 else {})}
         run_dir = folder if write else None
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -128,11 +130,11 @@ def run_stages(
             return final, results
         if write:
             final.save_pretrained(folder / MODEL_FOLDER)
-            _save_result(folder, result)  # marks the stage finished
+            _save_result(folder, result, expected)  # marks the stage finished
             shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # no longer needed
         barrier()
         del trained, final
-        model = _load_stage_model(folder)
+        model = _load_stage_model(folder, trust_remote_code)
     raise AssertionError("unreachable: the last stage returns")
 
 
@@ -159,8 +161,14 @@ def _stage_checkpoint(resume, folder: Path, index: int, explicit: int | None):
     return load_checkpoint(saved[-1]) if saved else None
 
 
-def _save_result(folder: Path, result: TrainResult) -> None:
+def stage_settings(config: TrainingConfig) -> dict:
+    """The training settings a finished stage was made with, as JSON reads them back."""
+    return json.loads(json.dumps({k: getattr(config, k) for k in TRAJECTORY}, default=str))
+
+
+def _save_result(folder: Path, result: TrainResult, settings: dict) -> None:
     fields = {
+        "settings": settings,
         "best_step": result.best_step,
         "best_dev": result.best_dev,
         "steps": result.steps,
@@ -172,15 +180,24 @@ def _save_result(folder: Path, result: TrainResult) -> None:
     os.replace(partial, folder / RESULT_FILE)
 
 
-def _load_result(folder: Path) -> TrainResult:
+def _load_result(folder: Path, expected: dict) -> TrainResult:
     saved = json.loads((folder / RESULT_FILE).read_text())
+    settings = saved.pop("settings", None)
+    if settings != json.loads(json.dumps(expected, default=str)):
+        changed = sorted(k for k in expected if (settings or {}).get(k) != expected.get(k))
+        raise TrainingError(
+            f"finished stage {folder.name} belongs to a different run ({', '.join(changed)} "
+            "differ): resume with the original command, or start over with --overwrite"
+        )
     log = folder / "train_log.jsonl"
     history = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
     return TrainResult(history=history, **saved)
 
 
-def _load_stage_model(folder: Path) -> PreTrainedModel:
-    return AutoModelForSequenceClassification.from_pretrained(folder / MODEL_FOLDER)
+def _load_stage_model(folder: Path, trust_remote_code: bool = False) -> PreTrainedModel:
+    return AutoModelForSequenceClassification.from_pretrained(
+        folder / MODEL_FOLDER, trust_remote_code=trust_remote_code
+    )
 
 
 def merged_history(results: list[StageResult]) -> list[dict]:
