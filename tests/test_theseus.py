@@ -291,10 +291,13 @@ def theseus_layers_of(model):
     return model.get_submodule(find_layers_path(model))
 
 
-def test_last_of_group_initialises_each_successor_from_its_modules_top_layer():
-    predecessor, model = prepared("bert", layers=6, n=3, successor_init="last-of-group")
+@pytest.mark.parametrize(
+    "init, sources", [("last-of-group", (1, 3, 5)), ("bottom-last-top", (0, 1, 5))]
+)
+def test_successors_start_from_the_layers_their_init_names(init, sources):
+    predecessor, model = prepared("bert", layers=6, n=3, successor_init=init)
     layers = theseus_layers(model)
-    for successor, source in zip(layers.successor, (1, 3, 5), strict=True):
+    for successor, source in zip(layers.successor, sources, strict=True):
         ours, theirs = successor.state_dict(), predecessor.bert.encoder.layer[source].state_dict()
         assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
 

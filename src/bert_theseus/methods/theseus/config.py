@@ -12,7 +12,7 @@ from ..registry import MethodConfigError
 TheseusConfigError = MethodConfigError
 
 SCHEDULERS = ("linear", "constant", "anti-curriculum")
-INITS = ("bottom", "first-of-group", "last-of-group")
+INITS = ("bottom", "first-of-group", "last-of-group", "bottom-last-top")
 TRAIN_PARTS = ("embeddings", "head")
 
 # Settings a recipe decides unless given. "paper" is Xu et al.'s recipe as the official code
@@ -65,8 +65,10 @@ class TheseusConfig(DepthConfig):
         default=None,
         metadata={
             "help": "initialise successor i from predecessor layer i (bottom, as the official "
-            "code), or from the first (first-of-group) or last layer of its module "
-            "(last-of-group: already writes the module's output space); default: the recipe's"
+            "code), from the first (first-of-group) or last layer of its module "
+            "(last-of-group), or from layer i except the top successor, which starts as the "
+            "predecessor's last layer, the one that writes what the head reads "
+            "(bottom-last-top); default: the recipe's"
         },
     )
     module_loss: float | None = field(

@@ -30,6 +30,7 @@ def apply_theseus(model: PreTrainedModel, config: TheseusConfig) -> PreTrainedMo
         "bottom": list(range(len(groups))),
         "first-of-group": [group[0] for group in groups],
         "last-of-group": [group[-1] for group in groups],
+        "bottom-last-top": [*range(len(groups) - 1), groups[-1][-1]],
     }[config.successor_init]
     # deepcopy keeps the layer class (and any output-recording hooks already installed).
     successor = nn.ModuleList(copy.deepcopy(predecessor[i]) for i in sources)
