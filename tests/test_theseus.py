@@ -20,7 +20,9 @@ from bert_theseus.methods.theseus import (
 
 
 def prepared(model_type: str, layers: int = 4, n: int = 2, **config):
+    """The paper's recipe unless told otherwise: these are the spec's invariants."""
     predecessor = tiny_model(model_type, layers=layers)
+    config = {"recipe": "paper", **config}
     model = apply_theseus(copy.deepcopy(predecessor), TheseusConfig(successor_layers=n, **config))
     return predecessor, model
 
@@ -316,6 +318,8 @@ def test_a_recipe_fills_only_the_settings_not_given():
     assert (mine.successor_init, mine.module_loss) == ("bottom", 0.5)
     default = TheseusConfig(successor_layers=2)
     assert default.recipe == "default"
+    assert (default.successor_init, default.train_parts) == ("bottom-last-top", ["head"])
+    assert paper.train_parts == [] and paper.train_parts is not RECIPES["paper"]["train_parts"]
     assert {k: getattr(default, k) for k in RECIPES["default"]} == RECIPES["default"]
     # What a run records reproduces the same settings, whatever the recipe table says later.
     assert TheseusConfig(**vars(mine)) == mine

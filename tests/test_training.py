@@ -99,8 +99,12 @@ def test_after_k_steps_frozen_parts_are_bit_identical_and_successors_changed(fea
     model = tiny_model("bert", layers=4)
     initial = copy.deepcopy(model.state_dict())
     method = TheseusMethod(
-        TheseusConfig(
-            successor_layers=2, scheduler="constant", replacing_rate=0.5, replacing_steps=2
+        TheseusConfig(  # the paper's recipe: every part but the successors is frozen
+            successor_layers=2,
+            scheduler="constant",
+            replacing_rate=0.5,
+            replacing_steps=2,
+            recipe="paper",
         ),
         seed=0,
     )

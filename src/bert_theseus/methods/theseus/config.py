@@ -16,10 +16,12 @@ INITS = ("bottom", "first-of-group", "last-of-group", "bottom-last-top")
 TRAIN_PARTS = ("embeddings", "head")
 
 # Settings a recipe decides unless given. "paper" is Xu et al.'s recipe as the official code
-# runs it; "default" is the one that measured best (docs/results.md, issue 15).
+# runs it. "default" is what measured best here (docs/results.md section 6): the paper's
+# bottom layers, except that the top successor starts as the predecessor's last layer (the
+# one that writes what the head reads), and the head trains too.
 RECIPES: dict[str, dict] = {
-    "paper": {"successor_init": "bottom", "module_loss": 0.0},
-    "default": {"successor_init": "bottom", "module_loss": 0.0},
+    "paper": {"successor_init": "bottom", "module_loss": 0.0, "train_parts": []},
+    "default": {"successor_init": "bottom-last-top", "module_loss": 0.0, "train_parts": ["head"]},
 }
 
 
@@ -56,9 +58,10 @@ class TheseusConfig(DepthConfig):
     recipe: str = field(
         default="default",
         metadata={
-            "help": "default (what measured best here) or paper (the paper's exact recipe: "
-            "successors from the bottom layers, task loss only); sets successor_init and "
-            "module_loss where they are not given"
+            "help": "default (what measured best here: bottom-last-top successors, head "
+            "trained) or paper (the paper's exact recipe: successors from the bottom layers, "
+            "frozen head, task loss only); sets successor_init, module_loss and train_parts "
+            "where they are not given"
         },
     )
     successor_init: str | None = field(
@@ -79,11 +82,12 @@ class TheseusConfig(DepthConfig):
             "which trains on the task loss alone; default: the recipe's"
         },
     )
-    train_parts: list[str] = field(
-        default_factory=list,
+    train_parts: list[str] | None = field(
+        default=None,
         metadata={
             "help": "non-encoder parts that also train: embeddings, head (pooler and "
-            "classifier); frozen by default, as in the official code"
+            "classifier); default: the recipe's (paper: none, as in the official code; "
+            "default: head)"
         },
     )
 
@@ -94,7 +98,7 @@ class TheseusConfig(DepthConfig):
             )
         for name, value in RECIPES[self.recipe].items():
             if getattr(self, name) is None:
-                setattr(self, name, value)
+                setattr(self, name, list(value) if isinstance(value, list) else value)
 
     def validate(self) -> None:
         if self.scheduler not in SCHEDULERS:
