@@ -355,15 +355,21 @@ def test_a_killed_multi_stage_run_resumes_bit_identically(where, predecessor, ss
     assert not (out / "stages/1-head/model").exists()
 
 
-def test_a_resume_with_other_method_settings_is_refused(
-    predecessor, sst2_dir, tmp_path, monkeypatch, capsys
-):
-    def stop_at_step_3(self, model, step):
-        if step == 3:
+def _stop_at(stop: int):
+    """A before_step that sends this process SIGTERM at step `stop`, as a preemption would."""
+
+    def before_step(self, model, step):
+        if step == stop:
             os.kill(os.getpid(), signal.SIGTERM)
         return {}
 
-    monkeypatch.setattr(HeadOnly, "before_step", stop_at_step_3)
+    return before_step
+
+
+def test_a_resume_with_other_method_settings_is_refused(
+    predecessor, sst2_dir, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(HeadOnly, "before_step", _stop_at(3))
     out = tmp_path / "probe"
     args = compress(predecessor, sst2_dir, out, "head-only", "--max-steps", "8")
     assert main(args) == 130
@@ -378,12 +384,7 @@ def test_a_resume_with_other_method_settings_is_refused(
 def test_a_resume_refuses_a_finished_stage_made_with_other_settings(
     predecessor, sst2_dir, tmp_path, monkeypatch, capsys
 ):
-    def stop_at_step_2(self, model, step):
-        if step == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return {}
-
-    monkeypatch.setattr(Distilled, "before_step", stop_at_step_2)
+    monkeypatch.setattr(Distilled, "before_step", _stop_at(2))
     out = tmp_path / "staged"
     args = compress(predecessor, sst2_dir, out, "head-then-all", "--max-steps", "6")
     assert main([*args, "--head-steps", "3"]) == 130
