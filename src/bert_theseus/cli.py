@@ -162,7 +162,7 @@ def method_flags() -> set[str]:
     """Every method setting that has a flag (the union of the registered configs' fields)."""
     from .methods import methods
 
-    return {f.name for spec in methods().values() for f in dataclasses.fields(spec.config)}
+    return set().union(*(_field_names(spec.config) for spec in methods().values()))
 
 
 def _add_parser(commands, name: str, text: str) -> argparse.ArgumentParser:
@@ -281,16 +281,16 @@ def run(args: argparse.Namespace):
 
 def _method_configs(names: list[str], args: argparse.Namespace) -> dict:
     """Each named method's config from the flags; a flag none of them takes is refused."""
-    from .methods import MethodError, get_method
+    from .methods import MethodError, get_method, methods
 
     given = {
         name: getattr(args, name) for name in method_flags() if getattr(args, name) is not None
     }
     specs = {name: get_method(name) for name in names}
-    taken = {f.name for spec in specs.values() for f in dataclasses.fields(spec.config)}
+    taken = set().union(*(_field_names(spec.config) for spec in specs.values()))
     stray = sorted(set(given) - taken)
     if stray:
-        owners = [m for m, s in _all_methods().items() if stray[0] in _field_names(s.config)]
+        owners = [m for m, s in methods().items() if stray[0] in _field_names(s.config)]
         raise MethodError(
             f"{_flag(stray[0])} is not a setting of {', '.join(names)} (it belongs to "
             f"{', '.join(owners)}): drop it or choose a method that takes it"
@@ -301,20 +301,16 @@ def _method_configs(names: list[str], args: argparse.Namespace) -> dict:
     }
 
 
-def _all_methods() -> dict:
-    from .methods import methods
-
-    return methods()
-
-
 def _field_names(cls) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
 def _list_methods() -> list[dict]:
+    from .methods import methods
+
     return [
         {"method": name, "summary": spec.summary, "paper": spec.paper}
-        for name, spec in _all_methods().items()
+        for name, spec in methods().items()
     ]
 
 

@@ -19,7 +19,8 @@ from .card import push_to_hub, write_model_card
 from .data import DataError, TaskData, load_task_data
 from .data.loading import encode, make_loader
 from .methods import MethodContext, MethodError, MethodSpec, get_method, methods
-from .models import ModelError, load_model
+from .methods.registry import validate
+from .models import ModelError, first_line, load_model
 from .pooling import ATTRIBUTE as POOLING
 from .pooling import pooling_note, pretraining_pooling, say
 from .runs import OutputDir, RunError, plot_training, write_json
@@ -162,29 +163,31 @@ def _push(out: OutputDir, repo_id: str | None, metrics: dict) -> dict:
     try:
         metrics["pushed_to"] = push_to_hub(out.output, repo_id)
     except Exception as error:
-        reason = (str(error).strip().splitlines() or [""])[0]
         raise RunError(
             f"the run is saved in {out.output}, but uploading it to {repo_id} failed "
-            f"({type(error).__name__}: {reason}): retry with 'hf upload {repo_id} {out.output}'"
+            f"({type(error).__name__}: {first_line(error)}): retry with "
+            f"'hf upload {repo_id} {out.output}'"
         ) from None
     return metrics
 
 
 def method_for(config, name: str | None = None) -> MethodSpec:
-    """The registered method `name`, or the one whose config class `config` is."""
+    """The registered method `name`, or the one whose config class `config` is; the config
+    is validated."""
     if name is not None:
         spec = get_method(name)
-        if type(config) is not spec.config:
+    else:
+        spec = next((s for s in methods().values() if type(config) is s.config), None)
+        if spec is None:
             raise MethodError(
-                f"method '{name}' takes a {spec.config.__name__}, not a {type(config).__name__}"
+                f"no registered method takes a {type(config).__name__}: pass method=NAME"
             )
-        spec.make_config(asdict(config))  # validates
-        return spec
-    for spec in methods().values():
-        if type(config) is spec.config:
-            spec.make_config(asdict(config))
-            return spec
-    raise MethodError(f"no registered method takes a {type(config).__name__}: pass method=NAME")
+    if type(config) is not spec.config:
+        raise MethodError(
+            f"method '{name}' takes a {spec.config.__name__}, not a {type(config).__name__}"
+        )
+    validate(config)
+    return spec
 
 
 def method_settings(model: str, data: DataConfig, spec: MethodSpec, config) -> dict:

@@ -43,12 +43,13 @@ def load_model(
                 "--trust-remote-code (read that code first)"
             ) from None
         raise ModelError(
-            f"cannot load model '{name}': {_first_line(error)} (check the path, or the Hub id "
+            f"cannot load model '{name}': {first_line(error)} (check the path, or the Hub id "
             "and network)"
         ) from None
     return model, tokenizer
 
 
-def _first_line(error: Exception) -> str:
+def first_line(error: Exception) -> str:
+    """The first line of an error's message, or its type's name when it has none."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__

@@ -96,7 +96,8 @@ class MethodSpec:
             check(context)
 
     def stages(self, config, context: MethodContext) -> list[Stage]:
-        self.check(config, context)
+        """The method's stages; call `check` first (compress and compare do, before reading
+        data), since checking may be costly (`--student-from` loads a model)."""
         stages = self.build(context, config)
         names = [stage.name for stage in stages]
         if not stages or len(set(names)) != len(names):
