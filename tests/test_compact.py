@@ -129,6 +129,49 @@ def test_slicing_a_compact_model_again_composes_head_indices(arch):
 
 
 @pytest.mark.parametrize("arch", SUPPORTED)
+def test_a_permutation_reorders_a_layer_without_changing_its_function(arch, tmp_path):
+    original = model_of(arch)
+    heads = [[3, 1, 0, 2], [0, 1, 2, 3], [2, 3, 1, 0], [1, 0, 3, 2]]
+    neurons = [
+        list(reversed(range(48))),
+        list(range(48)),
+        list(range(1, 48)) + [0],
+        list(range(48)),
+    ]
+    shuffled = to_stock_if_possible(compact_from(original, heads, neurons))
+    torch.testing.assert_close(logits(shuffled), logits(original), atol=1e-5, rtol=0)
+    layer = shuffled.base_model.get_submodule(layout_for(arch).layers)[0]
+    expected = original.base_model.get_submodule(layout_for(arch).layers)[0]
+    ffn_in = layout_for(arch).ffn_in
+    assert torch.equal(
+        layer.get_submodule(ffn_in).weight[0], expected.get_submodule(ffn_in).weight[47]
+    )
+    # Where layers share a per-head table (MPNet), re-ordered heads need the compact class.
+    assert isinstance(shuffled, CompactForSequenceClassification) == (arch == "mpnet")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(save(shuffled, tmp_path / "s"))
+    torch.testing.assert_close(logits(reloaded), logits(original), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet", "distilbert"])
+def test_kept_layers_are_renumbered_and_compute_the_shallower_model(arch):
+    original = model_of(arch)
+    small = to_stock_if_possible(compact_from(original, HEADS, NEURONS, layers=[0, 2]))
+    assert small.config.num_hidden_layers == 2
+    assert small.config.layer_heads == [4, 3] and small.config.layer_head_indices == [
+        HEADS[0],
+        HEADS[2],
+    ]
+    reference = zeroed(original, HEADS, NEURONS)
+    layers = reference.base_model.get_submodule(layout_for(arch).layers)
+    del layers[3], layers[1]
+    torch.testing.assert_close(logits(small), logits(reference), atol=1e-5, rtol=0)
+    whole_layers = to_stock_if_possible(compact_from(original, layers=[1, 3]))
+    assert type(whole_layers) is type(original)  # a depth-only cut is the stock class
+    with pytest.raises(CompactConfigError, match="ascending, distinct layer indices"):
+        compact_from(original, layers=[2, 0])
+
+
+@pytest.mark.parametrize("arch", SUPPORTED)
 def test_save_and_reload_with_auto_class(arch, tmp_path):
     compact = compact_from(model_of(arch), HEADS, NEURONS)
     folder = save(compact, tmp_path / "compact")

@@ -207,6 +207,16 @@ def _add_deploy_commands(commands) -> None:
     bench.add_argument("--output", default="benchmark.json", help="JSON file of every number")
     _add_dataclass(bench, BenchmarkConfig, "benchmark")
 
+    extract = _add_parser(
+        commands, "extract", "save one sub-network of a DynaBERT model as its own model"
+    )
+    extract.add_argument("model", help="folder of a model trained with --method dynabert")
+    _add_common(extract)
+    extract.add_argument("--width", type=float, required=True, help="width multiplier, e.g. 0.25")
+    extract.add_argument("--depth", type=float, required=True, help="depth multiplier, e.g. 0.5")
+    extract.add_argument("--output", required=True, help="folder to write the model to")
+    extract.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+
     predict = add("predict", "answer texts with a PyTorch folder or an ONNX export", "1")
     predict.add_argument("--text", nargs="+", help="text(s) to classify")
     predict.add_argument("--text-pair", nargs="+", help="second text of each pair (RTE, STS-B)")
@@ -249,6 +259,10 @@ def run(args: argparse.Namespace):
     trust = args.trust_remote_code
     if args.command in ("export", "benchmark", "predict"):
         return _run_deploy(args)
+    if args.command == "extract":
+        from .methods.dynabert.extract import extract_to
+
+        return extract_to(args.model, args.width, args.depth, args.output, args.overwrite, trust)
     if args.command == "methods":
         return _list_methods()
     data = _config(DataConfig, args)
@@ -347,6 +361,14 @@ def report(command: str, metrics) -> str:
     """A short human summary of a finished run."""
     if command in ("export", "benchmark", "predict"):
         return _report_deploy(command, metrics)
+    if command == "extract":
+        scores = "".join(f"; {split} score {v['score']:.4f} in training"
+                         for split, v in metrics.get("dev", {}).items())  # fmt: skip
+        return (
+            f"extracted width {metrics['width']:g}, depth {metrics['depth']:g}: "
+            f"{metrics['layers']} layers, {metrics['parameters'] / 1e6:.1f}M parameters "
+            f"(of {metrics['source_parameters'] / 1e6:.1f}M){scores} -> {metrics['output']}"
+        )
     if command == "methods":
         width = max(len(row["method"]) for row in metrics)
         return "\n".join(

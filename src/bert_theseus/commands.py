@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
@@ -19,7 +20,7 @@ from .card import push_to_hub, write_model_card
 from .data import DataError, TaskData, load_task_data
 from .data.loading import encode, make_loader
 from .methods import MethodContext, MethodError, MethodSpec, get_method, methods
-from .methods.registry import validate
+from .methods.registry import ReportInput, validate
 from .models import ModelError, first_line, load_model
 from .pooling import ATTRIBUTE as POOLING
 from .pooling import pooling_note, pretraining_pooling, say
@@ -140,6 +141,7 @@ def compress(
     features = _encode_splits(task_data, tokenizer, training)
     before = _score(predecessor, features, tokenizer, training, task_data, accelerator)
     context.task = task_data.task
+    context.dev_batches = dev_batches(features, tokenizer, training)
     return _run(
         spec.stages(config, context),
         predecessor,
@@ -153,6 +155,7 @@ def compress(
         features,
         push_to_hub=push_to_hub,
         trust_remote_code=trust_remote_code,
+        report=partial(spec.report, config) if spec.report else None,
     )
 
 
@@ -223,9 +226,11 @@ def _run(
     measure_speed: bool = True,
     push_to_hub: str | None = None,
     trust_remote_code: bool = False,
+    report: Callable[[ReportInput], dict] | None = None,
 ) -> dict:
     """Train the stages, then save the final model and the run's files (and upload them to
-    the Hub repository `push_to_hub`, from the main process).
+    the Hub repository `push_to_hub`, from the main process). `report` adds a method's own
+    results where the speed-up is measured here (see `MethodSpec.report`).
 
     `model` is what the first stage starts from; `predecessor` the original model and its
     dev scores, for retention and speed-up; `features` the encoded dev (and test) splits,
@@ -288,6 +293,12 @@ def _run(
             metrics.update(_retention(reference, before, result))
             if measure_speed:
                 metrics.update(_speedup(reference, final, training, accelerator))
+                if report is not None:
+                    length, bf16 = _speed_setting(final, training, accelerator)
+                    inputs = ReportInput(
+                        final, reference, metrics, folder, length, bf16, metrics["speed_setting"]
+                    )
+                    metrics.update(report(inputs))
         if folder is not None:
             config = {**settings, "training": asdict(training)}
             final.save_pretrained(folder)
@@ -341,10 +352,14 @@ def _retention(reference, before: dict, result) -> dict:
     }
 
 
+def _speed_setting(final, training, accelerator) -> tuple[int, bool]:
+    """Sequence length and bf16: models are timed in the precision the run used."""
+    return speed_length(final, min(128, training.max_length)), accelerator.mixed_precision == "bf16"
+
+
 def _speedup(reference, final, training, accelerator) -> dict:
     """Speed-up of the successor over its predecessor, timed side by side."""
-    bf16 = accelerator.mixed_precision == "bf16"  # time in the precision the run used
-    length = speed_length(final, min(128, training.max_length))
+    length, bf16 = _speed_setting(final, training, accelerator)
     times = measure_latency(
         {"predecessor": reference, "successor": final},
         batch_size=32,
@@ -375,6 +390,12 @@ def _encode_splits(task_data: TaskData, tokenizer, training: TrainingConfig) -> 
         split: encode(examples, tokenizer, training.max_length, regression)
         for split, examples in splits.items()
     }
+
+
+def dev_batches(features: dict, tokenizer, training: TrainingConfig):
+    """A function giving the first dev split's labelled batches (for `MethodContext`)."""
+    dev = next(f for split, f in features.items() if split != "test")
+    return lambda: make_loader(dev, tokenizer, training.eval_batch_size, False)
 
 
 def _score(model, features: dict, tokenizer, training, task_data: TaskData, accelerator) -> dict:

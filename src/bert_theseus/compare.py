@@ -30,6 +30,7 @@ from .commands import (
     _model_labels,
     _run,
     _score,
+    dev_batches,
     load_model,
     method_for,
     method_settings,
@@ -106,7 +107,13 @@ def compare(
             if metrics is None:
                 out = _output_dir(folder, overwrite)
                 # The stages copy what they train; the predecessor only serves as teacher.
-                run_context = MethodContext(predecessor, seed, task_data.task, trust_remote_code)
+                run_context = MethodContext(
+                    predecessor,
+                    seed,
+                    task_data.task,
+                    trust_remote_code,
+                    dev_batches(features, tokenizer, run_training),
+                )
                 metrics = _run(
                     spec.stages(methods[name], run_context),
                     predecessor,

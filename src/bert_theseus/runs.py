@@ -127,7 +127,8 @@ def plot_training(records: list[dict], path: Path) -> None:
     figure, axes = plt.subplots(panels, 1, figsize=(7, 2.4 * panels), sharex=True)
     axes[0].plot([r["step"] for r in train], [r["loss"] for r in train])
     axes[0].set_ylabel("training loss")
-    for split in dev[0]["dev"] if dev else []:
+    # Views ("dev@w0.5-d1", DynaBERT's sub-networks) would crowd the panel; their mean stays.
+    for split in [s for s in dev[0]["dev"] if "@" not in s] if dev else []:
         axes[1].plot(
             [r["step"] for r in dev], [r["dev"][split]["score"] for r in dev], "o-", label=split
         )

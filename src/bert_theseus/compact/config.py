@@ -62,9 +62,9 @@ class CompactConfig(PretrainedConfig):
     layer_head_indices: list[list[int]] | None = field(
         default=None,
         metadata={
-            "help": "which of the base's heads each layer kept, ascending; needed where layers "
-            "share a per-head table (MPNet's relative attention bias). None: the first "
-            "layer_heads[i] heads"
+            "help": "which of the base's heads each layer kept, in the layer's order; needed "
+            "where layers share a per-head table (MPNet's relative attention bias). None: the "
+            "first layer_heads[i] heads"
         },
     )
 
@@ -100,10 +100,10 @@ class CompactConfig(PretrainedConfig):
                 )
             if self.layer_head_indices is not None:
                 kept = self.layer_head_indices[i]
-                if len(kept) != heads or sorted(set(kept)) != list(kept):
+                if len(kept) != heads or len(set(kept)) != len(kept):
                     raise CompactConfigError(
-                        f"layer {i}: layer_head_indices {kept} must be {heads} ascending, "
-                        "distinct head indices"
+                        f"layer {i}: layer_head_indices {kept} must be {heads} distinct head "
+                        "indices"
                     )
             for name, rank in self.layer_ranks[i].items():
                 if rank < 1:

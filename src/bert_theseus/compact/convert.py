@@ -21,15 +21,20 @@ Indices = Sequence[Sequence[int]]
 
 
 def compact_from(
-    model: PreTrainedModel, heads: Indices | None = None, neurons: Indices | None = None
+    model: PreTrainedModel,
+    heads: Indices | None = None,
+    neurons: Indices | None = None,
+    layers: Sequence[int] | None = None,
 ) -> CompactForSequenceClassification:
     """A compact copy of `model` that keeps, in layer i, the attention heads `heads[i]` and
-    the FFN neurons `neurons[i]` (indices into the layer as it is now). None keeps a whole
-    dimension. Q, K and V lose the rows of dropped heads and the attention output their
-    columns; the FFN input loses the rows of dropped neurons and the FFN output their
-    columns. Embeddings, head and everything else are copied. `model` may be a stock
-    classifier (or bare encoder, giving a CompactModel) of a supported architecture, or a
-    compact model, which is then sliced further.
+    the FFN neurons `neurons[i]` (indices into the layer as it is now), in the order given:
+    a permutation keeps the layer's function and only re-orders it (DynaBERT's rewiring).
+    None keeps a whole dimension. Q, K and V lose the rows of dropped heads and the attention
+    output their columns; the FFN input loses the rows of dropped neurons and the FFN output
+    their columns. `layers` keeps only those layers (ascending indices; `heads` and `neurons`
+    still list every layer). Embeddings, head and everything else are copied. `model` may be
+    a stock classifier (or bare encoder, giving a CompactModel) of a supported architecture,
+    or a compact model, which is then sliced further.
 
     >>> small = compact_from(bert, heads=[[0, 3], [1], [0, 1, 2], [2]],
     ...                      neurons=[range(48), range(10), range(30), range(7)])
@@ -37,11 +42,11 @@ def compact_from(
     [2, 1, 3, 1]
     """
     config, layout = _source(model)
-    layers = _layers(model, layout)
+    layer_list = _layers(model, layout)
     current_heads = [
-        getattr(layer.get_submodule(layout.attention), layout.head_count[0]) for layer in layers
+        getattr(layer.get_submodule(layout.attention), layout.head_count[0]) for layer in layer_list
     ]
-    widths = [layer.get_submodule(layout.ffn_in).out_features for layer in layers]
+    widths = [layer.get_submodule(layout.ffn_in).out_features for layer in layer_list]
     heads = _indices("heads", heads, current_heads)
     neurons = _indices("neurons", neurons, widths)
     base = config.base_config() if isinstance(config, CompactConfig) else config
@@ -49,9 +54,10 @@ def compact_from(
     before = config.layer_head_indices if isinstance(config, CompactConfig) else None
     before = before or [list(range(n)) for n in current_heads]
 
+    kept_layers = _kept_layers(layers, len(layer_list))
     state = dict(model.state_dict())
-    prefix = _name_of(model, layers)
-    for i, layer in enumerate(layers):
+    prefix = _name_of(model, layer_list)
+    for i, layer in enumerate(layer_list):
         rows = [h * head_size + j for h in heads[i] for j in range(head_size)]
         slices = {
             path: take_rows(layer.get_submodule(path), rows) for path in layout.head_linears()
@@ -64,12 +70,14 @@ def compact_from(
         for path, tensors in slices.items():
             state.update({f"{prefix}.{i}.{path}.{k}": v for k, v in tensors.items()})
 
+    ranks = config.layer_ranks if isinstance(config, CompactConfig) else [{} for _ in heads]
+    state = _renumber(state, prefix, kept_layers)
     target = CompactConfig.from_base(
         base,
-        layer_heads=[len(kept) for kept in heads],
-        layer_intermediate_sizes=[len(kept) for kept in neurons],
-        layer_ranks=config.layer_ranks if isinstance(config, CompactConfig) else [],
-        layer_head_indices=[[before[i][h] for h in kept] for i, kept in enumerate(heads)],
+        layer_heads=[len(heads[i]) for i in kept_layers],
+        layer_intermediate_sizes=[len(neurons[i]) for i in kept_layers],
+        layer_ranks=[ranks[i] for i in kept_layers],
+        layer_head_indices=[[before[i][h] for h in heads[i]] for i in kept_layers],
         attn_implementation=model.config._attn_implementation,
     )
     cls = CompactModel if model.base_model is model else CompactForSequenceClassification
@@ -129,7 +137,13 @@ def to_stock_if_possible(model: PreTrainedModel) -> PreTrainedModel:
     base = config.base_config(attn_implementation=config._attn_implementation)
     widths = set(config.layer_intermediate_sizes)
     all_heads = all(heads == base.num_attention_heads for heads in config.layer_heads)
-    if not all_heads or len(widths) != 1 or any(config.layer_ranks):
+    # Where layers share a per-head table (MPNet), a layer with re-ordered heads must pick
+    # its own order from it, which the stock class cannot.
+    in_order = layout.shared_head_input is None or all(
+        list(kept) == list(range(base.num_attention_heads))
+        for kept in config.layer_head_indices or []
+    )
+    if not all_heads or not in_order or len(widths) != 1 or any(config.layer_ranks):
         return model
     setattr(base, layout.ffn_width, widths.pop())
     stock = type(model)._mapping[type(base)](base)
@@ -161,24 +175,49 @@ def _name_of(model: nn.Module, target: nn.Module) -> str:
 
 
 def _indices(what: str, given: Indices | None, sizes: list[int]) -> list[list[int]]:
-    """Per-layer kept indices, ascending, checked against each layer's size."""
+    """Per-layer kept indices, in the order given, checked against each layer's size."""
     if given is None:
         return [list(range(n)) for n in sizes]
     if len(given) != len(sizes):
         raise CompactConfigError(f"{what} lists {len(given)} layers; the model has {len(sizes)}")
     kept = []
     for i, (indices, size) in enumerate(zip(given, sizes, strict=True)):
-        unique = sorted(set(int(x) for x in indices))
-        if not unique:
+        chosen = [int(x) for x in indices]
+        if not chosen:
             raise CompactConfigError(
                 f"layer {i} keeps no {what}: keep at least 1 (to drop a layer, use fewer layers)"
             )
-        if len(unique) != len(indices) or unique[0] < 0 or unique[-1] >= size:
+        if len(set(chosen)) != len(chosen) or min(chosen) < 0 or max(chosen) >= size:
             raise CompactConfigError(
                 f"layer {i}: {what} {list(indices)} must be distinct indices in [0, {size})"
             )
-        kept.append(unique)
+        kept.append(chosen)
     return kept
+
+
+def _kept_layers(layers: Sequence[int] | None, depth: int) -> list[int]:
+    if layers is None:
+        return list(range(depth))
+    kept = [int(i) for i in layers]
+    if not kept or kept != sorted(set(kept)) or kept[0] < 0 or kept[-1] >= depth:
+        raise CompactConfigError(
+            f"layers {list(layers)} must be ascending, distinct layer indices in [0, {depth})"
+        )
+    return kept
+
+
+def _renumber(state: dict, prefix: str, kept: list[int]) -> dict:
+    """`state` with only the kept layers' entries, numbered 0, 1, ... in their order."""
+    new_index = {old: new for new, old in enumerate(kept)}
+    renamed = {}
+    for key, value in state.items():
+        if not key.startswith(prefix + "."):
+            renamed[key] = value
+            continue
+        index, _, rest = key[len(prefix) + 1 :].partition(".")
+        if int(index) in new_index:
+            renamed[f"{prefix}.{new_index[int(index)]}.{rest}"] = value
+    return renamed
 
 
 def _rebuild(cls: type, config: CompactConfig, state: dict, like: PreTrainedModel):

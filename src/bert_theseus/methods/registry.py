@@ -19,9 +19,10 @@ import dataclasses
 import importlib
 import os
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from transformers import PreTrainedModel
 
@@ -43,14 +44,17 @@ class MethodConfigError(MethodError):
 
 @dataclass
 class MethodContext:
-    """What a method is built from. `task` is None when only the settings are checked,
-    before any data is read. The predecessor is never changed by a method: it stays the
+    """What a method is built from. `task` and `dev_batches` are None when only the settings
+    are checked, before any data is read. The predecessor is never changed by a method: it stays the
     reference for retention and speed-up, and may serve as the frozen teacher."""
 
     predecessor: PreTrainedModel
     seed: int = 42
     task: Task | None = None
     trust_remote_code: bool = False
+    # Batches of the first dev split, labels included (DynaBERT scores heads on them, as
+    # the paper does); None when only the settings are checked.
+    dev_batches: Callable[[], Iterable[dict]] | None = None
 
     @property
     def regression(self) -> bool:
@@ -73,6 +77,9 @@ class MethodSpec:
     summary: str
     paper: str
     compare_default: bool = False
+    # After training, more results of the final model: report(config, ReportInput) returns
+    # entries for metrics.json and may write files into the run folder (DynaBERT's grid).
+    report: Callable[[typing.Any, ReportInput], dict] | None = None
 
     def make_config(self, values: dict | None = None):
         """The method's config from `values` (unknown names are refused), validated."""
@@ -105,6 +112,21 @@ class MethodSpec:
         return stages
 
 
+@dataclass
+class ReportInput:
+    """What a method's `report` gets: the final and original models, the run's metrics so
+    far, the folder being written (None outside the main process), and the speed setting
+    the run times in (sequence length, bf16, and its description)."""
+
+    model: PreTrainedModel
+    predecessor: PreTrainedModel
+    metrics: dict
+    folder: Path | None
+    seq_length: int
+    bf16: bool
+    speed_setting: str
+
+
 def validate(config) -> None:
     check = getattr(config, "validate", None)
     if check is not None:
@@ -122,6 +144,7 @@ def register_method(
     summary: str,
     paper: str,
     compare_default: bool = False,
+    report: Callable[[typing.Any, ReportInput], dict] | None = None,
 ) -> MethodSpec:
     """Make `name` a method of `compress`, `compare` and `theseus methods`.
 
@@ -135,7 +158,7 @@ def register_method(
         raise MethodError(
             f"method '{name}': settings {', '.join(missing)} need defaults (each is a CLI flag)"
         )
-    spec = MethodSpec(name, config, build, summary, paper, compare_default)
+    spec = MethodSpec(name, config, build, summary, paper, compare_default, report)
     known = _REGISTRY.get(name)
     if known is not None:
         if _same(known, spec):  # the same module imported again, e.g. as a plugin
@@ -157,6 +180,7 @@ def _same(a: MethodSpec, b: MethodSpec) -> bool:
             spec.summary,
             spec.paper,
             spec.compare_default,
+            getattr(spec.report, "__qualname__", None),
         )
 
     return key(a) == key(b)

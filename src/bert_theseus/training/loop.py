@@ -10,6 +10,7 @@ import json
 import math
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,18 @@ class Method:
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return model(**batch).loss
+
+    def losses(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> Iterator[torch.Tensor]:
+        """The step's loss in parts, each back-propagated as soon as it is yielded, so only
+        one part's activations are held at a time (DynaBERT's sub-networks); their gradients
+        add up into one optimizer step. One part, `loss`, by default."""
+        yield self.loss(model, batch)
+
+    def views(self, model: PreTrainedModel) -> Iterator[str | None]:
+        """The model's variants to score at each evaluation: yield a name while `model` is
+        set to each (DynaBERT's sub-networks). The checkpoint is selected on their mean
+        score. One unnamed view, the model as it is, by default."""
+        yield None
 
     def after_backward(self, model: PreTrainedModel, step: int) -> dict[str, float]:
         """Called after the backward pass of step `step`, before clipping (gradients are
@@ -211,8 +224,7 @@ def train(
                 step = state.step
                 values = method.before_step(model, step)
                 wrapped.train()
-                with accelerator.autocast():
-                    loss = method.loss(wrapped, batch)
+                loss, backed = _backward_parts(method, wrapped, batch, accelerator)
                 if not torch.isfinite(loss):
                     last = list_checkpoints(checkpoints) if checkpoints else []
                     kept = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint"
@@ -222,8 +234,7 @@ def train(
                     )
                 # With every module on its frozen predecessor path nothing trainable is in the
                 # graph: there is no gradient, and the optimizer step leaves weights alone.
-                if loss.requires_grad:
-                    accelerator.backward(loss)
+                if backed:
                     values.update(method.after_backward(model, step))
                     accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
                 optimizer.step()
@@ -241,12 +252,8 @@ def train(
                     log.write({**record, "loss": float(np.mean(state.running))})
                     state.running = []
                 if step % eval_every == 0 or step == total:
-                    dev, constant = {}, {}
-                    for name, dl in dev_loaders.items():
-                        logits, labels = predict(wrapped, dl, accelerator)
-                        dev[name] = _metrics(task, logits, labels)
-                        if (verdict := constant_output(task, logits, labels)) is not None:
-                            constant[name] = verdict
+                    dev, constant = _evaluate_views(method, model, wrapped, dev_loaders, task,
+                                                    accelerator)  # fmt: skip
                     score = next(iter(dev.values()))["score"]
                     entry = {"step": step, "dev": dev, "seconds": record["seconds"]}
                     log.write({**entry, "constant_output": constant} if constant else entry)
@@ -276,6 +283,48 @@ def train(
     return TrainResult(
         state.best_step, state.best_dev, state.step, seconds, log.records, state.constant_steps
     )
+
+
+def _backward_parts(method: Method, wrapped, batch, accelerator) -> tuple[torch.Tensor, bool]:
+    """Back-propagate each part of the method's loss as it comes; return their sum (detached)
+    and whether any reached a trainable weight. A non-finite part stops before its backward."""
+    total, backed = None, False
+    parts = method.losses(wrapped, batch)
+    while True:
+        with accelerator.autocast():
+            part = next(parts, None)
+        if part is None:
+            break
+        if not torch.isfinite(part):
+            return part.detach(), backed
+        if part.requires_grad:
+            accelerator.backward(part)
+            backed = True
+        total = part.detach() if total is None else total + part.detach()
+    if total is None:
+        raise TrainingError(f"method '{method.name}' gave no loss for a batch")
+    return total, backed
+
+
+def _evaluate_views(method, model, wrapped, dev_loaders, task, accelerator):
+    """Metrics of every view on every dev split, and the splits where an output is constant.
+
+    With named views, `dev[split]` is the mean of each metric over the views (what selects the
+    checkpoint) and `dev["split@view"]` each view's own."""
+    dev, constant = {}, {}
+    for name, dl in dev_loaders.items():
+        views = {}
+        for view in method.views(model):
+            logits, labels = predict(wrapped, dl, accelerator)
+            key = name if view is None else f"{name}@{view}"
+            views[key] = _metrics(task, logits, labels)
+            if (verdict := constant_output(task, logits, labels)) is not None:
+                constant[key] = verdict
+        if name not in views:
+            keys = next(iter(views.values())).keys()
+            dev[name] = {k: float(np.mean([m[k] for m in views.values()])) for k in keys}
+        dev.update(views)
+    return dev, constant
 
 
 @dataclass
@@ -443,9 +492,11 @@ def constant_output(task: Task, logits: np.ndarray, labels: np.ndarray) -> str |
 
 
 def _describe(dev: dict[str, dict[str, float]]) -> str:
+    # Views ("dev@w0.5-d1") are in the log; the line shows each split's score (their mean).
     return ", ".join(
         f"{split} " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
         for split, metrics in dev.items()
+        if "@" not in split
     )
 
 

@@ -51,7 +51,10 @@ class TrainingProgress:
         return self.progress.__exit__(*exc)
 
     def update(self, step: int, **values: float) -> None:
-        status = " ".join(f"{SHORT.get(key, key)}={value:.3g}" for key, value in values.items())
+        # Per-view values ("loss@w0.5-d1") go to the log only: a line cannot hold them all.
+        status = " ".join(
+            f"{SHORT.get(key, key)}={value:.3g}" for key, value in values.items() if "@" not in key
+        )
         if self.first is None:
             self.first, self.started = step, time.perf_counter()
         if self.live:

@@ -1,0 +1,99 @@
+"""DynaBERT (Hou et al., NeurIPS 2020): one model whose width x depth sub-networks share weights.
+
+Stage 1 ("width", DynaBERT_W) rewires the predecessor (most important heads and neurons
+first) and distils it into every width at full depth; stage 2 ("width-depth") distils
+DynaBERT_W into every width x depth; an optional stage 3 ("finetune") trains them all on the
+labels. The result is the full-size, rewired model; `extract` cuts any sub-network out as a
+standalone model.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ...training.stages import Stage
+from ..registry import ReportInput, register_method
+from .adaptive import AdaptiveModel, cell_name, extract, kept_heads, kept_layers, teacher_match
+from .config import DynaBERTConfig
+from .grid import grid, write_grid
+from .importance import importance, rewire
+from .method import DynaBERTMethod
+
+
+def build(context, config: DynaBERTConfig) -> list[Stage]:
+    regression = context.regression
+
+    def width(predecessor):
+        student = copy.deepcopy(predecessor)
+        if config.rewire:
+            if context.dev_batches is None:
+                raise ValueError("rewiring needs the dev set: build DynaBERT through compress")
+            student = rewire(student, *importance(student, context.dev_batches()))
+        method = DynaBERTMethod(
+            student,
+            config.cells(depth=False),
+            teacher=predecessor,
+            regression=regression,
+            hidden_weight=config.width_hidden_weight,
+            logit_weight=config.logit_weight,
+            output_mse=config.output_mse,
+            name="dynabert-width",
+        )
+        return student, method
+
+    def width_depth(dynabert_w):
+        teacher = copy.deepcopy(dynabert_w)
+        method = DynaBERTMethod(
+            dynabert_w,
+            config.cells(),
+            teacher=teacher,
+            regression=regression,
+            hidden_weight=config.depth_hidden_weight,
+            logit_weight=config.logit_weight,
+            output_mse=config.output_mse,
+            same_width_teacher=config.teacher_width == "same",
+            name="dynabert",
+        )
+        return dynabert_w, method
+
+    def finetune(dynabert):
+        return dynabert, DynaBERTMethod(dynabert, config.cells(), name="dynabert-finetune")
+
+    stages = [Stage("width", width), Stage("width-depth", width_depth)]
+    if config.final_finetune:
+        stages.append(Stage("finetune", finetune))
+    return stages
+
+
+def report(config: DynaBERTConfig, run: ReportInput) -> dict:
+    """The grid: every cell's dev score, retention, parameters and speed-up, side by side."""
+    metrics = run.metrics
+    rows = grid(run.model, run.predecessor, config.cells(), metrics["dev"],
+                metrics["predecessor_dev"], run.seq_length, run.bf16)  # fmt: skip
+    if run.folder is not None:
+        write_grid(run.folder, rows, f"{run.speed_setting}; median of 5", metrics["task"])
+    return {"grid": rows}
+
+
+register_method(
+    "dynabert",
+    DynaBERTConfig,
+    build,
+    summary="one model whose width x depth sub-networks share weights, rewired by importance; "
+    "'theseus extract' cuts out any size",
+    paper="Hou et al., NeurIPS 2020 (DynaBERT), without TinyBERT data augmentation",
+    report=report,
+)
+
+__all__ = [
+    "AdaptiveModel",
+    "DynaBERTConfig",
+    "DynaBERTMethod",
+    "cell_name",
+    "extract",
+    "importance",
+    "kept_heads",
+    "kept_layers",
+    "rewire",
+    "teacher_match",
+]

@@ -1,0 +1,139 @@
+"""Configuration of DynaBERT: the widths and depths of the sub-networks, and each stage's loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import PreTrainedModel
+
+from ...compact import CompactConfig, UnsupportedArchitectureError, layout_for
+from ..registry import MethodConfigError
+
+TEACHER_WIDTHS = ("same", "full")
+
+
+@dataclass
+class DynaBERTConfig:
+    """Which sub-networks share the model, and how each of the three stages trains them.
+
+    Defaults are the official code's (Hou et al., NeurIPS 2020; ../shared/methods/dynabert.md):
+
+    >>> DynaBERTConfig(widths=[1.0, 0.75, 0.5, 0.25], depths=[1.0, 0.75, 0.5])
+    >>> DynaBERTConfig(teacher_width="full", final_finetune=True)  # the released code's teacher
+    """
+
+    widths: list[float] = field(
+        default_factory=lambda: [1.0, 0.75, 0.5, 0.25],
+        metadata={
+            "help": "width multipliers m_w: share of attention heads (round(m_w * heads)) and "
+            "FFN neurons kept in every layer"
+        },
+    )
+    depths: list[float] = field(
+        default_factory=lambda: [1.0, 0.75, 0.5],
+        metadata={
+            "help": "depth multipliers m_d: round(m_d * layers) layers kept, layer floor(i / m_d) "
+            "for i = 0, 1, ...; the width stage trains at depth 1 only"
+        },
+    )
+    rewire: bool = field(
+        default=True,
+        metadata={
+            "help": "re-order heads and FFN neurons by importance on dev before training, so "
+            "narrow sub-networks keep the most useful ones (--no-rewire: the ablation)"
+        },
+    )
+    width_hidden_weight: float = field(
+        default=0.1,
+        metadata={"help": "lambda2 of the width stage: weight of the hidden-state MSE terms"},
+    )
+    depth_hidden_weight: float = field(
+        default=1.0,
+        metadata={"help": "lambda2 of the width-and-depth stage: weight of the hidden-state MSE"},
+    )
+    logit_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "lambda1 of both distillation stages: weight of the soft cross-entropy to the "
+            "teacher's logits (as KL, zero when they agree; classification only)"
+        },
+    )
+    output_mse: float = field(
+        default=0.0,
+        metadata={
+            "help": "regression tasks: weight of an MSE between student and teacher outputs (the "
+            "official code has no output term for regression: 0)"
+        },
+    )
+    teacher_width: str = field(
+        default="same",
+        metadata={
+            "help": "teacher of the width-and-depth stage: 'same' (the paper: DynaBERT_W at the "
+            "student's width, full depth) or 'full' (the released code: full width)"
+        },
+    )
+    final_finetune: bool = field(
+        default=False,
+        metadata={
+            "help": "add a third stage that trains every sub-network on the task's labels "
+            "(the official code's final_finetuning)"
+        },
+    )
+
+    def validate(self) -> None:
+        for name in ("widths", "depths"):
+            values = getattr(self, name)
+            if not values or any(not 0.0 < v <= 1.0 for v in values):
+                raise MethodConfigError(
+                    f"{name} {values} must be multipliers in (0, 1], e.g. --{name} 1.0 0.5"
+                )
+            if len(set(values)) != len(values):
+                raise MethodConfigError(f"{name} {values} lists a multiplier twice")
+        if max(self.widths) != 1.0 or max(self.depths) != 1.0:
+            # The width stage's teacher is the full model, and the depth stage's the full depth.
+            raise MethodConfigError(
+                f"widths {self.widths} and depths {self.depths} must include 1.0 (the full model)"
+            )
+        if self.teacher_width not in TEACHER_WIDTHS:
+            raise MethodConfigError(
+                f"teacher_width '{self.teacher_width}' is not one of {', '.join(TEACHER_WIDTHS)}"
+            )
+        for name in ("width_hidden_weight", "depth_hidden_weight", "logit_weight", "output_mse"):
+            if getattr(self, name) < 0:
+                raise MethodConfigError(f"{name} {getattr(self, name)} must be >= 0")
+
+    def cells(self, depth: bool = True) -> list[tuple[float, float]]:
+        """The (width, depth) sub-networks a stage trains, widest and deepest first."""
+        widths = sorted(self.widths, reverse=True)
+        depths = sorted(self.depths, reverse=True) if depth else [1.0]
+        return [(w, d) for d in depths for w in widths]
+
+    def check(self, context) -> None:
+        check_predecessor(context.predecessor, self)
+
+
+def check_predecessor(model: PreTrainedModel, config: DynaBERTConfig) -> None:
+    """Fail unless every sub-network can be cut from `model` (architecture and sizes)."""
+    from .adaptive import kept_heads, kept_layers  # avoid an import cycle at package import
+
+    compact = isinstance(model.config, CompactConfig)
+    model_type = model.config.base_model_type if compact else model.config.model_type
+    try:
+        layout_for(model_type)
+    except UnsupportedArchitectureError as error:
+        raise MethodConfigError(f"DynaBERT cannot slice this model: {error}") from None
+    if compact and (
+        any(model.config.layer_ranks)
+        or len(set(model.config.layer_heads)) != 1
+        or len(set(model.config.layer_intermediate_sizes)) != 1
+    ):
+        raise MethodConfigError(
+            "DynaBERT needs layers of one size; this compact model's layers differ "
+            "(pass the fine-tuned model it was made from)"
+        )
+    heads = model.config.num_attention_heads
+    layers = model.config.num_hidden_layers
+    for width in config.widths:
+        kept_heads(width, heads)
+    for depth in config.depths:
+        kept_layers(depth, layers)

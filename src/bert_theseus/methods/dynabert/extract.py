@@ -1,0 +1,77 @@
+"""`theseus extract`: save one sub-network of a trained DynaBERT model as its own model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ...models import ModelError, load_model
+from ...runs import OutputDir, write_json
+from ...speed import count_parameters
+from .adaptive import cell_name, extract
+
+ATTRIBUTE = "dynabert"  # config.json entry of a trained model: its widths and depths
+
+
+def extract_to(
+    model: str,
+    width: float,
+    depth: float,
+    output: str,
+    overwrite: bool = False,
+    trust_remote_code: bool = False,
+) -> dict:
+    """Cut the sub-network (width, depth) out of the DynaBERT model in folder `model` and save
+    it, with the tokenizer, to `output`: a model that loads with `from_pretrained` and
+    computes what the sub-network computes. Returns what `extract.json` records.
+
+    >>> extract_to("runs/dynabert", width=0.25, depth=0.5, output="runs/dynabert-small")
+    """
+    source, tokenizer = load_model(model, trust_remote_code)
+    trained = getattr(source.config, ATTRIBUTE, None)
+    if not trained:
+        raise ModelError(
+            f"{model} is not a DynaBERT model (its config.json has no '{ATTRIBUTE}' entry): "
+            "train one with 'theseus compress --method dynabert'"
+        )
+    if width not in trained["widths"] or depth not in trained["depths"]:
+        raise ModelError(
+            f"width {width:g}, depth {depth:g} was not trained in {model} (widths "
+            f"{' '.join(f'{w:g}' for w in trained['widths'])}; depths "
+            f"{' '.join(f'{d:g}' for d in trained['depths'])}): pass one of those"
+        )
+    out = OutputDir(output, overwrite)
+    small = extract(source, width, depth)
+    if hasattr(small.config, ATTRIBUTE):
+        delattr(small.config, ATTRIBUTE)  # one fixed size now: nothing left to extract
+    info = {
+        "source": str(model),
+        "width": width,
+        "depth": depth,
+        "layers": small.config.num_hidden_layers,
+        "parameters": count_parameters(small),
+        "source_parameters": count_parameters(source),
+        "class": type(small).__name__,
+    }
+    info.update(_scores(Path(model), cell_name(width, depth)))
+    folder = out.open()
+    try:
+        small.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        write_json(folder / "extract.json", info)
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
+    return {**info, "output": str(output)}
+
+
+def _scores(folder: Path, cell: str) -> dict:
+    """The cell's dev scores from the training run's metrics.json, where there is one."""
+    metrics = folder / "metrics.json"
+    if not metrics.is_file():
+        return {}
+    dev = json.loads(metrics.read_text()).get("dev", {})
+    suffix = f"@{cell}"
+    scores = {key.removesuffix(suffix): value for key, value in dev.items() if key.endswith(suffix)}
+    return {"dev": scores} if scores else {}

@@ -1,0 +1,115 @@
+"""The grid of a trained DynaBERT model: every (width, depth) cell's score, size and speed.
+
+Scores are those of the selected checkpoint's evaluation (the loop scores every sub-network
+at every evaluation); parameters and latency are of each cell's extracted model, timed side
+by side with the predecessor in one process, interleaved.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+from transformers import PreTrainedModel
+
+from ...speed import count_parameters, measure_latency
+from .adaptive import cell_name, extract
+
+COLUMNS = ("width", "depth", "score", "retention_percent", "parameters", "latency_ms", "speedup")
+
+
+def grid(
+    model: PreTrainedModel,
+    predecessor: PreTrainedModel,
+    cells: list[tuple[float, float]],
+    dev: dict,
+    before: dict,
+    seq_length: int = 128,
+    bf16: bool = False,
+    repeats: int = 5,
+) -> list[dict]:
+    """One row per cell: dev score (x 100), retention, parameters, latency and speed-up.
+
+    `dev` is the run's best dev metrics (with "split@cell" entries), `before` the
+    predecessor's dev metrics; the first split is reported.
+    """
+    split = next(iter(before))
+    reference = before[split]["score"]
+    models = {"predecessor": predecessor}
+    models.update({cell_name(w, d): extract(model, w, d) for w, d in cells})
+    times = measure_latency(models, 32, seq_length, repeats=repeats, warmup=1, bf16=bf16)
+    rows = []
+    for width, depth in cells:
+        name = cell_name(width, depth)
+        score = dev[f"{split}@{name}"]["score"]
+        rows.append(
+            {
+                "width": width,
+                "depth": depth,
+                "score": round(100 * score, 2),
+                "retention_percent": round(100 * score / reference, 2) if reference else None,
+                "parameters": count_parameters(models[name]),
+                "latency_ms": round(1000 * times[name], 1),
+                "speedup": round(times["predecessor"] / times[name], 2),
+            }
+        )
+    return rows
+
+
+def write_grid(folder: Path, rows: list[dict], setting: str, task: str) -> None:
+    """grid.csv, grid.md and grid.png in `folder`."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _write(folder / "grid.csv", buffer.getvalue())
+    lines = [
+        f"# DynaBERT sub-networks on {task}",
+        "",
+        f"Dev score of each (width, depth) at the selected checkpoint; speed: {setting}.",
+        "Trained without TinyBERT data augmentation (the paper's numbers use it).",
+        "",
+        "| width | depth | score | retention | parameters | latency ms | speed-up |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['width']:g} | {r['depth']:g} | {r['score']:.2f} | {r['retention_percent']}% "
+            f"| {r['parameters'] / 1e6:.1f}M | {r['latency_ms']:.1f} | {r['speedup']:.2f}x |"
+        )
+    _write(folder / "grid.md", "\n".join(lines) + "\n")
+    _plot(rows, folder / "grid.png", task)
+
+
+def _plot(rows: list[dict], path: Path, task: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4.2))
+    for depth in sorted({r["depth"] for r in rows}, reverse=True):
+        cells = [r for r in rows if r["depth"] == depth]
+        axis.plot([r["speedup"] for r in cells], [r["score"] for r in cells], "o-",
+                  label=f"depth {depth:g}")  # fmt: skip
+        for r in cells:
+            axis.annotate(f"w{r['width']:g}", (r["speedup"], r["score"]), fontsize=7,
+                          xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    axis.set_xlabel("speed-up over the predecessor")
+    axis.set_ylabel("dev score x 100")
+    axis.set_title(f"DynaBERT sub-networks, {task}")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    partial = path.with_name(f".{path.name}.partial")
+    figure.savefig(partial, dpi=110, format="png")
+    plt.close(figure)
+    os.replace(partial, path)
+
+
+def _write(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)

@@ -1,0 +1,112 @@
+"""Network rewiring (DynaBERT, Alg. 1): score heads and FFN neurons, then put the best first.
+
+Head importance is |dL/dm| for a gate m on each head, accumulated over the data (the
+paper's single |sum| at the end). A gate on a head's attention probabilities scales its
+context vector by the same factor, so the gate sits on the attention-output projection's
+input, which every architecture and attention implementation (eager, sdpa) has. Neuron
+importance is the first-order Taylor term of removing the neuron: |sum W1 * dW1 + b1 * db1| +
+|sum W2 * dW2| over its FFN-in row and FFN-out column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from ...compact import CompactConfig, compact_from, layout_for, to_stock_if_possible
+
+
+class _HeadGate:
+    """Forward pre-hook on the attention-output linear: multiply head h's slice by gate[h]."""
+
+    def __init__(self, gate: torch.Tensor, head_size: int):
+        self.gate, self.head_size = gate, head_size
+
+    def __call__(self, module: nn.Module, args: tuple):
+        (x,) = args
+        shape = x.shape
+        heads = x.view(*shape[:-1], -1, self.head_size) * self.gate[:, None].to(x.dtype)
+        return (heads.view(shape),)
+
+
+def importance(
+    model: PreTrainedModel, batches: Iterable[dict[str, torch.Tensor]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(heads, neurons) importance: tensors [layers, heads] and [layers, FFN neurons].
+
+    `batches` carry labels (the task loss is what a head's removal would change); the model is
+    run in eval mode and left unchanged, with no gradient kept.
+
+    >>> heads, neurons = importance(predecessor, dev_loader)
+    """
+    config = model.config
+    layout = layout_for(
+        config.base_model_type if isinstance(config, CompactConfig) else config.model_type
+    )
+    layers = model.base_model.get_submodule(layout.layers)
+    head_size = config.hidden_size // config.num_attention_heads
+    device = next(model.parameters()).device
+    gates = torch.ones(len(layers), config.num_attention_heads, device=device, requires_grad=True)
+    ffn = [(layer.get_submodule(layout.ffn_in), layer.get_submodule(layout.ffn_out))
+           for layer in layers]  # fmt: skip
+    tracked = [p for pair in ffn for linear in pair for p in linear.parameters()]
+    flags = {p: p.requires_grad for p in model.parameters()}
+    was_training = model.training
+    hooks = [
+        layer.get_submodule(layout.attention_output).register_forward_pre_hook(
+            _HeadGate(gates[i], head_size)
+        )
+        for i, layer in enumerate(layers)
+    ]
+    try:
+        for p in model.parameters():
+            p.requires_grad_(False)
+            p.grad = None
+        for p in tracked:
+            p.requires_grad_(True)
+        model.eval()
+        seen = 0
+        for batch in batches:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            model(**batch).loss.backward()  # gradients add up over the whole set
+            seen += 1
+        if not seen:
+            raise ValueError("importance needs at least one batch of labelled examples")
+        heads = gates.grad.abs().detach()
+        neurons = torch.stack([_neuron_importance(inner, outer) for inner, outer in ffn])
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+            p.grad = None
+        model.train(was_training)
+    return heads.cpu(), neurons.cpu()
+
+
+def _neuron_importance(inner: nn.Linear, outer: nn.Linear) -> torch.Tensor:
+    into = (inner.weight * inner.weight.grad).sum(dim=1)
+    if inner.bias is not None:
+        into = into + inner.bias * inner.bias.grad
+    out = (outer.weight * outer.weight.grad).sum(dim=0)
+    return (into.abs() + out.abs()).detach().float()
+
+
+def importance_order(scores: torch.Tensor) -> list[list[int]]:
+    """Per layer, indices from most to least important (ties keep their order)."""
+    return [torch.sort(row, descending=True, stable=True).indices.tolist() for row in scores]
+
+
+def rewire(model: PreTrainedModel, heads: torch.Tensor, neurons: torch.Tensor) -> PreTrainedModel:
+    """A copy of `model` whose heads and FFN neurons are sorted by importance in every layer,
+    most important first. It computes the same function; it is the predecessor's own class,
+    except where layers share a per-head table (MPNet), where re-ordered heads need a compact
+    model that records each layer's order.
+
+    >>> rewired = rewire(predecessor, *importance(predecessor, dev_loader))
+    """
+    rewired = compact_from(model, heads=importance_order(heads), neurons=importance_order(neurons))
+    return to_stock_if_possible(rewired)

@@ -1,0 +1,335 @@
+"""DynaBERT: rewiring, the width- and depth-adaptive forward, its stages, extraction and grid.
+
+Tiny models of every architecture the compact family supports (hidden 32, 4 heads of size 8,
+FFN 48, 4 layers, dropout 0, all weights random; see test_compact.model_of).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_compact import SUPPORTED, logits, model_of
+from tiny import tiny_batch
+from transformers import (
+    AutoModelForSequenceClassification,
+    BertConfig,
+    BertForSequenceClassification,
+)
+
+from bert_theseus.cli import main
+from bert_theseus.compact import layout_for
+from bert_theseus.methods.dynabert import (
+    AdaptiveModel,
+    DynaBERTMethod,
+    extract,
+    importance,
+    kept_heads,
+    kept_layers,
+    rewire,
+    teacher_match,
+)
+from bert_theseus.methods.dynabert.adaptive import kept_neurons
+from bert_theseus.training.loop import Method, _backward_parts
+
+CELLS = [(w, d) for d in (1.0, 0.75, 0.5) for w in (1.0, 0.75, 0.5, 0.25)]
+
+
+def labelled(seeds=range(3)) -> list[dict]:
+    return [{**tiny_batch(seed=s), "labels": torch.tensor([0, 1, 1])} for s in seeds]
+
+
+def rewired(arch: str):
+    model = model_of(arch)
+    return model, rewire(model, *importance(model, labelled()))
+
+
+def outputs(model, batch=None):
+    with torch.no_grad():
+        return model(**(batch or tiny_batch()), output_hidden_states=True)
+
+
+@pytest.mark.parametrize("arch", SUPPORTED)
+def test_rewiring_keeps_the_function_and_sorts_importance(arch):
+    original, model = rewired(arch)
+    before, after = outputs(original), outputs(model)
+    torch.testing.assert_close(after.logits, before.logits, atol=1e-5, rtol=0)
+    assert len(after.hidden_states) == len(before.hidden_states) == 5
+    for a, b in zip(after.hidden_states, before.hidden_states, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    heads, neurons = importance(model, labelled())
+    assert (heads[:, :-1] >= heads[:, 1:] - 1e-6).all(), heads
+    assert (neurons[:, :-1] >= neurons[:, 1:] - 1e-6).all()
+    first, _ = importance(original, labelled())
+    assert not (first[:, :-1] >= first[:, 1:]).all(), "the test needs unsorted heads at first"
+    assert all(not p.requires_grad or p.grad is None for p in original.parameters())
+
+
+@pytest.mark.parametrize("arch", SUPPORTED)
+def test_the_full_sub_network_is_the_unmodified_model(arch):
+    original = model_of(arch)
+    model = copy.deepcopy(original)
+    adaptive = AdaptiveModel(model)
+    with adaptive.sub_network(1.0, 1.0):
+        full = outputs(model)
+    assert torch.equal(full.logits, outputs(original).logits)
+    with adaptive.sub_network(0.5, 0.5):
+        assert not torch.allclose(logits(model), full.logits, atol=1e-3)
+    assert torch.equal(logits(model), full.logits), "leaving the block restores the full model"
+    adaptive.remove()
+    assert {type(m) for m in model.modules()} == {type(m) for m in original.modules()}
+
+
+def test_sizes_layers_and_teacher_matches_follow_the_spec():
+    # BERT-base: 12 heads, FFN 3072, 12 layers (../shared/methods/dynabert.md, (b) and (d)).
+    assert [kept_heads(w, 12) for w in (1.0, 0.75, 0.5, 0.25)] == [12, 9, 6, 3]
+    assert [kept_neurons(w, 12, 3072) for w in (1.0, 0.75, 0.5, 0.25)] == [3072, 2304, 1536, 768]
+    assert kept_layers(1.0, 12) == list(range(12))
+    assert kept_layers(0.75, 12) == [0, 1, 2, 4, 5, 6, 8, 9, 10]
+    assert kept_layers(0.5, 12) == [0, 2, 4, 6, 8, 10]
+    assert teacher_match(0.5, 12) == [0, 2, 4, 6, 8, 10, 12]
+    assert teacher_match(0.75, 12) == [0, 1, 2, 4, 5, 6, 8, 9, 10, 12]
+    assert kept_layers(0.5, 6) == [0, 2, 4] and kept_layers(0.75, 6) == [0, 1, 2, 4]
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet", "distilbert"])
+def test_a_narrow_sub_network_computes_only_its_kept_rows(arch):
+    model = model_of(arch)
+    adaptive = AdaptiveModel(model)
+    layout = layout_for(arch)
+    seen = []
+    for layer in model.base_model.get_submodule(layout.layers):
+        for path in (layout.query, layout.ffn_in):
+            layer.get_submodule(path).register_forward_hook(
+                lambda module, args, out, path=path: seen.append((path, out.shape[-1]))
+            )
+    with adaptive.sub_network(0.25, 0.5):
+        states = outputs(model).hidden_states
+    # 1 head of 4 (8 of 32 rows) and int(1/4 * 48) = 12 neurons, in 2 of 4 layers.
+    assert seen == [(layout.query, 8), (layout.ffn_in, 12)] * 2
+    assert len(states) == 3
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet"])
+def test_a_backward_of_the_narrowest_width_reaches_only_the_kept_weights(arch):
+    model = model_of(arch).train()
+    adaptive = AdaptiveModel(model)
+    batch = labelled([0])[0]
+    with adaptive.sub_network(0.25, 1.0):
+        loss = model(**batch).loss
+    loss.backward()
+    layout = layout_for(arch)
+    for layer in model.base_model.get_submodule(layout.layers):
+        query = layer.get_submodule(layout.query)
+        output = layer.get_submodule(layout.attention_output)
+        inner, outer = layer.get_submodule(layout.ffn_in), layer.get_submodule(layout.ffn_out)
+        assert query.weight.grad[8:].abs().max() == 0 and query.bias.grad[8:].abs().max() == 0
+        assert output.weight.grad[:, 8:].abs().max() == 0
+        assert (
+            inner.weight.grad[12:].abs().max() == 0 and outer.weight.grad[:, 12:].abs().max() == 0
+        )
+        assert query.weight.grad[:8].abs().max() > 0 and inner.weight.grad[:12].abs().max() > 0
+        assert outer.weight.grad[:, :12].abs().max() > 0
+
+
+def test_parameter_counts_per_cell_match_the_spec_for_bert_base():
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(num_labels=2))
+    classifier = sum(p.numel() for p in model.classifier.parameters())
+    expected = {  # millions, embeddings and pooler included, classifier excluded (spec (b))
+        (1.0, 1.0): 109.5,
+        (0.75, 1.0): 88.2,
+        (1.0, 0.75): 88.2,
+        (0.5, 1.0): 67.0,
+        (1.0, 0.5): 67.0,
+        (0.5, 0.5): 45.7,
+        (0.25, 1.0): 45.7,
+        (0.25, 0.5): 35.1,
+    }
+    for (width, depth), millions in expected.items():
+        small = extract(model, width, depth)
+        count = sum(p.numel() for p in small.parameters()) - classifier
+        assert round(count / 1e6, 1) == millions, (width, depth, count)
+
+
+@pytest.mark.parametrize("arch", SUPPORTED)
+def test_extracted_models_compute_their_sub_network_and_reload(arch, tmp_path):
+    _, model = rewired(arch)
+    adaptive = AdaptiveModel(model)
+    for width, depth in CELLS:
+        with adaptive.sub_network(width, depth):
+            expected = logits(model)
+        small = extract(model, width, depth)
+        assert small.config.num_hidden_layers == len(kept_layers(depth, 4))
+        torch.testing.assert_close(logits(small), expected, atol=1e-5, rtol=0)
+    small.save_pretrained(tmp_path / "small")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "small")
+    torch.testing.assert_close(logits(reloaded), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet"])
+def test_the_distillation_loss_is_zero_where_each_stage_starts(arch):
+    original, student = rewired(arch)
+    batch = labelled([4])[0]
+    width_stage = DynaBERTMethod(
+        student, [(1.0, 1.0), (0.5, 1.0)], teacher=original, hidden_weight=0.1
+    )
+    full, narrow = [part.item() for part in width_stage.losses(student, batch)]
+    assert abs(full) < 1e-6 and narrow > 1e-3
+    # The width-and-depth stage: the teacher is a copy at the student's own width.
+    depth_stage = DynaBERTMethod(
+        student, CELLS, teacher=copy.deepcopy(student), hidden_weight=1.0, same_width_teacher=True
+    )
+    parts = dict(zip(CELLS, (p.item() for p in depth_stage.losses(student, batch)), strict=True))
+    assert all(abs(parts[(w, 1.0)]) < 1e-6 for w in (1.0, 0.75, 0.5, 0.25)), parts
+    assert all(parts[(w, d)] > 1e-3 for w, d in CELLS if d < 1.0)
+    full_teacher = DynaBERTMethod(student, CELLS, teacher=copy.deepcopy(student), hidden_weight=1.0)
+    assert next(full_teacher.losses(student, batch)).item() < 1e-6
+
+
+def test_the_parts_of_a_step_add_up_to_one_gradient():
+    class TwoParts(Method):
+        def losses(self, model, batch):  # two forward passes, as two sub-networks make
+            yield model(**batch).loss
+            yield 3.0 * model(**batch).logits.pow(2).mean()
+
+    class Accelerator:  # what _backward_parts uses of accelerate's
+        def autocast(self):
+            return torch.autocast("cpu", enabled=False)
+
+        def backward(self, loss):
+            loss.backward()
+
+    model = model_of("bert").train()
+    batch = labelled([0])[0]
+    total, backed = _backward_parts(TwoParts(), model, batch, Accelerator())
+    parts = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    out = model(**batch)
+    (out.loss + 3.0 * out.logits.pow(2).mean()).backward()
+    assert backed and total.item() == pytest.approx(
+        (out.loss + 3.0 * out.logits.pow(2).mean()).item()
+    )
+    for a, p in zip(parts, model.parameters(), strict=True):
+        torch.testing.assert_close(a, p.grad, atol=1e-6, rtol=1e-5)
+
+
+FAST = ["--batch-size", "8", "--learning-rate", "1e-3", "--mixed-precision", "no", "--seed", "7"]
+SMALL = ["--widths", "1.0", "0.5", "--depths", "1.0", "0.5"]
+
+
+def compress(predecessor, data, output, *extra) -> list[str]:
+    return [
+        "compress", "--model", str(predecessor), "--task", "sst2", "--data-dir", str(data),
+        "--output", str(output), "--method", "dynabert", *FAST, *extra,
+    ]  # fmt: skip
+
+
+def test_compress_writes_the_grid_and_extract_and_export_accept_a_cell(
+    dropout_bert_dir, sst2_dir, tmp_path, capsys
+):
+    out = tmp_path / "dynabert"
+    args = [*SMALL, "--max-steps", "6", "--eval-steps", "3"]
+    assert main(compress(dropout_bert_dir, sst2_dir, out, *args)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [s["stage"] for s in metrics["stages"]] == ["width", "width-depth"]
+    assert set(metrics["stages"][0]["dev"]) == {"dev", "dev@w1-d1", "dev@w0.5-d1"}
+    cells = {(r["width"], r["depth"]): r for r in metrics["grid"]}
+    assert list(cells) == [(1.0, 1.0), (0.5, 1.0), (1.0, 0.5), (0.5, 0.5)]
+    for (w, d), row in cells.items():
+        assert row["score"] == round(100 * metrics["dev"][f"dev@w{w:g}-d{d:g}"]["score"], 2)
+    assert cells[(1.0, 1.0)]["parameters"] == metrics["parameters"]
+    assert cells[(0.5, 0.5)]["parameters"] < cells[(0.5, 1.0)]["parameters"] < metrics["parameters"]
+    mean = sum(metrics["dev"][f"dev@w{w:g}-d{d:g}"]["score"] for w, d in cells) / 4
+    assert metrics["dev"]["dev"]["score"] == pytest.approx(mean)  # selection: the mean of cells
+    assert (out / "grid.png").is_file() and (out / "grid.csv").read_text().count("\n") == 5
+    assert "| 0.5 | 0.5 |" in (out / "grid.md").read_text()
+    config = json.loads((out / "config.json").read_text())
+    assert config["dynabert"] == {"widths": [1.0, 0.5], "depths": [1.0, 0.5]}
+
+    small = tmp_path / "small"
+    assert (
+        main(["extract", str(out), "--width", "0.5", "--depth", "0.5", "--output", str(small)]) == 0
+    )
+    info = json.loads((small / "extract.json").read_text())
+    assert info["parameters"] == cells[(0.5, 0.5)]["parameters"] and info["layers"] == 2
+    assert info["dev"]["dev"] == metrics["dev"]["dev@w0.5-d0.5"]
+    assert "dynabert" not in json.loads((small / "config.json").read_text())
+    full = AutoModelForSequenceClassification.from_pretrained(out)
+    adaptive = AdaptiveModel(full)
+    with adaptive.sub_network(0.5, 0.5):
+        expected = logits(full)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(small)
+    torch.testing.assert_close(logits(reloaded), expected, atol=1e-5, rtol=0)
+    onnx = tmp_path / "onnx"
+    assert main(["export", str(small), "--onnx", "--int8", "--output", str(onnx)]) == 0
+    assert json.loads((onnx / "export.json").read_text())["fp32"]["max_abs_logit_diff"] < 1e-4
+
+    capsys.readouterr()
+    untrained = [
+        "extract",
+        str(out),
+        "--width",
+        "0.25",
+        "--depth",
+        "1",
+        "--output",
+        str(tmp_path / "x"),
+    ]
+    assert main(untrained) == 2
+    error = capsys.readouterr().err
+    assert "width 0.25, depth 1 was not trained" in error and "\n" not in error.strip()
+    assert main(["extract", str(dropout_bert_dir), "--width", "0.5", "--depth", "1",
+                 "--output", str(tmp_path / "y")]) == 2  # fmt: skip
+    assert "is not a DynaBERT model" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def _steps(folder) -> list[int]:
+    return [int(p.name.split("-")[1]) for p in folder.glob("checkpoints/step-???????")]
+
+
+def test_a_run_killed_in_the_second_stage_resumes_bit_identically(
+    dropout_bert_dir, sst2_dir, tmp_path
+):
+    args = [*SMALL, "--max-steps", "40", "--eval-steps", "20", "--save-steps", "2"]
+    straight = tmp_path / "straight"
+    assert main(compress(dropout_bert_dir, sst2_dir, straight, *args)) == 0
+    out = tmp_path / "killed"
+    second = tmp_path / ".killed.partial" / "stages" / "2-width-depth"
+    after = random.randint(2, 20)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "bert_theseus.cli",
+        *compress(dropout_bert_dir, sst2_dir, out, *args),
+    ]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 180
+    while (
+        time.time() < deadline and process.poll() is None and max(_steps(second), default=0) < after
+    ):
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == -9, err.decode()[-800:]
+    assert not out.exists() and (second.parent / "1-width" / "result.json").is_file()
+    assert main([*compress(dropout_bert_dir, sst2_dir, out, *args), "--resume", "auto"]) == 0
+    a, b = load_file(straight / "model.safetensors"), load_file(out / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    def log(folder):
+        lines = (folder / "train_log.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in lines]
+
+    assert log(straight) == log(out)
