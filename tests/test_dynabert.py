@@ -7,6 +7,7 @@ FFN 48, 4 layers, dropout 0, all weights random; see test_compact.model_of).
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import os
 import random
@@ -333,3 +334,25 @@ def test_a_run_killed_in_the_second_stage_resumes_bit_identically(
         return [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in lines]
 
     assert log(straight) == log(out)
+
+
+def test_compare_gives_each_sub_network_its_own_row(dropout_bert_dir, sst2_dir, tmp_path):
+    out = tmp_path / "compare"
+    args = ["compare", "--model", str(dropout_bert_dir), "--task", "sst2", "--data-dir"]
+    args += [str(sst2_dir), "--output", str(out), "--methods", "truncated", "dynabert", *SMALL]
+    args += ["--successor-layers", "2", "--max-steps", "4", "--speed-batch-size", "2"]
+    assert main([*args, "--speed-length", "8", *FAST]) == 0
+    with (out / "results.csv").open() as handle:
+        rows = {row["method"]: row for row in csv.DictReader(handle)}
+    cells = ["dynabert w1-d1", "dynabert w0.5-d1", "dynabert w1-d0.5", "dynabert w0.5-d0.5"]
+    assert list(rows) == ["predecessor", "truncated", *cells]
+    (folder,) = (out / "runs").glob("dynabert-seed*")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    for cell in cells:
+        view = cell.split(" ")[1]
+        assert float(rows[cell]["score_mean"]) == round(
+            100 * metrics["dev"][f"dev@{view}"]["score"], 2
+        )
+    assert rows["dynabert w1-d0.5"]["layers"] == "2" and rows["dynabert w1-d1"]["layers"] == "4"
+    assert int(rows["dynabert w0.5-d0.5"]["parameters"]) < int(rows["truncated"]["parameters"])
+    assert (out / "pareto.png").is_file()

@@ -130,6 +130,12 @@ def compare(
             runs.append({"folder": folder, "seed": seed, **metrics})
 
     reported = "test" if "test" in features else next(iter(before))
+
+    def test_score(variant):
+        return _score(variant, {"test": features["test"]}, tokenizer, training, task_data,
+                      accelerator)["test"]  # fmt: skip
+
+    runs = _expand_variants(runs, specs, reported, test_score)
     timings = _time_runs(predecessor, runs, config, accelerator.device)
     summary = _summarise(runs, before, reported, timings, predecessor)
     setting = (
@@ -208,11 +214,36 @@ def _output_dir(folder: Path, overwrite: bool) -> OutputDir:
     return OutputDir(folder, overwrite, "auto" if saved and not overwrite else None)
 
 
+def _expand_variants(runs: list[dict], specs: dict, reported: str, test_score) -> list[dict]:
+    """Each run of a method with variants (DynaBERT's sub-networks) becomes one run per
+    variant, named "METHOD VIEW", scored on its own "split@VIEW" entry (or on the test file)
+    and timed as its own standalone model."""
+    expanded = []
+    for run in runs:
+        spec = specs[run["method"]]
+        if spec.variants is None:
+            expanded.append(run)
+            continue
+        saved = AutoModelForSequenceClassification.from_pretrained(run["folder"])
+        for view, model in spec.variants(saved).items():
+            row = {**run, "method": f"{run['method']} {view}", "folder": f"{run['folder']}@{view}"}
+            row.update(variant=model, layers=model.config.num_hidden_layers)
+            row.update(parameters=count_parameters(model))
+            if reported == "test":
+                row["test"] = test_score(model)
+            else:
+                row["dev"] = {reported: run["dev"][f"{reported}@{view}"]}
+            expanded.append(row)
+    return expanded
+
+
 def _time_runs(predecessor, runs: list[dict], config: CompareConfig, device) -> dict:
     """Latency of the predecessor and of every saved run, interleaved on one batch."""
     models = {"predecessor": predecessor.to(device)}
     for run in runs:
-        saved = AutoModelForSequenceClassification.from_pretrained(run["folder"])
+        saved = run.get("variant")
+        if saved is None:
+            saved = AutoModelForSequenceClassification.from_pretrained(run["folder"])
         models[str(run["folder"])] = saved.to(device)
     length = min(speed_length(m, config.speed_length) for m in models.values())
     times = measure_latency(
@@ -339,8 +370,9 @@ def _plot_pareto(summary: dict, header: dict, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(6, 4.2))
     reference = summary["methods"][0]
     axis.scatter([1.0], [reference["score_mean"]], marker="*", s=160, c="k", label="predecessor")
-    for method in dict.fromkeys(r["method"] for r in summary["runs"]):
-        rows = [r for r in summary["runs"] if r["method"] == method]
+    # A method's variants ("dynabert w0.5-d1") are one series: the method's name is before " ".
+    for method in dict.fromkeys(r["method"].split(" ")[0] for r in summary["runs"]):
+        rows = [r for r in summary["runs"] if r["method"].split(" ")[0] == method]
         axis.scatter([r["speedup"] for r in rows], [r["score"] for r in rows], label=method)
     axis.set_xlabel("speed-up over the predecessor")
     split = "test" if "test file" in header["evaluation"] else "dev"

@@ -80,6 +80,9 @@ class MethodSpec:
     # After training, more results of the final model: report(config, ReportInput) returns
     # entries for metrics.json and may write files into the run folder (DynaBERT's grid).
     report: Callable[[typing.Any, ReportInput], dict] | None = None
+    # Standalone models inside a saved run, by view name (the "split@view" keys of its dev
+    # metrics): `compare` gives each its own row. DynaBERT: every sub-network.
+    variants: Callable[[PreTrainedModel], dict[str, PreTrainedModel]] | None = None
 
     def make_config(self, values: dict | None = None):
         """The method's config from `values` (unknown names are refused), validated."""
@@ -145,6 +148,7 @@ def register_method(
     paper: str,
     compare_default: bool = False,
     report: Callable[[typing.Any, ReportInput], dict] | None = None,
+    variants: Callable[[PreTrainedModel], dict[str, PreTrainedModel]] | None = None,
 ) -> MethodSpec:
     """Make `name` a method of `compress`, `compare` and `theseus methods`.
 
@@ -158,7 +162,7 @@ def register_method(
         raise MethodError(
             f"method '{name}': settings {', '.join(missing)} need defaults (each is a CLI flag)"
         )
-    spec = MethodSpec(name, config, build, summary, paper, compare_default, report)
+    spec = MethodSpec(name, config, build, summary, paper, compare_default, report, variants)
     known = _REGISTRY.get(name)
     if known is not None:
         if _same(known, spec):  # the same module imported again, e.g. as a plugin
@@ -181,6 +185,7 @@ def _same(a: MethodSpec, b: MethodSpec) -> bool:
             spec.paper,
             spec.compare_default,
             getattr(spec.report, "__qualname__", None),
+            getattr(spec.variants, "__qualname__", None),
         )
 
     return key(a) == key(b)

@@ -75,6 +75,14 @@ def report(config: DynaBERTConfig, run: ReportInput) -> dict:
     return {"grid": rows}
 
 
+def variants(model) -> dict:
+    """Every trained sub-network of a saved DynaBERT model, extracted, by cell name."""
+    trained = model.config.dynabert
+    return {
+        cell_name(w, d): extract(model, w, d) for d in trained["depths"] for w in trained["widths"]
+    }
+
+
 register_method(
     "dynabert",
     DynaBERTConfig,
@@ -83,6 +91,7 @@ register_method(
     "'theseus extract' cuts out any size",
     paper="Hou et al., NeurIPS 2020 (DynaBERT), without TinyBERT data augmentation",
     report=report,
+    variants=variants,
 )
 
 __all__ = [
