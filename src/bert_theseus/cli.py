@@ -260,7 +260,7 @@ def run(args: argparse.Namespace):
     if args.command in ("export", "benchmark", "predict"):
         return _run_deploy(args)
     if args.command == "extract":
-        from .methods.dynabert.extract import extract_to
+        from .methods.dynabert.standalone import extract_to
 
         return extract_to(args.model, args.width, args.depth, args.output, args.overwrite, trust)
     if args.command == "methods":

@@ -1,4 +1,7 @@
-"""`theseus extract`: save one sub-network of a trained DynaBERT model as its own model."""
+"""`theseus extract`: save one sub-network of a trained DynaBERT model as its own model.
+
+(Not named extract.py: that module would shadow the `extract` function in the package.)
+"""
 
 from __future__ import annotations
 
