@@ -241,6 +241,7 @@ def test_compress_writes_the_grid_and_extract_and_export_accept_a_cell(
     out = tmp_path / "dynabert"
     args = [*SMALL, "--max-steps", "6", "--eval-steps", "3"]
     assert main(compress(dropout_bert_dir, sst2_dir, out, *args)) == 0
+    assert "4 sub-networks (dev score above: their mean)" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     assert [s["stage"] for s in metrics["stages"]] == ["width", "width-depth"]
     assert set(metrics["stages"][0]["dev"]) == {"dev", "dev@w1-d1", "dev@w0.5-d1"}

@@ -400,6 +400,14 @@ def report(command: str, metrics) -> str:
         ]
     if "test" in metrics:
         lines.append(f"  test score {metrics['test']['score']:.4f}")
+    if "grid" in metrics:  # DynaBERT: the dev score above is the mean over its sub-networks
+        lines.append(f"  {len(metrics['grid'])} sub-networks (dev score above: their mean):")
+        lines += [
+            f"    width {r['width']:g} depth {r['depth']:g}: {r['score']:.2f} "
+            f"({r['retention_percent']}%), {r['parameters'] / 1e6:.1f}M parameters, "
+            f"{r['speedup']:.2f}x"
+            for r in metrics["grid"]
+        ]
     if metrics.get("constant_at_best"):
         lines.append(
             f"  warning: the saved model (step {metrics['best_step']}) gives one answer for "
