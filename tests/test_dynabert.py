@@ -357,3 +357,27 @@ def test_compare_gives_each_sub_network_its_own_row(dropout_bert_dir, sst2_dir, 
     assert rows["dynabert w1-d0.5"]["layers"] == "2" and rows["dynabert w1-d1"]["layers"] == "4"
     assert int(rows["dynabert w0.5-d0.5"]["parameters"]) < int(rows["truncated"]["parameters"])
     assert (out / "pareto.png").is_file()
+
+
+def test_settings_and_predecessors_that_cannot_be_sliced_are_refused():
+    from bert_theseus.compact import compact_from
+    from bert_theseus.methods import MethodConfigError, MethodContext
+    from bert_theseus.methods.dynabert import DynaBERTConfig
+
+    model = model_of("bert")
+    DynaBERTConfig().check(MethodContext(model))
+    cut = compact_from(model, heads=[[0, 1, 2]] * 4)  # 3 of 4 heads in every layer
+    with pytest.raises(MethodConfigError, match="layers are cut"):
+        DynaBERTConfig().check(MethodContext(cut))
+    with pytest.raises(MethodConfigError, match="keeps no attention head"):
+        DynaBERTConfig(widths=[1.0, 0.1]).check(MethodContext(model))
+    for bad, match in [
+        ({"widths": [0.5]}, "must include 1.0"),
+        ({"depths": [1.0, 0.0]}, r"multipliers in \(0, 1\]"),
+        ({"teacher_width": "half"}, "teacher_width"),
+        ({"widths": [1.0, 0.5, 0.5]}, "twice"),
+    ]:
+        with pytest.raises(MethodConfigError, match=match):
+            DynaBERTConfig(**bad).validate()
+    with pytest.raises(MethodConfigError, match="cannot slice"):
+        DynaBERTConfig().check(MethodContext(model_of("deberta-v2")))

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -142,6 +143,7 @@ def compress(
     before = _score(predecessor, features, tokenizer, training, task_data, accelerator)
     context.task = task_data.task
     context.dev_batches = dev_batches(features, tokenizer, training)
+    context.device = accelerator.device
     return _run(
         spec.stages(config, context),
         predecessor,
@@ -393,9 +395,13 @@ def _encode_splits(task_data: TaskData, tokenizer, training: TrainingConfig) -> 
 
 
 def dev_batches(features: dict, tokenizer, training: TrainingConfig):
-    """A function giving the first dev split's labelled batches (for `MethodContext`)."""
-    dev = next(f for split, f in features.items() if split != "test")
-    return lambda: make_loader(dev, tokenizer, training.eval_batch_size, False)
+    """A function giving every dev split's labelled batches (for `MethodContext`)."""
+    loaders = [
+        make_loader(f, tokenizer, training.eval_batch_size, False)
+        for split, f in features.items()
+        if split != "test"
+    ]
+    return lambda: itertools.chain.from_iterable(loaders)
 
 
 def _score(model, features: dict, tokenizer, training, task_data: TaskData, accelerator) -> dict:

@@ -113,6 +113,7 @@ def compare(
                     task_data.task,
                     trust_remote_code,
                     dev_batches(features, tokenizer, run_training),
+                    accelerator.device,
                 )
                 metrics = _run(
                     spec.stages(methods[name], run_context),

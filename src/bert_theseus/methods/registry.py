@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import torch
 from transformers import PreTrainedModel
 
 from ..data.tasks import Task
@@ -52,9 +53,10 @@ class MethodContext:
     seed: int = 42
     task: Task | None = None
     trust_remote_code: bool = False
-    # Batches of the first dev split, labels included (DynaBERT scores heads on them, as
-    # the paper does); None when only the settings are checked.
+    # Batches of the dev split(s), labels included (DynaBERT scores heads on them, as the
+    # paper does); None when only the settings are checked.
     dev_batches: Callable[[], Iterable[dict]] | None = None
+    device: torch.device | str = "cpu"  # where the run trains (work done in `build` goes there)
 
     @property
     def regression(self) -> bool:

@@ -24,7 +24,7 @@ def build(context, config: DynaBERTConfig) -> list[Stage]:
     regression = context.regression
 
     def width(predecessor):
-        student = copy.deepcopy(predecessor)
+        student = copy.deepcopy(predecessor).to(context.device)
         if config.rewire:
             if context.dev_batches is None:
                 raise ValueError("rewiring needs the dev set: build DynaBERT through compress")

@@ -124,11 +124,11 @@ def check_predecessor(model: PreTrainedModel, config: DynaBERTConfig) -> None:
         raise MethodConfigError(f"DynaBERT cannot slice this model: {error}") from None
     if compact and (
         any(model.config.layer_ranks)
-        or len(set(model.config.layer_heads)) != 1
+        or set(model.config.layer_heads) != {model.config.num_attention_heads}
         or len(set(model.config.layer_intermediate_sizes)) != 1
     ):
         raise MethodConfigError(
-            "DynaBERT needs layers of one size; this compact model's layers differ "
+            "DynaBERT needs whole layers of one size; this compact model's layers are cut "
             "(pass the fine-tuned model it was made from)"
         )
     heads = model.config.num_attention_heads

@@ -51,7 +51,7 @@ class DynaBERTMethod(Method):
                 parameter.requires_grad_(False)
             if same_width_teacher:
                 self.teacher_adaptive = AdaptiveModel(teacher)
-        self.last: dict[str, float] = {}
+        self.last: dict[str, torch.Tensor] = {}
 
     def losses(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> Iterator[torch.Tensor]:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
@@ -66,7 +66,7 @@ class DynaBERTMethod(Method):
             else:
                 teacher = targets[width if self.same_width_teacher else 1.0]
                 loss = self._distillation(output, teacher, depth)
-            self.last[f"loss@{cell_name(width, depth)}"] = loss.item()
+            self.last[f"loss@{cell_name(width, depth)}"] = loss.detach()  # read after backward
             yield loss
 
     def _distillation(self, output, teacher, depth: float) -> torch.Tensor:
@@ -99,7 +99,9 @@ class DynaBERTMethod(Method):
         return outputs
 
     def after_backward(self, model: PreTrainedModel, step: int) -> dict[str, float]:
-        return dict(self.last)
+        # One host sync for all cells, not one per cell.
+        values = torch.stack(list(self.last.values())).float().tolist()
+        return dict(zip(self.last, values, strict=True))
 
     def views(self, model: PreTrainedModel) -> Iterator[str]:
         for width, depth in self.cells:
