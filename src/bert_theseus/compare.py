@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import statistics
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -39,7 +38,7 @@ from .commands import (
 )
 from .methods import MethodContext
 from .pooling import pooling_note, pretraining_pooling, say
-from .runs import OutputDir, RunError, write_json
+from .runs import OutputDir, RunError, save_figure, write_atomic, write_json
 from .speed import count_parameters, measure_latency
 from .training import TrainingConfig, make_accelerator
 from .training.stages import saved_progress
@@ -158,9 +157,9 @@ def compare(
         "seeds": config.seeds,
     }
     output.mkdir(parents=True, exist_ok=True)
-    _write_atomic(output / "results.csv", _csv(summary["methods"]))
-    _write_atomic(output / "runs.csv", _csv(summary["runs"]))
-    _write_atomic(output / "results.md", _markdown(header, summary["methods"]))
+    write_atomic(output / "results.csv", _csv(summary["methods"]))
+    write_atomic(output / "runs.csv", _csv(summary["runs"]))
+    write_atomic(output / "results.md", _markdown(header, summary["methods"]))
     _plot_pareto(summary, header, output / "pareto.png")
     write_json(output / "results.json", {**header, **summary})
     return {**header, **summary, "output": str(output)}
@@ -381,14 +380,4 @@ def _plot_pareto(summary: dict, header: dict, path: Path) -> None:
     axis.set_title(header["task"])
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    partial = path.with_name(f".{path.name}.partial")
-    figure.savefig(partial, dpi=110, format="png")
-    plt.close(figure)
-    os.replace(partial, path)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
+    save_figure(figure, path)

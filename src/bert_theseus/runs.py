@@ -96,6 +96,24 @@ def _describe(progress: Path) -> str:
     return f"checkpoint {progress.name}"
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` aside and rename it into place: a kill leaves the old file or the new."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def save_figure(figure, path: Path) -> None:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    partial = path.with_name(f".{path.name}.partial")
+    figure.savefig(partial, dpi=110, format="png")
+    plt.close(figure)
+    os.replace(partial, path)
+
+
 def write_json(path: Path, data) -> None:
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
 

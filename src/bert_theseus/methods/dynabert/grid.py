@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 
 from transformers import PreTrainedModel
 
+from ...runs import save_figure, write_atomic
 from ...speed import count_parameters, measure_latency
 from .adaptive import cell_name, extract
 
@@ -64,7 +64,7 @@ def write_grid(folder: Path, rows: list[dict], setting: str, task: str) -> None:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _write(folder / "grid.csv", buffer.getvalue())
+    write_atomic(folder / "grid.csv", buffer.getvalue())
     lines = [
         f"# DynaBERT sub-networks on {task}",
         "",
@@ -79,7 +79,7 @@ def write_grid(folder: Path, rows: list[dict], setting: str, task: str) -> None:
             f"| {r['width']:g} | {r['depth']:g} | {r['score']:.2f} | {r['retention_percent']}% "
             f"| {r['parameters'] / 1e6:.1f}M | {r['latency_ms']:.1f} | {r['speedup']:.2f}x |"
         )
-    _write(folder / "grid.md", "\n".join(lines) + "\n")
+    write_atomic(folder / "grid.md", "\n".join(lines) + "\n")
     _plot(rows, folder / "grid.png", task)
 
 
@@ -102,14 +102,4 @@ def _plot(rows: list[dict], path: Path, task: str) -> None:
     axis.set_title(f"DynaBERT sub-networks, {task}")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    partial = path.with_name(f".{path.name}.partial")
-    figure.savefig(partial, dpi=110, format="png")
-    plt.close(figure)
-    os.replace(partial, path)
-
-
-def _write(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
+    save_figure(figure, path)
