@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,14 @@ def sst2_files(folder: Path, train: str = "sentence\tlabel\ngood movie\t1\nbad m
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "train.tsv").write_text(train)
     (folder / "dev.tsv").write_text("sentence\tlabel\nfine\t1\n")
+    return folder
+
+
+def latin1_files(folder: Path) -> Path:
+    sst2_files(folder)
+    (folder / "train.tsv").write_bytes(
+        "sentence\tlabel\ngood\t1\ncaf\u00e9 bad\t0\n".encode("latin-1")
+    )
     return folder
 
 
@@ -53,7 +62,7 @@ def albert_dir(folder: Path, tokenizer_dir: Path) -> Path:
 CASES = {
     "model missing": (
         lambda t, m, d, k: ["--model", str(t / "nope" / "model"), "--data-dir", str(d)],
-        "cannot load model",
+        "no such folder",
     ),
     "not a model": (
         lambda t, m, d, k: ["--model", str(d), "--data-dir", str(d)],
@@ -125,6 +134,30 @@ CASES = {
         lambda t, m, d, k: ["--model", str(m), "--data-dir", str(d), "--k", "-0.01"],
         "k -0.01 must be positive",
     ),
+    "negative learning rate": (
+        lambda t, m, d, k: ["--model", str(m), "--data-dir", str(d), "--learning-rate", "-1"],
+        "--learning-rate -1.0 must be > 0",
+    ),
+    "batch size 0": (
+        lambda t, m, d, k: ["--model", str(m), "--data-dir", str(d), "--batch-size", "0"],
+        "--batch-size 0 must be at least 1",
+    ),
+    "zero epochs": (
+        lambda t, m, d, k: ["--model", str(m), "--data-dir", str(d), "--epochs", "0"],
+        "--epochs 0.0 must be > 0",
+    ),
+    "zero steps": (
+        lambda t, m, d, k: ["--model", str(m), "--data-dir", str(d), "--max-steps", "0"],
+        "--max-steps 0 must be at least 1",
+    ),
+    "warm-up ratio of 1": (
+        lambda t, m, d, k: ["--model", str(m), "--data-dir", str(d), "--warmup-ratio", "1"],
+        "--warmup-ratio 1.0 must be in [0, 1)",
+    ),
+    "latin-1 file": (
+        lambda t, m, d, k: ["--model", str(m), "--data-dir", str(latin1_files(t / "latin1"))],
+        "train.tsv:3: byte 0xe9 at column 4 is not UTF-8; convert the file, e.g. 'iconv",
+    ),
 }
 
 
@@ -154,6 +187,25 @@ def test_bad_input(case, tmp_path, tiny_bert_dir, sst2_dir, tokenizer_dir, capsy
     assert err.startswith("theseus: error: ") and "\n" not in err, err
     assert message in err
     assert set(tmp_path.rglob("*")) == inputs, "a failed command must write nothing"
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path, tiny_bert_dir):
+    # GLUE's MRPC files and CSVs saved by Excel start with one.
+    data = sst2_files(tmp_path / "bom")
+    for split in ("train", "dev"):
+        path = data / f"{split}.tsv"
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    out = tmp_path / "out"
+    args = ["finetune", "--model", str(tiny_bert_dir), "--task", "sst2", "--data-dir", str(data)]
+    assert main([*args, "--output", str(out), "--max-steps", "1", "--mixed-precision", "no"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 1
+
+
+def test_export_without_int8_reports_the_fp32_check(tmp_path, tiny_bert_dir, capsys):
+    out = tmp_path / "onnx"
+    assert main(["export", str(tiny_bert_dir), "--onnx", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "onnx fp32: max |logit - PyTorch|" in printed and "int8" not in printed
 
 
 def test_infinite_loss_stops_and_names_the_step(tmp_path, tiny_bert_dir, capsys):

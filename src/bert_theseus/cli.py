@@ -431,8 +431,8 @@ def _report_deploy(command: str, result) -> str:
         return format_table(result)
     lines = [f"exported {result['model']} ({', '.join(result['inputs'])})"]
     for variant in ("fp32", "int8"):
-        if variant in result:
-            check = result[variant]
+        check = result.get(variant)
+        if isinstance(check, dict):  # without --int8, "int8" holds the setting (False)
             line = f"  onnx {variant}: max |logit - PyTorch| {check['max_abs_logit_diff']:.2e}"
             line += f" on {check['examples_compared']} examples"
             if "dev" in check:
@@ -499,7 +499,7 @@ def _is_user_error(error: Exception) -> bool:
     from .deploy import DeployError
     from .methods import MethodError
     from .runs import RunError
-    from .training import TrainingError
+    from .training import TrainingConfigError, TrainingError
 
     user = (
         ArchitectureError,
@@ -510,6 +510,7 @@ def _is_user_error(error: Exception) -> bool:
         MethodError,
         DeployError,
         TrainingError,
+        TrainingConfigError,
     )
     return isinstance(error, user)
 

@@ -88,6 +88,7 @@ def finetune(
 ) -> dict:
     """Fine-tune a pretrained encoder on the task: the predecessor of a later `compress`.
     `push_to_hub` names a Hub repository to upload the finished folder to."""
+    training.validate()
     out = OutputDir(output, overwrite, training.resume)
     task_data = read_data(data, training)
     task = task_data.task
@@ -129,6 +130,7 @@ def compress(
     `method` names the method, and is found from the config's class when left out.
     `push_to_hub` names a Hub repository to upload the finished folder to.
     """
+    training.validate()
     spec = method_for(config, method)
     out = OutputDir(output, overwrite, training.resume)
     predecessor, tokenizer = load_model(model, trust_remote_code)
@@ -206,6 +208,7 @@ def evaluate_model(
     model: str, data: DataConfig, training: TrainingConfig, trust_remote_code: bool = False
 ) -> dict:
     """Score a saved model on the task's dev split(s), and on --test-file when given."""
+    training.validate()
     classifier, tokenizer = load_model(model, trust_remote_code)
     task_data = read_data(data, training, _model_labels(classifier), need_train=False)
     _check_labels(classifier, task_data)

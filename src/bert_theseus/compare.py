@@ -79,6 +79,7 @@ def compare(
     where it stopped when the same command is run again.
     """
     config.validate()
+    training.validate()
     if not methods:
         raise ModelError("no method to compare: pass --methods, e.g. --methods theseus kd")
     specs = {name: method_for(method_config, name) for name, method_config in methods.items()}

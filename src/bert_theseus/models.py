@@ -23,6 +23,8 @@ def load_model(
     >>> model, tokenizer = load_model("runs/teacher")
     """
     local = Path(name)
+    if not local.exists() and _looks_local(name):
+        raise ModelError(f"no such folder: {name} (a Hub id is 'owner/name'): check the path")
     if local.exists() and not (local / "config.json").is_file():
         raise ModelError(
             f"{name} is not a model folder (no config.json): pass a folder written by "
@@ -47,6 +49,17 @@ def load_model(
             "and network)"
         ) from None
     return model, tokenizer
+
+
+def _looks_local(name: str) -> bool:
+    """A path no Hub id can be: absolute, relative to . or ~, Windows-style, or deeper than
+    owner/name."""
+    return (
+        name.startswith(("/", "./", "../", "~", "\\"))
+        or "\\" in name
+        or (len(name) > 1 and name[1] == ":")
+        or name.count("/") > 1
+    )
 
 
 def first_line(error: Exception) -> str:

@@ -58,12 +58,32 @@ def iter_rows(
     if not path.is_file():
         raise DataError(f"missing data file {path}: check the path")
     if path.suffix in (".jsonl", ".json"):
-        return _json_rows(path)
+        return _utf8(path, _json_rows(path))
     if delimiter is None:
         delimiter = "\t" if path.suffix == ".tsv" else ","
     if quoting is None:
         quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    return _delimited_rows(path, delimiter, quoting, columns)
+    return _utf8(path, _delimited_rows(path, delimiter, quoting, columns))
+
+
+def _utf8(path: Path, rows):
+    """`rows`, with a file that is not UTF-8 stopped by one line naming where (files are read
+    as UTF-8, with or without the byte-order mark that Excel and GLUE's MRPC write)."""
+    try:
+        yield from rows
+    except UnicodeDecodeError:
+        # Text files decode ahead in chunks, so the error does not know its line: find it.
+        with path.open("rb") as handle:
+            for line, raw in enumerate(handle, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    byte = raw[error.start]
+                    raise DataError(
+                        f"{path}:{line}: byte 0x{byte:02x} at column {error.start + 1} is not "
+                        f"UTF-8; convert the file, e.g. 'iconv -f latin1 -t utf-8 {path.name}'"
+                    ) from None
+        raise DataError(f"{path} is not UTF-8: convert it with iconv") from None
 
 
 def _delimited_rows(path: Path, delimiter: str, quoting: int, columns: tuple[str, ...] | None):
@@ -88,20 +108,20 @@ def _delimited_rows(path: Path, delimiter: str, quoting: int, columns: tuple[str
 def _tab_rows(path: Path):
     # GLUE files are split on "\n" only: some rows (SST-2) carry a stray "\r" inside a field,
     # which csv and universal newlines would take for a line end.
-    with path.open(encoding="utf-8", newline="\n") as handle:
+    with path.open(encoding="utf-8-sig", newline="\n") as handle:
         for line, text in enumerate(handle, start=1):
             yield line, [field.strip("\r\n") for field in text.rstrip("\n").split("\t")]
 
 
 def _csv_rows(path: Path, delimiter: str, quoting: int):
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
         for row in reader:
             yield reader.line_num, row
 
 
 def _json_rows(path: Path):
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:
         for line, text in enumerate(handle, start=1):
             if not text.strip():
                 continue

@@ -1,6 +1,6 @@
 """The training loop shared by every method."""
 
-from .config import TrainingConfig
+from .config import TrainingConfig, TrainingConfigError
 from .loop import (
     Method,
     TrainingError,
@@ -16,6 +16,7 @@ __all__ = [
     "Method",
     "TrainResult",
     "TrainingConfig",
+    "TrainingConfigError",
     "TrainingError",
     "TrainingInterrupted",
     "evaluate",

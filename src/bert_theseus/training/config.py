@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+
+PRECISIONS = ("auto", "bf16", "fp16", "no")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class TrainingConfigError(ValueError):
+    """A training setting out of its range; the message names the flag and a valid value."""
 
 
 @dataclass
@@ -54,3 +61,32 @@ class TrainingConfig:
     max_train_samples: int | None = field(
         default=None, metadata={"help": "use only the first N training examples (quick runs)"}
     )
+
+    def validate(self) -> None:
+        """Refuse settings out of range before any work is done."""
+        positive = ("epochs", "learning_rate", "max_grad_norm")
+        at_least_one = ("batch_size", "eval_batch_size", "max_length", "keep_checkpoints",
+                        "logging_steps", "max_steps", "eval_steps", "save_steps",
+                        "max_train_samples")  # fmt: skip
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise TrainingConfigError(_bad(name, getattr(self, name), "must be > 0"))
+        for name in at_least_one:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise TrainingConfigError(_bad(name, value, "must be at least 1"))
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise TrainingConfigError(_bad("warmup_ratio", self.warmup_ratio, "must be in [0, 1)"))
+        if self.weight_decay < 0:
+            raise TrainingConfigError(_bad("weight_decay", self.weight_decay, "must be >= 0"))
+        for name, allowed in (("mixed_precision", PRECISIONS), ("device", DEVICES)):
+            if getattr(self, name) not in allowed:
+                raise TrainingConfigError(
+                    _bad(name, getattr(self, name), f"must be one of {', '.join(allowed)}")
+                )
+
+
+def _bad(name: str, value, rule: str) -> str:
+    default = next(f.default for f in fields(TrainingConfig) if f.name == name)
+    example = f" (default {default})" if default is not None else ""
+    return f"--{name.replace('_', '-')} {value} {rule}{example}"
