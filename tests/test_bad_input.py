@@ -241,3 +241,17 @@ def test_infinite_loss_stops_and_names_the_step(tmp_path, tiny_bert_dir, capsys)
     assert code == 2 and "\n" not in err
     assert "loss became inf at step 1" in err and "no checkpoint" in err
     assert set(tmp_path.rglob("*")) == inputs
+
+
+def test_rows_with_an_empty_text_are_counted_and_dropped_on_request(
+    tmp_path, tiny_bert_dir, capsys
+):
+    data = sst2_files(tmp_path / "empty", "sentence\tlabel\ngood movie\t1\n \t0\nbad\t0\n")
+    out = tmp_path / "out"
+    args = ["finetune", "--model", str(tiny_bert_dir), "--task", "sst2", "--data-dir", str(data)]
+    args += ["--max-steps", "1", "--mixed-precision", "no", "--batch-size", "8"]
+    assert main([*args, "--output", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "rows with an empty text (1 in train) are kept; --drop-empty drops them" in err
+    assert main([*args, "--output", str(tmp_path / "dropped"), "--drop-empty"]) == 0
+    assert "dropped rows with an empty text (1 in train)" in capsys.readouterr().err

@@ -128,6 +128,15 @@ def test_compare_writes_every_table_and_the_plot(teacher, sst2_dir, tmp_path, ca
     assert main(linked) == 0
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.json")} == stamps
 
+    # A run recorded before a setting existed (with its default) is still the same run.
+    for record in out.glob("runs/*/run_config.json"):
+        saved = json.loads(record.read_text())
+        del saved["data"]["drop_empty"], saved["training"]["logging_steps"]
+        saved["config"].pop("alpha", None)
+        record.write_text(json.dumps(saved))
+    assert main(args) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.json")} == stamps
+
     # Other settings on the same folder are refused, naming what differs.
     capsys.readouterr()
     assert main([*args, "--alpha", "0.9", "--methods", "kd"]) == 2

@@ -66,15 +66,21 @@ class DataConfig:
     regression: bool = field(
         default=False, metadata={"help": "your own files hold a numeric score, not classes"}
     )
+    drop_empty: bool = field(
+        default=False,
+        metadata={"help": "drop rows whose text is empty (by default they are kept and counted)"},
+    )
 
 
 def read_data(data: DataConfig, training: TrainingConfig, model_labels=None, need_train=True):
-    return load_task_data(
+    task_data = load_task_data(
         **asdict(data),
         model_labels=model_labels,
         max_train_samples=training.max_train_samples,
         need_train=need_train,
     )
+    say(task_data.empty_note())
+    return task_data
 
 
 def finetune(

@@ -36,7 +36,7 @@ from .commands import (
     read_data,
     speed_length,
 )
-from .methods import MethodContext
+from .methods import MethodContext, get_method, methods
 from .pooling import pooling_note, pretraining_pooling, say
 from .runs import OutputDir, RunError, save_figure, write_atomic, write_json
 from .speed import count_parameters, measure_latency
@@ -170,7 +170,7 @@ def _finished(folder: Path, settings: dict, training: TrainingConfig, overwrite:
     """The metrics of a finished run made with these settings; None if it must be run."""
     if overwrite or not (folder / "metrics.json").is_file():
         return None
-    saved = json.loads((folder / "run_config.json").read_text())
+    saved = _with_defaults(json.loads((folder / "run_config.json").read_text()))
     wanted = json.loads(json.dumps({**settings, "training": asdict(training)}, default=str))
     saved.get("training", {}).pop("resume", None)
     wanted["training"].pop("resume", None)
@@ -182,6 +182,19 @@ def _finished(folder: Path, settings: dict, training: TrainingConfig, overwrite:
             "--overwrite to redo it, or choose another --output"
         )
     return json.loads((folder / "metrics.json").read_text())
+
+
+def _with_defaults(saved: dict) -> dict:
+    """A run record with the defaults of settings added since it was written, so a run
+    finished by an older version is reused when nothing it was made with has changed."""
+    defaults = {"data": DataConfig(), "training": TrainingConfig()}
+    if saved.get("method") in methods():
+        defaults["config"] = get_method(saved["method"]).config()
+    for section, default in defaults.items():
+        if isinstance(saved.get(section), dict):
+            values = json.loads(json.dumps(asdict(default), default=str))
+            saved[section] = {**values, **saved[section]}
+    return saved
 
 
 def _changed(saved: dict, wanted: dict, prefix: str = "") -> list[str]:

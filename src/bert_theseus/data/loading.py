@@ -21,6 +21,22 @@ class TaskData:
     dev: dict[str, list[Example]]
     test: list[Example] | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    # Per split, the examples with an empty text: kept, or dropped with `drop_empty`.
+    empty: dict[str, int] = field(default_factory=dict)
+    dropped_empty: bool = False
+
+    def splits(self) -> dict[str, list[Example]]:
+        named = {"train": self.train, **self.dev}
+        return {**named, "test": self.test} if self.test is not None else named
+
+    def empty_note(self) -> str | None:
+        """One line on rows with an empty text, if any (a tokenizer reads them as nothing)."""
+        if not self.empty:
+            return None
+        counts = ", ".join(f"{n} in {split}" for split, n in self.empty.items())
+        if self.dropped_empty:
+            return f"note: dropped rows with an empty text ({counts}) as --drop-empty asks"
+        return f"note: rows with an empty text ({counts}) are kept; --drop-empty drops them"
 
 
 def load_task_data(
@@ -37,6 +53,7 @@ def load_task_data(
     model_labels: list[str] | None = None,
     max_train_samples: int | None = None,
     need_train: bool = True,
+    drop_empty: bool = False,
 ) -> TaskData:
     """Find the task and read its splits.
 
@@ -93,6 +110,26 @@ def load_task_data(
         data.sources["test"] = str(test_file)
     if max_train_samples:
         data.train = data.train[:max_train_samples]
+    return _count_empty(data, drop_empty)
+
+
+def _count_empty(data: TaskData, drop: bool) -> TaskData:
+    for split, examples in data.splits().items():
+        kept = [e for e in examples if all(text.strip() for text in e[0])]
+        if len(kept) == len(examples):
+            continue
+        data.empty[split] = len(examples) - len(kept)
+        if not drop:
+            continue
+        if not kept and (split != "train" or examples):
+            raise DataError(f"every row of the {split} split has an empty text: check the columns")
+        if split == "train":
+            data.train = kept
+        elif split == "test":
+            data.test = kept
+        else:
+            data.dev[split] = kept
+    data.dropped_empty = drop and bool(data.empty)
     return data
 
 
