@@ -9,6 +9,7 @@ import pytest
 from transformers import AlbertConfig, AlbertForSequenceClassification, BertTokenizerFast
 
 from bert_theseus.cli import main
+from bert_theseus.data import load_task_data
 
 
 def sst2_files(folder: Path, train: str = "sentence\tlabel\ngood movie\t1\nbad movie\t0\n"):
@@ -255,3 +256,6 @@ def test_rows_with_an_empty_text_are_counted_and_dropped_on_request(
     assert "rows with an empty text (1 in train) are kept; --drop-empty drops them" in err
     assert main([*args, "--output", str(tmp_path / "dropped"), "--drop-empty"]) == 0
     assert "dropped rows with an empty text (1 in train)" in capsys.readouterr().err
+    kept = load_task_data("sst2", str(data), drop_empty=True)
+    assert [texts for texts, _ in kept.train] == [("good movie",), ("bad",)]
+    assert len(load_task_data("sst2", str(data)).train) == 3

@@ -257,6 +257,9 @@ def test_compress_writes_the_grid_and_extract_and_export_accept_a_cell(
     assert "| 0.5 | 0.5 |" in (out / "grid.md").read_text()
     config = json.loads((out / "config.json").read_text())
     assert config["dynabert"] == {"widths": [1.0, 0.5], "depths": [1.0, 0.5]}
+    card = (out / "README.md").read_text()
+    assert "This model holds 4 sub-networks" in card and "| 0.5 | 0.5 |" in card
+    assert "dev@" not in card.split("---")[1], "views are not dataset splits in model-index"
 
     small = tmp_path / "small"
     assert (
@@ -381,3 +384,38 @@ def test_settings_and_predecessors_that_cannot_be_sliced_are_refused():
             DynaBERTConfig(**bad).validate()
     with pytest.raises(MethodConfigError, match="cannot slice"):
         DynaBERTConfig().check(MethodContext(model_of("deberta-v2")))
+
+
+def test_sub_networks_that_answer_one_thing_are_named_without_flagging_the_model():
+    from bert_theseus.training.loop import _note_constant, _State
+
+    class Progress:
+        def __init__(self):
+            self.lines = []
+
+        def warn(self, line):
+            self.lines.append(line)
+
+    dev = {"dev": {}, "dev@w1-d1": {}, "dev@w0.5-d1": {}}
+    state, progress = _State(), Progress()
+    _note_constant(state, progress, 10, dev, {"dev@w0.5-d1": "answers 'a'"})
+    assert state.constant_steps == [] and state.constant_views == [[10, ["dev@w0.5-d1"]]]
+    assert "1 of 2 sub-networks give one answer for every example (w0.5-d1)" in progress.lines[0]
+    _note_constant(state, progress, 20, dev, {"dev@w1-d1": "x", "dev@w0.5-d1": "x"})
+    assert state.constant_steps == [20], "every view constant: the model is"
+    _note_constant(state, progress, 30, {"dev": {}}, {"dev": "answers 'a'"})
+    assert state.constant_steps == [20, 30] and len(state.constant_views) == 2
+
+
+def test_a_resume_that_rewires_in_another_order_is_refused():
+    from bert_theseus.methods.dynabert.importance import rewiring_digest
+
+    heads, neurons = importance(model_of("mpnet"), labelled())
+    swapped = heads.clone()
+    swapped[0, [0, 1]] = heads[0, [1, 0]] + torch.tensor([1e-3, -1e-3])
+    same = rewiring_digest(heads, neurons)
+    assert same == rewiring_digest(heads.clone(), neurons.clone())
+    assert same != rewiring_digest(swapped, neurons)
+    student = rewire(model_of("mpnet"), heads, neurons)
+    method = DynaBERTMethod(student, [(1.0, 1.0)], teacher=model_of("mpnet"), rewiring=same)
+    assert method.settings()["rewiring"] == same  # part of what a resume must match

@@ -51,7 +51,8 @@ def _is_hub_id(name: str) -> bool:
 
 def _results(metrics: dict) -> list[dict]:
     results = []
-    splits = [(split, values) for split, values in metrics["dev"].items()]
+    # Views ("dev@w0.5-d1", DynaBERT's sub-networks) are not splits of a dataset: grid.md.
+    splits = [(split, values) for split, values in metrics["dev"].items() if "@" not in split]
     if "test" in metrics:
         splits.append(("test", metrics["test"]))
     for split, values in splits:
@@ -108,6 +109,8 @@ def _body(name: str, metrics: dict, settings: dict, training: TrainingConfig) ->
         ]
     if "test" in metrics:
         lines.append(f"- Test score: {metrics['test']['score']:.4f}.")
+    if metrics.get("grid"):
+        lines += _grid_lines(metrics["grid"], split)
     if metrics.get("constant_at_best"):
         lines.append(
             "- **Warning:** this model gives the same answer for every dev example: it ignores "
@@ -139,6 +142,22 @@ def _body(name: str, metrics: dict, settings: dict, training: TrainingConfig) ->
         "```",
     ]
     return lines
+
+
+def _grid_lines(grid: list[dict], split: str) -> list[str]:
+    lines = [
+        f"- This model holds {len(grid)} sub-networks (`theseus extract` saves one); the "
+        f"{split} score above is their mean. Each, with its speed-up over the predecessor:",
+        "",
+        "| width | depth | score | retention | parameters | speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['width']:g} | {r['depth']:g} | {r['score']:.2f} | {r['retention_percent']}% "
+        f"| {r['parameters']:,} | {r['speedup']}x |"
+        for r in grid
+    ]
+    return [*lines, ""]
 
 
 def _shown_settings(settings: dict, training: TrainingConfig) -> dict:

@@ -293,6 +293,9 @@ def _run(
             "constant_output_steps": [step + offset for step in result.constant_steps],
             "constant_at_best": result.best_step in result.constant_steps,
         }
+        if result.constant_views:  # the views (sub-networks) answering one thing at the best step
+            at_best = [views for step, views in result.constant_views if step == result.best_step]
+            metrics["constant_views_at_best"] = at_best[0] if at_best else []
         if len(stage_results) > 1:
             metrics["stages"] = [_stage_metrics(stage) for stage in stage_results]
         if "test" in features:

@@ -133,8 +133,8 @@ def compare(
     reported = "test" if "test" in features else next(iter(before))
 
     def test_score(variant):
-        return _score(variant, {"test": features["test"]}, tokenizer, training, task_data,
-                      accelerator)["test"]  # fmt: skip
+        return _score(variant.to(accelerator.device), {"test": features["test"]}, tokenizer,
+                      training, task_data, accelerator)["test"]  # fmt: skip
 
     runs = _expand_variants(runs, specs, reported, test_score)
     timings = _time_runs(predecessor, runs, config, accelerator.device)
@@ -243,6 +243,8 @@ def _expand_variants(runs: list[dict], specs: dict, reported: str, test_score) -
             row = {**run, "method": f"{run['method']} {view}", "folder": f"{run['folder']}@{view}"}
             row.update(variant=model, layers=model.config.num_hidden_layers)
             row.update(parameters=count_parameters(model))
+            constant = run.get("constant_views_at_best", [])
+            row["constant_at_best"] = any(key.endswith(f"@{view}") for key in constant)
             if reported == "test":
                 row["test"] = test_score(model)
             else:

@@ -22,6 +22,8 @@ def load_model(
 
     >>> model, tokenizer = load_model("runs/teacher")
     """
+    if name.startswith("~"):
+        name = str(Path(name).expanduser())
     local = Path(name)
     if not local.exists() and _looks_local(name):
         raise ModelError(f"no such folder: {name} (a Hub id is 'owner/name'): check the path")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 
 PRECISIONS = ("auto", "bf16", "fp16", "no")
@@ -68,6 +69,11 @@ class TrainingConfig:
         at_least_one = ("batch_size", "eval_batch_size", "max_length", "keep_checkpoints",
                         "logging_steps", "max_steps", "eval_steps", "save_steps",
                         "max_train_samples")  # fmt: skip
+        for name in ("epochs", "learning_rate", "max_grad_norm", "weight_decay", "warmup_ratio"):
+            if not math.isfinite(getattr(self, name)):
+                raise TrainingConfigError(
+                    _bad(name, getattr(self, name), "must be a finite number")
+                )
         for name in positive:
             if not getattr(self, name) > 0:
                 raise TrainingConfigError(_bad(name, getattr(self, name), "must be > 0"))

@@ -109,6 +109,8 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     # Evaluations at which the model answered one class, or one value, for all of dev.
     constant_steps: list[int] = field(default_factory=list)
+    # [step, ["dev@view", ...]]: evaluations at which some views (sub-networks) did.
+    constant_views: list[list] = field(default_factory=list)
 
 
 def make_accelerator(config: TrainingConfig) -> Accelerator:
@@ -258,13 +260,7 @@ def train(
                     entry = {"step": step, "dev": dev, "seconds": record["seconds"]}
                     log.write({**entry, "constant_output": constant} if constant else entry)
                     progress.note(f"step {step}: {_describe(dev)}")
-                    if constant:
-                        state.constant_steps.append(step)
-                        split, verdict = next(iter(constant.items()))
-                        progress.warn(
-                            f"warning: at step {step} the model {verdict} on {split}: it "
-                            "ignores its input (constant_output_steps in metrics.json)"
-                        )
+                    _note_constant(state, progress, step, dev, constant)
                     if state.best_score is None or score > state.best_score:
                         state.best_score, state.best_step, state.best_dev = score, step, dev
                         state.best_weights = _snapshot(model)
@@ -281,8 +277,38 @@ def train(
     _restore(model, state.best_weights)
     log.close()
     return TrainResult(
-        state.best_step, state.best_dev, state.step, seconds, log.records, state.constant_steps
+        state.best_step,
+        state.best_dev,
+        state.step,
+        seconds,
+        log.records,
+        state.constant_steps,
+        state.constant_views,
     )
+
+
+def _note_constant(state, progress, step: int, dev: dict, constant: dict) -> None:
+    """Record and say where the model, or some of its views, ignored its input. The model
+    counts as constant where a split is, or where every one of its views is."""
+    whole = {key: verdict for key, verdict in constant.items() if "@" not in key}
+    views = sorted(key for key in constant if "@" in key)
+    every_view = views and len(views) == sum("@" in key for key in dev)
+    if views:
+        state.constant_views.append([step, views])
+        names = ", ".join(key.split("@", 1)[1] for key in views[:4])
+        more = ", ..." if len(views) > 4 else ""
+        progress.warn(
+            f"warning: at step {step}, {len(views)} of {sum('@' in k for k in dev)} "
+            f"sub-networks give one answer for every example ({names}{more}): "
+            "constant_views_at_best in metrics.json"
+        )
+    if whole or every_view:
+        state.constant_steps.append(step)
+        split, verdict = next(iter(whole.items())) if whole else (views[0], "gives one answer")
+        progress.warn(
+            f"warning: at step {step} the model {verdict} on {split}: it "
+            "ignores its input (constant_output_steps in metrics.json)"
+        )
 
 
 def _backward_parts(method: Method, wrapped, batch, accelerator) -> tuple[torch.Tensor, bool]:
@@ -343,6 +369,7 @@ class _State:
     log_offset: int | None = None
     seconds: float = 0.0
     constant_steps: list[int] = field(default_factory=list)
+    constant_views: list[list] = field(default_factory=list)
 
     # Fields saved in state.json as they are (weights and generators go to safetensors).
     SAVED = (
@@ -355,6 +382,7 @@ class _State:
         "log_offset",
         "seconds",
         "constant_steps",
+        "constant_views",
     )
 
     def to_json(self, schedule) -> dict:

@@ -174,6 +174,7 @@ def _save_result(folder: Path, result: TrainResult, settings: dict) -> None:
         "steps": result.steps,
         "train_seconds": result.train_seconds,
         "constant_steps": result.constant_steps,
+        "constant_views": result.constant_views,
     }
     partial = folder / f".{RESULT_FILE}.partial"  # a kill mid-write leaves no torn file
     partial.write_text(json.dumps(fields, indent=2) + "\n")

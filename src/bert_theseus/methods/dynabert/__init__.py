@@ -12,11 +12,11 @@ from __future__ import annotations
 import copy
 
 from ...training.stages import Stage
-from ..registry import ReportInput, register_method
+from ..registry import MethodError, ReportInput, register_method
 from .adaptive import AdaptiveModel, cell_name, extract, kept_heads, kept_layers, teacher_match
 from .config import DynaBERTConfig
 from .grid import grid, write_grid
-from .importance import importance, rewire
+from .importance import importance, rewire, rewiring_digest
 from .method import DynaBERTMethod
 
 
@@ -24,11 +24,12 @@ def build(context, config: DynaBERTConfig) -> list[Stage]:
     regression = context.regression
 
     def width(predecessor):
-        student = copy.deepcopy(predecessor).to(context.device)
+        student, order = copy.deepcopy(predecessor).to(context.device), None
         if config.rewire:
             if context.dev_batches is None:
-                raise ValueError("rewiring needs the dev set: build DynaBERT through compress")
-            student = rewire(student, *importance(student, context.dev_batches()))
+                raise MethodError("rewiring needs the dev set: build DynaBERT through compress")
+            heads, neurons = importance(student, context.dev_batches())
+            student, order = rewire(student, heads, neurons), rewiring_digest(heads, neurons)
         method = DynaBERTMethod(
             student,
             config.cells(depth=False),
@@ -38,6 +39,7 @@ def build(context, config: DynaBERTConfig) -> list[Stage]:
             logit_weight=config.logit_weight,
             output_mse=config.output_mse,
             name="dynabert-width",
+            rewiring=order,
         )
         return student, method
 

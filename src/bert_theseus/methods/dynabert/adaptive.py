@@ -27,7 +27,7 @@ def kept_heads(width: float, heads: int) -> int:
     kept = round(width * heads)
     if kept < 1:
         raise MethodConfigError(
-            f"width {width} keeps no attention head of {heads}: use widths >= {0.5 / heads:.3g}"
+            f"width {width} keeps no attention head of {heads}: use widths >= {1 / heads:.3g}"
         )
     return kept
 
@@ -46,7 +46,7 @@ def kept_layers(depth: float, layers: int) -> list[int]:
     count = round(depth * layers)
     if count < 1:
         raise MethodConfigError(
-            f"depth {depth} keeps no layer of {layers}: use depths >= {0.5 / layers:.3g}"
+            f"depth {depth} keeps no layer of {layers}: use depths >= {1 / layers:.3g}"
         )
     # The small epsilon keeps i / depth from landing just below an integer (e.g. 3 / 0.75).
     return [math.floor(i / depth + 1e-9) for i in range(count)]

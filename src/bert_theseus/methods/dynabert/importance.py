@@ -10,6 +10,8 @@ importance is the first-order Taylor term of removing the neuron: |sum W1 * dW1 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
 
 import torch
@@ -110,3 +112,12 @@ def rewire(model: PreTrainedModel, heads: torch.Tensor, neurons: torch.Tensor) -
     """
     rewired = compact_from(model, heads=importance_order(heads), neurons=importance_order(neurons))
     return to_stock_if_possible(rewired)
+
+
+def rewiring_digest(heads: torch.Tensor, neurons: torch.Tensor) -> str:
+    """A short fingerprint of the order rewiring gives. A resume scores and rewires again
+    and must land on the same order: for MPNet the order lives in the config, not in the
+    weights a checkpoint restores, so a different one (another --eval-batch-size, say)
+    must be refused, not paired with the saved weights."""
+    text = json.dumps([importance_order(heads), importance_order(neurons)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

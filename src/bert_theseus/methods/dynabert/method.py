@@ -39,12 +39,13 @@ class DynaBERTMethod(Method):
         output_mse: float = 0.0,
         same_width_teacher: bool = False,
         name: str = "dynabert",
+        rewiring: str | None = None,
     ):
         self.adaptive, self.cells, self.name = AdaptiveModel(model), list(cells), name
         self.regression, self.hidden_weight = regression, hidden_weight
         self.logit_weight, self.output_mse = logit_weight, output_mse
         self.teacher, self.teacher_adaptive = teacher, None
-        self.same_width_teacher = same_width_teacher
+        self.same_width_teacher, self.rewiring = same_width_teacher, rewiring
         if teacher is not None:
             teacher.eval()  # dropout off, as in the official code
             for parameter in teacher.parameters():
@@ -126,4 +127,5 @@ class DynaBERTMethod(Method):
             "logit_weight": self.logit_weight,
             "output_mse": self.output_mse,
             "same_width_teacher": self.same_width_teacher,
+            **({"rewiring": self.rewiring} if self.rewiring else {}),
         }
