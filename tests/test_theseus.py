@@ -318,7 +318,8 @@ def test_a_recipe_fills_only_the_settings_not_given():
     assert (mine.successor_init, mine.module_loss) == ("bottom", 0.5)
     default = TheseusConfig(successor_layers=2)
     assert default.recipe == "default"
-    assert (default.successor_init, default.train_parts) == ("bottom-last-top", ["head"])
+    assert default.successor_init == "bottom-last-top"
+    assert default.train_parts == ["head", "embeddings"]
     assert paper.train_parts == [] and paper.train_parts is not RECIPES["paper"]["train_parts"]
     assert {k: getattr(default, k) for k in RECIPES["default"]} == RECIPES["default"]
     # What a run records reproduces the same settings, whatever the recipe table says later.

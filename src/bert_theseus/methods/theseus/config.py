@@ -18,10 +18,15 @@ TRAIN_PARTS = ("embeddings", "head")
 # Settings a recipe decides unless given. "paper" is Xu et al.'s recipe as the official code
 # runs it. "default" is what measured best here (docs/results.md section 6): the paper's
 # bottom layers, except that the top successor starts as the predecessor's last layer (the
-# one that writes what the head reads), and the head trains too.
+# one that writes what the head reads), and the head and embeddings train too, as they do
+# in every baseline.
 RECIPES: dict[str, dict] = {
     "paper": {"successor_init": "bottom", "module_loss": 0.0, "train_parts": []},
-    "default": {"successor_init": "bottom-last-top", "module_loss": 0.0, "train_parts": ["head"]},
+    "default": {
+        "successor_init": "bottom-last-top",
+        "module_loss": 0.0,
+        "train_parts": ["head", "embeddings"],
+    },
 }
 
 
@@ -59,7 +64,7 @@ class TheseusConfig(DepthConfig):
         default="default",
         metadata={
             "help": "default (what measured best here: bottom-last-top successors, head "
-            "trained) or paper (the paper's exact recipe: successors from the bottom layers, "
+            "and embeddings trained) or paper (the paper's exact recipe: successors from the bottom layers, "
             "frozen head, task loss only); sets successor_init, module_loss and train_parts "
             "where they are not given"
         },
@@ -87,7 +92,7 @@ class TheseusConfig(DepthConfig):
         metadata={
             "help": "non-encoder parts that also train: embeddings, head (pooler and "
             "classifier); default: the recipe's (paper: none, as in the official code; "
-            "default: head)"
+            "default: head and embeddings)"
         },
     )
 
