@@ -36,14 +36,19 @@ class ArchitectureError(ValueError):
     """The model's layer list cannot be found or cannot be compressed."""
 
 
+def model_type_of(config) -> str:
+    """The architecture a model's layers are built from: a compact model's base type
+    (bert_theseus.compact), else the config's own model_type."""
+    return getattr(config, "base_model_type", None) or config.model_type
+
+
 def find_layers_path(model: PreTrainedModel, layers_path: str | None = None) -> str:
     """Return the dotted path (from `model`) of its encoder's layer list.
 
     >>> find_layers_path(bert_for_sequence_classification)
     'bert.encoder.layer'
     """
-    # A compact model (bert_theseus.compact) keeps its base architecture's layer list.
-    model_type = getattr(model.config, "base_model_type", None) or model.config.model_type
+    model_type = model_type_of(model.config)  # a compact model keeps its base's layer list
     if layers_path is None:
         if model_type in UNSUPPORTED:
             raise ArchitectureError(

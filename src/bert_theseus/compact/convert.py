@@ -12,6 +12,7 @@ from transformers import (
     PreTrainedModel,
 )
 
+from ..arch import model_type_of
 from .config import CompactConfig, CompactConfigError
 from .layer import LowRankLinear, take_columns, take_rows
 from .layout import Layout, layout_for
@@ -154,8 +155,7 @@ def to_stock_if_possible(model: PreTrainedModel) -> PreTrainedModel:
 
 def _source(model: PreTrainedModel) -> tuple[PretrainedConfig, Layout]:
     config = model.config
-    model_type = config.base_model_type if isinstance(config, CompactConfig) else config.model_type
-    layout = layout_for(model_type)
+    layout = layout_for(model_type_of(config))
     if not isinstance(model, CompactPreTrainedModel) and model.base_model is not model:
         classifier = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING.get(type(config), None)
         if type(model) is not classifier:

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from ...compact import CompactConfig, compact_from, layout_for, to_stock_if_possible
+from ...arch import model_type_of
+from ...compact import compact_from, layout_for, to_stock_if_possible
 from ..registry import MethodConfigError
 
 
@@ -114,10 +115,7 @@ class AdaptiveModel:
 
     def __init__(self, model: PreTrainedModel):
         config = model.config
-        model_type = (
-            config.base_model_type if isinstance(config, CompactConfig) else config.model_type
-        )
-        self.model, self.layout = model, layout_for(model_type)
+        self.model, self.layout = model, layout_for(model_type_of(config))
         self.encoder_path, _, self.list_name = self.layout.layers.rpartition(".")
         self.layers = model.base_model.get_submodule(self.layout.layers)
         self.heads = config.num_attention_heads
@@ -198,9 +196,7 @@ def extract(model: PreTrainedModel, width: float, depth: float) -> PreTrainedMod
     """
     config = model.config
     heads, layers = config.num_attention_heads, config.num_hidden_layers
-    layout = layout_for(
-        config.base_model_type if isinstance(config, CompactConfig) else config.model_type
-    )
+    layout = layout_for(model_type_of(config))
     neurons = model.base_model.get_submodule(layout.layers)[0].get_submodule(layout.ffn_in)
     h, n = kept_heads(width, heads), kept_neurons(width, heads, neurons.out_features)
     small = compact_from(

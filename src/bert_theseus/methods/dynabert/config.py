@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from transformers import PreTrainedModel
 
+from ...arch import model_type_of
 from ...compact import CompactConfig, UnsupportedArchitectureError, layout_for
 from ..registry import MethodConfigError
 
@@ -117,9 +118,8 @@ def check_predecessor(model: PreTrainedModel, config: DynaBERTConfig) -> None:
     from .adaptive import kept_heads, kept_layers  # avoid an import cycle at package import
 
     compact = isinstance(model.config, CompactConfig)
-    model_type = model.config.base_model_type if compact else model.config.model_type
     try:
-        layout_for(model_type)
+        layout_for(model_type_of(model.config))
     except UnsupportedArchitectureError as error:
         raise MethodConfigError(f"DynaBERT cannot slice this model: {error}") from None
     if compact and (

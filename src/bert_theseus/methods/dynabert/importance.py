@@ -18,7 +18,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from ...compact import CompactConfig, compact_from, layout_for, to_stock_if_possible
+from ...arch import model_type_of
+from ...compact import compact_from, layout_for, to_stock_if_possible
 
 
 class _HeadGate:
@@ -45,9 +46,7 @@ def importance(
     >>> heads, neurons = importance(predecessor, dev_loader)
     """
     config = model.config
-    layout = layout_for(
-        config.base_model_type if isinstance(config, CompactConfig) else config.model_type
-    )
+    layout = layout_for(model_type_of(config))
     layers = model.base_model.get_submodule(layout.layers)
     head_size = config.hidden_size // config.num_attention_heads
     device = next(model.parameters()).device

@@ -64,9 +64,9 @@ class TheseusConfig(DepthConfig):
         default="default",
         metadata={
             "help": "default (what measured best here: bottom-last-top successors, head "
-            "and embeddings trained) or paper (the paper's exact recipe: successors from the bottom layers, "
-            "frozen head, task loss only); sets successor_init, module_loss and train_parts "
-            "where they are not given"
+            "and embeddings trained) or paper (the paper's exact recipe: successors from the "
+            "bottom layers, frozen head, task loss only); sets successor_init, module_loss "
+            "and train_parts where they are not given"
         },
     )
     successor_init: str | None = field(
