@@ -254,7 +254,8 @@ def test_compress_writes_the_grid_and_extract_and_export_accept_a_cell(
     mean = sum(metrics["dev"][f"dev@w{w:g}-d{d:g}"]["score"] for w, d in cells) / 4
     assert metrics["dev"]["dev"]["score"] == pytest.approx(mean)  # selection: the mean of cells
     assert (out / "grid.png").is_file() and (out / "grid.csv").read_text().count("\n") == 5
-    assert "| 0.5 | 0.5 |" in (out / "grid.md").read_text()
+    grid_md = (out / "grid.md").read_text()
+    assert "| 0.5 | 0.5 |" in grid_md and "fp32, median of 5, interleaved" in grid_md
     config = json.loads((out / "config.json").read_text())
     assert config["dynabert"] == {"widths": [1.0, 0.5], "depths": [1.0, 0.5]}
     card = (out / "README.md").read_text()

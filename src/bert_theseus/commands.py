@@ -309,10 +309,9 @@ def _run(
                 metrics.update(_speedup(reference, final, training, accelerator))
                 if report is not None:
                     length, bf16 = _speed_setting(final, training, accelerator)
-                    inputs = ReportInput(
-                        final, reference, metrics, folder, length, bf16, metrics["speed_setting"]
+                    metrics.update(
+                        report(ReportInput(final, reference, metrics, folder, length, bf16))
                     )
-                    metrics.update(report(inputs))
         if folder is not None:
             config = {**settings, "training": asdict(training)}
             final.save_pretrained(folder)

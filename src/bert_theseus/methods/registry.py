@@ -121,7 +121,7 @@ class MethodSpec:
 class ReportInput:
     """What a method's `report` gets: the final and original models, the run's metrics so
     far, the folder being written (None outside the main process), and the speed setting
-    the run times in (sequence length, bf16, and its description)."""
+    the run times in (sequence length, bf16)."""
 
     model: PreTrainedModel
     predecessor: PreTrainedModel
@@ -129,7 +129,6 @@ class ReportInput:
     folder: Path | None
     seq_length: int
     bf16: bool
-    speed_setting: str
 
 
 def validate(config) -> None:

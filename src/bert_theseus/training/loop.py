@@ -292,13 +292,14 @@ def _note_constant(state, progress, step: int, dev: dict, constant: dict) -> Non
     counts as constant where a split is, or where every one of its views is."""
     whole = {key: verdict for key, verdict in constant.items() if "@" not in key}
     views = sorted(key for key in constant if "@" in key)
-    every_view = views and len(views) == sum("@" in key for key in dev)
+    total = sum("@" in key for key in dev)  # views scored at this evaluation
+    every_view = views and len(views) == total
     if views:
         state.constant_views.append([step, views])
         names = ", ".join(key.split("@", 1)[1] for key in views[:4])
         more = ", ..." if len(views) > 4 else ""
         progress.warn(
-            f"warning: at step {step}, {len(views)} of {sum('@' in k for k in dev)} "
+            f"warning: at step {step}, {len(views)} of {total} "
             f"sub-networks give one answer for every example ({names}{more}): "
             "constant_views_at_best in metrics.json"
         )

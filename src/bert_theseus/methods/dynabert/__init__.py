@@ -15,7 +15,7 @@ from ...training.stages import Stage
 from ..registry import MethodError, ReportInput, register_method
 from .adaptive import AdaptiveModel, cell_name, extract, kept_heads, kept_layers, teacher_match
 from .config import DynaBERTConfig
-from .grid import grid, write_grid
+from .grid import grid, speed_setting, write_grid
 from .importance import importance, rewire, rewiring_digest
 from .method import DynaBERTMethod
 
@@ -73,7 +73,8 @@ def report(config: DynaBERTConfig, run: ReportInput) -> dict:
     rows = grid(run.model, run.predecessor, config.cells(), metrics["dev"],
                 metrics["predecessor_dev"], run.seq_length, run.bf16)  # fmt: skip
     if run.folder is not None:
-        write_grid(run.folder, rows, f"{run.speed_setting}; median of 5", metrics["task"])
+        setting = speed_setting(run.seq_length, run.bf16)
+        write_grid(run.folder, rows, setting, metrics["task"])
     return {"grid": rows}
 
 

@@ -17,6 +17,7 @@ from ...runs import save_figure, write_atomic
 from ...speed import count_parameters, measure_latency
 from .adaptive import cell_name, extract
 
+REPEATS = 5  # timed rounds per model; a grid times 13 models, so fewer than a compress's 10
 COLUMNS = ("width", "depth", "score", "retention_percent", "parameters", "latency_ms", "speedup")
 
 
@@ -28,7 +29,7 @@ def grid(
     before: dict,
     seq_length: int = 128,
     bf16: bool = False,
-    repeats: int = 5,
+    repeats: int = REPEATS,
 ) -> list[dict]:
     """One row per cell: dev score (x 100), retention, parameters, latency and speed-up.
 
@@ -56,6 +57,12 @@ def grid(
             }
         )
     return rows
+
+
+def speed_setting(seq_length: int, bf16: bool, repeats: int = REPEATS) -> str:
+    """How `grid` times the cells, in words, for grid.md."""
+    precision = "bf16 autocast" if bf16 else "fp32"
+    return f"batch 32 x {seq_length} tokens, {precision}, median of {repeats}, interleaved"
 
 
 def write_grid(folder: Path, rows: list[dict], setting: str, task: str) -> None:
