@@ -11,7 +11,7 @@ import json
 
 import pytest
 import torch
-from tiny import ARCHITECTURES, tiny_batch, tiny_model
+from tiny import ARCHITECTURES, VOCAB, tiny_batch, tiny_model
 from transformers import (
     AutoModel,
     AutoModelForSequenceClassification,
@@ -25,6 +25,7 @@ from bert_theseus.compact import (
     CompactConfigError,
     CompactForSequenceClassification,
     CompactModel,
+    LowRankEmbedding,
     LowRankLinear,
     UnsupportedArchitectureError,
     compact_from,
@@ -252,6 +253,39 @@ def test_factorised_layers_save_and_reload(arch, tmp_path):
     # Rank 4 instead of 32 on one FFN input: 32 * 48 weights become 32 * 4 + 4 * 48.
     smaller = factorize(compact, [{layout.ffn_in: 4}, {}, {}, {}])
     assert compact.num_parameters() - smaller.num_parameters() == 32 * 48 - (32 * 4 + 4 * 48)
+
+
+@pytest.mark.parametrize("arch", SUPPORTED)
+def test_factorised_word_embeddings_save_reload_and_slice(arch, tmp_path):
+    original = model_of(arch)
+    table = original.base_model.get_submodule(layout_for(arch).word_embeddings)
+    dim = table.embedding_dim
+    full = factorize(original, [{}] * 4, embedding_rank=dim)  # full rank: the same function
+    torch.testing.assert_close(logits(full), logits(original), atol=1e-5, rtol=0)
+    low = factorize(original, [{}] * 4, embedding_rank=3)
+    factors = low.base_model.get_submodule(layout_for(arch).word_embeddings)
+    assert isinstance(factors, LowRankEmbedding)
+    assert original.num_parameters() - low.num_parameters() == VOCAB * dim - (VOCAB * 3 + 3 * dim)
+    folder = save(low, tmp_path / "low")
+    assert json.loads((folder / "config.json").read_text())["embedding_rank"] == 3
+    reloaded = AutoModelForSequenceClassification.from_pretrained(folder)
+    torch.testing.assert_close(logits(reloaded), logits(low), atol=1e-5, rtol=0)
+    # Slicing heads keeps the factorised table; such a model has no stock class.
+    sliced = compact_from(low, heads=HEADS)
+    assert sliced.config.embedding_rank == 3 and to_stock_if_possible(sliced) is sliced
+    with pytest.raises(CompactConfigError, match="factorised already"):
+        factorize(low, [{}] * 4, embedding_rank=2)
+
+
+def test_low_rank_embedding_error_is_the_dropped_singular_values():
+    torch.manual_seed(0)
+    table = torch.nn.Embedding(40, 12, padding_idx=0)
+    low = LowRankEmbedding.from_embedding(table, rank=5)
+    approx = low(torch.arange(40)).detach()
+    dropped = torch.linalg.svdvals(table.weight.detach())[5:]
+    error = (table.weight.detach() - approx).pow(2).sum()
+    torch.testing.assert_close(error, dropped.pow(2).sum(), rtol=1e-4, atol=1e-5)
+    assert low.table.padding_idx == 0
 
 
 @pytest.mark.parametrize("arch", SUPPORTED)

@@ -11,7 +11,7 @@ remote code. Methods that shrink layers (DynaBERT, LadaBERT, ...) share it:
 
 from .config import CompactConfig, CompactConfigError
 from .convert import compact_from, factorize, to_stock_if_possible
-from .layer import LowRankLinear
+from .layer import LowRankEmbedding, LowRankLinear
 from .layout import LAYOUTS, Layout, UnsupportedArchitectureError, layout_for
 from .model import (
     CompactForSequenceClassification,
@@ -30,6 +30,7 @@ __all__ = [
     "CompactModel",
     "CompactPreTrainedModel",
     "Layout",
+    "LowRankEmbedding",
     "LowRankLinear",
     "UnsupportedArchitectureError",
     "compact_from",

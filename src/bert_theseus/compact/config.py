@@ -16,6 +16,7 @@ OWN_FIELDS = (
     "layer_intermediate_sizes",
     "layer_ranks",
     "layer_head_indices",
+    "embedding_rank",
 )
 # Set anew whenever a config is built or saved: never forwarded to the base config.
 NOT_FORWARDED = ("model_type", "architectures", "transformers_version", "auto_map")
@@ -68,6 +69,14 @@ class CompactConfig(PretrainedConfig):
         },
     )
 
+    embedding_rank: int | None = field(
+        default=None,
+        metadata={
+            "help": "rank of the word-embedding table's factorisation (vocab x rank, then "
+            "rank -> embedding size); None: the base's full table"
+        },
+    )
+
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         layers = len(self.layer_heads)
@@ -108,6 +117,8 @@ class CompactConfig(PretrainedConfig):
             for name, rank in self.layer_ranks[i].items():
                 if rank < 1:
                     raise CompactConfigError(f"layer {i}: rank {rank} of '{name}' must be >= 1")
+        if self.embedding_rank is not None and self.embedding_rank < 1:
+            raise CompactConfigError(f"embedding_rank {self.embedding_rank} must be >= 1 or None")
 
     @classmethod
     def from_base(cls, base: PretrainedConfig, **sizes) -> CompactConfig:

@@ -14,7 +14,7 @@ from transformers import (
 
 from ..arch import model_type_of
 from .config import CompactConfig, CompactConfigError
-from .layer import LowRankLinear, take_columns, take_rows
+from .layer import LowRankEmbedding, LowRankLinear, take_columns, take_rows
 from .layout import Layout, layout_for
 from .model import CompactForSequenceClassification, CompactModel, CompactPreTrainedModel
 
@@ -79,15 +79,21 @@ def compact_from(
         layer_intermediate_sizes=[len(neurons[i]) for i in kept_layers],
         layer_ranks=[ranks[i] for i in kept_layers],
         layer_head_indices=[[before[i][h] for h in heads[i]] for i in kept_layers],
+        embedding_rank=getattr(config, "embedding_rank", None),
         attn_implementation=model.config._attn_implementation,
     )
     cls = CompactModel if model.base_model is model else CompactForSequenceClassification
     return _rebuild(cls, target, state, model)
 
 
-def factorize(model: PreTrainedModel, ranks: Sequence[dict[str, int]]) -> CompactPreTrainedModel:
+def factorize(
+    model: PreTrainedModel,
+    ranks: Sequence[dict[str, int]],
+    embedding_rank: int | None = None,
+) -> CompactPreTrainedModel:
     """A compact copy of `model` in which, per layer, each linear named in `ranks[i]` (its
-    dotted name inside the layer) is the truncated SVD of its weight at that rank.
+    dotted name inside the layer) is the truncated SVD of its weight at that rank, and, with
+    `embedding_rank`, the word-embedding table is too.
 
     >>> low = factorize(bert, [{"intermediate.dense": 16, "output.dense": 16}] + [{}] * 3)
     """
@@ -120,7 +126,25 @@ def factorize(model: PreTrainedModel, ranks: Sequence[dict[str, int]]) -> Compac
             merged[i][path] = rank
     target = copy.deepcopy(config)
     target.layer_ranks = merged
+    if embedding_rank is not None:
+        _factorize_embeddings(model, layout, state, embedding_rank)
+        target.embedding_rank = embedding_rank
     return _rebuild(type(model), target, state, model)
+
+
+def _factorize_embeddings(model, layout: Layout, state: dict, rank: int) -> None:
+    table = model.base_model.get_submodule(layout.word_embeddings)
+    if type(table) is not nn.Embedding:
+        raise CompactConfigError("the word embeddings are factorised already")
+    if not 1 <= rank <= min(table.num_embeddings, table.embedding_dim):
+        raise CompactConfigError(
+            f"embedding rank {rank} must be between 1 and "
+            f"{min(table.num_embeddings, table.embedding_dim)}"
+        )
+    prefix = _name_of(model, table)
+    del state[f"{prefix}.weight"]
+    low = LowRankEmbedding.from_embedding(table, rank).state_dict()
+    state.update({f"{prefix}.{k}": v for k, v in low.items()})
 
 
 def to_stock_if_possible(model: PreTrainedModel) -> PreTrainedModel:
@@ -144,7 +168,8 @@ def to_stock_if_possible(model: PreTrainedModel) -> PreTrainedModel:
         list(kept) == list(range(base.num_attention_heads))
         for kept in config.layer_head_indices or []
     )
-    if not all_heads or not in_order or len(widths) != 1 or any(config.layer_ranks):
+    factors = any(config.layer_ranks) or config.embedding_rank is not None
+    if not all_heads or not in_order or len(widths) != 1 or factors:
         return model
     setattr(base, layout.ffn_width, widths.pop())
     stock = type(model)._mapping[type(base)](base)

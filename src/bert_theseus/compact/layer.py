@@ -45,6 +45,41 @@ class LowRankLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
 
 
+class LowRankEmbedding(nn.Module):
+    """A word-embedding table as a thinner table times a projection: each token's vector is
+    `up(table[token])`, vocab * rank + rank * dim weights instead of vocab * dim.
+
+    >>> low = LowRankEmbedding.from_embedding(bert.embeddings.word_embeddings, rank=64)
+    >>> low(input_ids).shape  # (batch, length, hidden): what the full table gives
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, rank: int, padding_idx=None):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim, self.rank = num_embeddings, embedding_dim, rank
+        self.padding_idx = padding_idx
+        self.table = nn.Embedding(num_embeddings, rank, padding_idx=padding_idx)
+        self.up = nn.Linear(rank, embedding_dim, bias=False)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.up(self.table(input_ids))
+
+    @classmethod
+    def from_embedding(cls, embedding: nn.Embedding, rank: int) -> LowRankEmbedding:
+        """The best rank-`rank` approximation of `embedding`'s table (truncated SVD)."""
+        weight = embedding.weight.detach()
+        u, s, vh = torch.linalg.svd(weight.float(), full_matrices=False)
+        root = s[:rank].sqrt()
+        low = cls(embedding.num_embeddings, embedding.embedding_dim, rank, embedding.padding_idx)
+        low.to(device=weight.device, dtype=weight.dtype)
+        with torch.no_grad():
+            low.table.weight.copy_(u[:, :rank] * root[None, :])
+            low.up.weight.copy_((root[:, None] * vh[:rank]).T)
+        return low
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, rank={self.rank}"
+
+
 def sized_like(linear: nn.Module, in_features: int, out_features: int) -> nn.Linear:
     """A fresh nn.Linear of the given size, with `linear`'s bias setting, device and dtype."""
     if isinstance(linear, LowRankLinear):

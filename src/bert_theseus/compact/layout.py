@@ -33,6 +33,7 @@ class Layout:
     # A per-head tensor that all layers share (MPNet's relative position bias), passed to
     # `attention`'s forward as (keyword, position); each layer must pick its kept heads from it.
     shared_head_input: tuple[str, int] | None = None
+    word_embeddings: str = "embeddings.word_embeddings"  # relative to the base model
 
     def head_linears(self) -> tuple[str, str, str]:
         return (self.query, self.key, self.value)

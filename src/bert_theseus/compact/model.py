@@ -16,7 +16,7 @@ from transformers import (
 )
 
 from .config import MODEL_TYPE, CompactConfig, CompactConfigError
-from .layer import LowRankLinear, sized_like
+from .layer import LowRankEmbedding, LowRankLinear, sized_like
 from .layout import Layout, layout_for
 
 
@@ -129,6 +129,11 @@ def resize_layers(base_model: nn.Module, config: CompactConfig, layout: Layout) 
                 )
             low = LowRankLinear(old.in_features, old.out_features, rank, old.bias is not None)
             _replace(layer, path, low.to(device=old.weight.device, dtype=old.weight.dtype))
+    if config.embedding_rank is not None:
+        old = base_model.get_submodule(layout.word_embeddings)
+        low = LowRankEmbedding(old.num_embeddings, old.embedding_dim, config.embedding_rank,
+                               old.padding_idx)  # fmt: skip
+        _replace(base_model, layout.word_embeddings, low.to(device=old.weight.device))
 
 
 class PickHeads:

@@ -84,6 +84,10 @@ class Method:
         in place); returns values to log, such as gradient norms."""
         return {}
 
+    def after_step(self, model: PreTrainedModel, step: int) -> None:
+        """Called after optimizer step `step` (0-based) has changed the weights (LadaBERT puts
+        its pruned weights back to zero here)."""
+
     def finalize(self, model: PreTrainedModel) -> PreTrainedModel:
         """The plain Hugging Face model to save."""
         return model
@@ -240,6 +244,7 @@ def train(
                     values.update(method.after_backward(model, step))
                     accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
                 optimizer.step()
+                method.after_step(model, step)
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1

@@ -38,7 +38,8 @@ class Stage:
     `start(model)` receives the previous stage's final model (the predecessor for the first
     stage, which it must not change: copy what it trains) and returns the model to train
     and the `Method` that trains it. `training` overrides TrainingConfig fields for this
-    stage only.
+    stage only. `share` is the stage's part of the run's training budget: its epochs (or
+    max_steps) are the run's times `share` (LadaBERT splits one budget over its iterations).
 
     >>> Stage("width", lambda model: (copy.deepcopy(model), WidthMethod(...)), {"epochs": 1})
     """
@@ -46,6 +47,15 @@ class Stage:
     name: str
     start: Callable[[PreTrainedModel], tuple[PreTrainedModel, Method]]
     training: dict = field(default_factory=dict)
+    share: float = 1.0
+
+    def config(self, training: TrainingConfig) -> TrainingConfig:
+        """The run's training settings as this stage uses them."""
+        config = replace(training, **self.training)
+        if self.share == 1.0:
+            return config
+        steps = config.max_steps and max(1, round(config.max_steps * self.share))
+        return replace(config, epochs=config.epochs * self.share, max_steps=steps)
 
 
 @dataclass
@@ -100,7 +110,7 @@ def run_stages(
     model, results = predecessor, []
     for index, (stage, folder) in enumerate(zip(stages, dirs, strict=True)):
         last = index == len(stages) - 1
-        config = replace(training, **stage.training)
+        config = stage.config(training)
         settings = {**(match or {}), **({"stage": stage.name} if len(stages) > 1 else {})}
         expected = {**settings, "training": stage_settings(config)}
         if resume is not None and not last and (folder / RESULT_FILE).is_file():

@@ -1,0 +1,89 @@
+"""LadaBERT (Mao et al., COLING 2020): SVD factorisation, magnitude pruning and layer-wise
+distillation, in small steps, at the predecessor's own depth and width.
+
+Stage "factorise" replaces every encoder weight matrix by its truncated SVD at the rank that
+keeps P_svd (and the word-embedding table at P_embd), then recovers; each stage
+"prune-i" prunes the factors by magnitude to the next kept fraction of the geometric
+schedule 1 -> P_weight, then recovers; stage "recover" trains at the final size for the
+rest of the budget. Every recovery is TinyBERT's layer-wise distillation from the frozen
+predecessor. The result is a compact model (low-rank layers, pruned entries stored as zeros).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ...compact import factorize
+from ...runs import write_atomic
+from ...training.stages import Stage
+from ..registry import ReportInput, register_method
+from .budget import budget_table, embedding_rank, encoder_ranks, format_budget, svd_rank
+from .config import PRESETS, LadaBERTConfig
+from .method import LadaBERTMethod
+from .pruning import Masks, magnitude_mask, prunable
+
+
+def build(context, config: LadaBERTConfig) -> list[Stage]:
+    p_embd, p_svd, _ = config.kept()
+    keeps = config.keep_schedule()
+    teacher, regression = context.predecessor, context.regression
+    share = config.compress_share / (1 + len(keeps))  # the SVD and each pruning step alike
+
+    def factorise(predecessor):
+        ranks, rank = encoder_ranks(predecessor, p_svd), embedding_rank(predecessor, p_embd)
+        if any(ranks) or rank is not None:
+            student = factorize(predecessor, ranks, embedding_rank=rank)  # a new model
+        else:
+            student = copy.deepcopy(predecessor)
+        student.to(context.device)
+        return student, LadaBERTMethod(student, teacher, config, None, regression, "factorise")
+
+    def prune(keep: float | None, name: str):
+        def start(model):
+            masks = Masks(model, keep) if keep is not None else None
+            return model, LadaBERTMethod(model, teacher, config, masks, regression, name)
+
+        return start
+
+    stages = [Stage("factorise", factorise, share=share)]
+    for i, keep in enumerate(keeps):
+        stages.append(Stage(f"prune-{i + 1}", prune(keep, f"prune-{i + 1}"), share=share))
+    final = keeps[-1] if keeps else None  # the last pruning's zeros stay zero
+    stages.append(Stage("recover", prune(final, "recover"), share=1 - config.compress_share))
+    return stages
+
+
+def report(config: LadaBERTConfig, run: ReportInput) -> dict:
+    """The budget table (Eq. 7 per group: target against stored and non-zero parameters) and
+    the bytes the weights take."""
+    rows = budget_table(run.predecessor, run.model, config.kept())
+    stored = sum(t.numel() * t.element_size() for t in run.model.state_dict().values())
+    if run.folder is not None:
+        text = f"# LadaBERT budget ({config.preset}; kept P_embd, P_svd, P_weight = "
+        text += ", ".join(f"{p:.4g}" for p in config.kept()) + ")\n\n"
+        write_atomic(run.folder / "budget.md", text + format_budget(rows) + "\n")
+    return {"budget": rows, "weight_bytes": stored}
+
+
+register_method(
+    "ladabert",
+    LadaBERTConfig,
+    build,
+    summary="the predecessor's own shape with low-rank (SVD), magnitude-pruned matrices, "
+    "recovered by layer-wise distillation after each step",
+    paper="Mao et al., COLING 2020 (LadaBERT); TinyBERT's losses (Jiao et al., 2020)",
+    report=report,
+)
+
+__all__ = [
+    "PRESETS",
+    "LadaBERTConfig",
+    "LadaBERTMethod",
+    "Masks",
+    "budget_table",
+    "embedding_rank",
+    "encoder_ranks",
+    "magnitude_mask",
+    "prunable",
+    "svd_rank",
+]

@@ -1,0 +1,146 @@
+"""Configuration of LadaBERT: the parameter budget, the compression schedule, the KD weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...arch import model_type_of
+from ...compact import UnsupportedArchitectureError, layout_for
+from ..registry import MethodConfigError
+
+# Table 2 of the paper, as compression factors (x) of the embeddings, the SVD and the pruning;
+# the kept fractions P are their inverses. The overall factors are x2.5, x5, x7.5 and x10.
+PRESETS: dict[str, tuple[float, float, float]] = {
+    "ladabert-1": (1.43, 2.0, 1.56),
+    "ladabert-2": (2.05, 2.0, 3.41),
+    "ladabert-3": (5.0, 2.0, 4.33),
+    "ladabert-4": (5.0, 2.5, 5.45),
+}
+
+
+@dataclass
+class LadaBERTConfig:
+    """What LadaBERT keeps, in how many steps, and how it recovers after each.
+
+    The kept fractions are the paper's P_embd, P_svd and P_weight (Mao et al., COLING 2020,
+    Eq. 1-7); a preset sets all three from Table 2, and any given alone overrides it:
+
+    >>> LadaBERTConfig(preset="ladabert-2").kept()  # (P_embd, P_svd, P_weight)
+    (0.4878..., 0.5, 0.2932...)
+    >>> LadaBERTConfig(p_embd=1.0, p_svd=0.5, p_weight=1.0)  # SVD of the encoder only
+    """
+
+    preset: str = field(
+        default="ladabert-1",
+        metadata={
+            "help": f"Table 2's budgets: {', '.join(PRESETS)} (x2.5, x5, x7.5, x10 fewer "
+            "parameters on BERT-base); --p-embd/--p-svd/--p-weight override its parts"
+        },
+    )
+    p_embd: float | None = field(
+        default=None,
+        metadata={
+            "help": "P_embd: kept fraction of the word-embedding table, by truncated SVD "
+            "(1: untouched)"
+        },
+    )
+    p_svd: float | None = field(
+        default=None,
+        metadata={
+            "help": "P_svd: kept fraction of every encoder weight matrix after its truncated "
+            "SVD, rank r = m n P_svd / (m + n) (1: not factorised)"
+        },
+    )
+    p_weight: float | None = field(
+        default=None,
+        metadata={
+            "help": "P_weight: kept fraction of each factor after magnitude pruning (1: none)"
+        },
+    )
+    prune_iterations: int = field(
+        default=3,
+        metadata={
+            "help": "pruning steps after the SVD, each followed by recovery: the kept fraction "
+            "goes 1 -> P_weight^(1/n) -> ... -> P_weight (the paper does not give n)"
+        },
+    )
+    compress_share: float = field(
+        default=0.5,
+        metadata={
+            "help": "share of the training budget spent on the SVD and pruning iterations "
+            "(split evenly); the rest recovers at the final size"
+        },
+    )
+    embedding_weight: float = field(
+        default=1.0, metadata={"help": "weight of the embedding-output MSE to the teacher"}
+    )
+    attention_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "weight of the attention-score MSE to the teacher, summed over layers "
+            "(pre-softmax scores, padded keys zeroed, as TinyBERT)"
+        },
+    )
+    hidden_weight: float = field(
+        default=1.0,
+        metadata={"help": "weight of the hidden-state MSE to the teacher, summed over layers"},
+    )
+    logit_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "weight of the soft cross-entropy to the teacher's logits at T = 1 (as KL, "
+            "zero when they agree; regression: MSE)"
+        },
+    )
+    label_weight: float = field(
+        default=0.0,
+        metadata={"help": "weight of the task loss on the labels (the paper has none: 0)"},
+    )
+
+    def kept(self) -> tuple[float, float, float]:
+        """(P_embd, P_svd, P_weight): the preset's, overridden by any given alone."""
+        factors = PRESETS[self.preset]
+        preset = tuple(1.0 / factor for factor in factors)
+        given = (self.p_embd, self.p_svd, self.p_weight)
+        return tuple(p if p is not None else q for p, q in zip(given, preset, strict=True))
+
+    def validate(self) -> None:
+        if self.preset not in PRESETS:
+            raise MethodConfigError(
+                f"preset '{self.preset}' is not one of {', '.join(PRESETS)}: pick one, or set "
+                "--p-embd, --p-svd and --p-weight"
+            )
+        for name, value in zip(("p_embd", "p_svd", "p_weight"), self.kept(), strict=True):
+            if not 0.0 < value <= 1.0:
+                flag = name.replace("_", "-")
+                raise MethodConfigError(
+                    f"{name} {value} must be a kept fraction in (0, 1], e.g. --{flag} 0.5"
+                )
+        if self.prune_iterations < 1:
+            raise MethodConfigError(f"prune_iterations {self.prune_iterations} must be >= 1")
+        if not 0.0 < self.compress_share < 1.0:
+            raise MethodConfigError(
+                f"compress_share {self.compress_share} must be in (0, 1): some budget must be "
+                "left for each iteration and for the final recovery"
+            )
+        weights = ("embedding_weight", "attention_weight", "hidden_weight", "logit_weight",
+                   "label_weight")  # fmt: skip
+        for name in weights:
+            if getattr(self, name) < 0:
+                raise MethodConfigError(f"{name} {getattr(self, name)} must be >= 0")
+        if not any(getattr(self, name) for name in weights):
+            raise MethodConfigError("every loss weight is 0: the student would learn nothing")
+
+    def keep_schedule(self) -> list[float]:
+        """The kept fraction of the factors after each pruning step; empty without pruning."""
+        p_weight = self.kept()[2]
+        if p_weight == 1.0:
+            return []
+        n = self.prune_iterations
+        return [p_weight ** ((i + 1) / n) for i in range(n)]
+
+    def check(self, context) -> None:
+        try:
+            layout_for(model_type_of(context.predecessor.config))
+        except UnsupportedArchitectureError as error:
+            raise MethodConfigError(f"LadaBERT cannot factorise this model: {error}") from None

@@ -1,0 +1,92 @@
+"""TinyBERT's layer-wise distillation losses, between two models of the same shape.
+
+Attention scores are rebuilt from each layer's query and key projections (forward hooks),
+q kᵀ / sqrt(head size) per head, so they need no attention maps from the model: they work
+with sdpa attention, and with any architecture in the compact-model table. They leave out
+what an architecture adds to the scores afterwards (MPNet's relative position bias; it is
+learnt by both alike, and the hidden-state terms cover its effect).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+
+from ...arch import model_type_of
+from ...compact import layout_for
+from ...losses import soft_target_loss
+
+
+class AttentionScores:
+    """Records every layer's query and key projections during a forward pass.
+
+    >>> scores = AttentionScores(model)
+    >>> model(**inputs)
+    >>> scores.per_layer(inputs["attention_mask"])  # [batch, heads, length, length] per layer
+    """
+
+    def __init__(self, model: PreTrainedModel):
+        layout = layout_for(model_type_of(model.config))
+        self.layers = list(model.base_model.get_submodule(layout.layers))
+        self.heads = [
+            getattr(layer.get_submodule(layout.attention), layout.head_count[0])
+            for layer in self.layers
+        ]
+        self.recorded: dict[tuple[int, str], torch.Tensor] = {}
+        self.handles = []
+        for i, layer in enumerate(self.layers):
+            for kind, path in (("q", layout.query), ("k", layout.key)):
+                hook = self._recorder(i, kind)
+                self.handles.append(layer.get_submodule(path).register_forward_hook(hook))
+
+    def _recorder(self, index: int, kind: str):
+        def hook(module: nn.Module, args, output: torch.Tensor) -> None:
+            self.recorded[index, kind] = output
+
+        return hook
+
+    def per_layer(self, attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
+        """Each layer's pre-softmax scores from the last forward pass, padded keys set to 0
+        (TinyBERT zeroes the masked positions, whose scores are -inf-like)."""
+        scores = []
+        for i, heads in enumerate(self.heads):
+            q, k = self.recorded[i, "q"].float(), self.recorded[i, "k"].float()
+            batch, length, width = q.shape
+            size = width // heads
+            q = q.view(batch, length, heads, size).transpose(1, 2)
+            k = k.view(batch, length, heads, size).transpose(1, 2)
+            score = q @ k.transpose(-1, -2) / math.sqrt(size)
+            if attention_mask is not None:
+                score = score.masked_fill(attention_mask[:, None, None, :] == 0, 0.0)
+            scores.append(score)
+        self.recorded.clear()
+        return scores
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def layerwise_losses(
+    student, teacher, student_scores, teacher_scores, regression: bool
+) -> dict[str, torch.Tensor]:
+    """The four TinyBERT terms between outputs of two same-shaped models (hidden states
+    included): embedding output, attention scores and hidden states (MSE, summed over layers),
+    and the logits (KL at T = 1, the soft cross-entropy less the teacher's entropy; MSE for
+    regression). Each is 0 where the student equals the teacher."""
+    s_states, t_states = student.hidden_states, teacher.hidden_states
+    return {
+        "embedding": F.mse_loss(s_states[0].float(), t_states[0].float()),
+        "attention": sum(
+            F.mse_loss(s, t) for s, t in zip(student_scores, teacher_scores, strict=True)
+        ),  # fmt: skip
+        "hidden": sum(
+            F.mse_loss(s.float(), t.float())
+            for s, t in zip(s_states[1:], t_states[1:], strict=True)
+        ),
+        "logits": soft_target_loss(student.logits, teacher.logits, 1.0, regression),
+    }

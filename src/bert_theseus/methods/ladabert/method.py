@@ -1,0 +1,103 @@
+"""One LadaBERT iteration as a method of the shared loop: recover by layer-wise distillation,
+keeping the pruned weights at zero."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from ...compact import to_stock_if_possible
+from ...training.loop import Method
+from .config import LadaBERTConfig
+from .distill import AttentionScores, layerwise_losses
+from .pruning import Masks
+
+TERMS = ("embedding", "attention", "hidden", "logits")
+
+
+class LadaBERTMethod(Method):
+    """The student (same depth and width as the teacher; low-rank, sparse matrices) learns the
+    frozen teacher's embedding output, attention scores, hidden states and logits, weighted
+    by `config`; with `masks`, pruned entries are put back to zero after every optimizer step.
+
+    >>> method = LadaBERTMethod(student, predecessor, LadaBERTConfig(), Masks(student, 0.6),
+    ...                         regression=False, stage="prune-1")
+    """
+
+    name = "ladabert"
+
+    def __init__(
+        self,
+        student: PreTrainedModel,
+        teacher: PreTrainedModel,
+        config: LadaBERTConfig,
+        masks: Masks | None,
+        regression: bool,
+        stage: str,
+    ):
+        self.teacher, self.config, self.masks = teacher.eval(), config, masks
+        for parameter in teacher.parameters():
+            parameter.requires_grad_(False)
+        self.regression, self.stage = regression, stage
+        self.student_scores = AttentionScores(student)
+        self.teacher_scores = AttentionScores(teacher)
+        self.last: dict[str, torch.Tensor] = {}
+
+    def prepare(self, model: PreTrainedModel, total_steps: int) -> None:
+        super().prepare(model, total_steps)
+        if self.masks is not None:
+            self.masks.apply()
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        config = self.config
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        device = inputs["input_ids"].device
+        if next(self.teacher.parameters()).device != device:
+            self.teacher.to(device)  # once: the loop decides the device after construction
+        mask = inputs.get("attention_mask")
+        with torch.no_grad():
+            teacher = self.teacher(**inputs, output_hidden_states=True)
+            teacher_scores = self.teacher_scores.per_layer(mask)
+        labels = config.label_weight > 0
+        student = model(**(batch if labels else inputs), output_hidden_states=True)
+        terms = layerwise_losses(student, teacher, self.student_scores.per_layer(mask),
+                                 teacher_scores, self.regression)  # fmt: skip
+        weights = (config.embedding_weight, config.attention_weight, config.hidden_weight,
+                   config.logit_weight)  # fmt: skip
+        loss = sum(w * terms[name] for name, w in zip(TERMS, weights, strict=True))
+        if labels:
+            terms["labels"] = student.loss.float()
+            loss = loss + config.label_weight * terms["labels"]
+        self.last = {name: value.detach() for name, value in terms.items()}
+        return loss
+
+    def after_backward(self, model: PreTrainedModel, step: int) -> dict[str, float]:
+        values = torch.stack(list(self.last.values())).float().tolist()  # one host sync
+        return dict(zip(self.last, values, strict=True))
+
+    def after_step(self, model: PreTrainedModel, step: int) -> None:
+        if self.masks is not None:
+            self.masks.apply()
+
+    def finalize(self, model: PreTrainedModel) -> PreTrainedModel:
+        self.student_scores.remove()
+        self.teacher_scores.remove()
+        return to_stock_if_possible(model)  # pruning alone keeps the predecessor's class
+
+    def settings(self) -> dict:
+        p_embd, p_svd, p_weight = self.config.kept()
+        return {
+            "stage": self.stage,
+            "p_embd": p_embd,
+            "p_svd": p_svd,
+            "p_weight": p_weight,
+            "keep": self.masks.keep if self.masks is not None else 1.0,
+            "weights": [
+                self.config.embedding_weight,
+                self.config.attention_weight,
+                self.config.hidden_weight,
+                self.config.logit_weight,
+                self.config.label_weight,
+            ],  # fmt: skip
+        }

@@ -1,0 +1,270 @@
+"""LadaBERT: SVD ranks, magnitude masks, the budget (Eq. 7), TinyBERT's losses, its stages.
+
+Tiny models of every architecture the compact family supports (hidden 32, 4 heads of size 8,
+FFN 48, 4 layers, dropout 0, all weights random; see test_compact.model_of).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_compact import SUPPORTED, logits, model_of
+from tiny import VOCAB, tiny_batch
+from transformers import AutoModelForSequenceClassification
+
+from bert_theseus.cli import main
+from bert_theseus.compact import LowRankLinear, factorize, layout_for
+from bert_theseus.methods.ladabert import (
+    PRESETS,
+    LadaBERTConfig,
+    LadaBERTMethod,
+    Masks,
+    budget_table,
+    embedding_rank,
+    encoder_ranks,
+    magnitude_mask,
+    prunable,
+    svd_rank,
+)
+from bert_theseus.methods.ladabert.distill import AttentionScores
+from bert_theseus.methods.registry import MethodConfigError
+
+
+def test_the_rank_formula_round_trips_p_svd():
+    # The spec's BERT-base ranks: P_svd 0.5 -> 192 and 307; 0.4 -> 154 and 246.
+    assert [svd_rank(768, 768, 0.5), svd_rank(768, 3072, 0.5)] == [192, 307]
+    assert [svd_rank(3072, 768, 0.4), svd_rank(768, 768, 0.4)] == [246, 154]
+    assert svd_rank(768, 768, 1.0) is None  # factors of the same size would save nothing
+    for m, n in ((32, 48), (768, 3072), (30522, 768), (7, 5)):
+        for p in (0.05, 0.3, 0.5, 0.9):
+            r = svd_rank(m, n, p)
+            # r is rounded, so the kept fraction is within half a rank of P_svd.
+            assert abs((m + n) * r / (m * n) - p) <= (m + n) / (2 * m * n) or r == 1
+
+
+def test_a_truncated_svd_loses_exactly_the_dropped_singular_values():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(24, 40)
+    weight = linear.weight.detach()
+    sigma = torch.linalg.svdvals(weight)
+    for rank in (24, 10, 3):
+        low = LowRankLinear.from_linear(linear, rank)
+        product = (low.up.weight @ low.down.weight).detach()  # A Bᵀ, shape out x in
+        error = (weight - product).pow(2).sum()
+        torch.testing.assert_close(error, sigma[rank:].pow(2).sum(), atol=1e-5, rtol=1e-4)
+    # The singular values are split evenly: A = U sqrt(S), B = V sqrt(S).
+    low = LowRankLinear.from_linear(linear, 5)
+    torch.testing.assert_close(low.up.weight.norm(dim=0), low.down.weight.norm(dim=1))
+
+
+def test_a_mask_keeps_exactly_the_target_fraction_of_the_largest_entries():
+    torch.manual_seed(0)
+    weight = torch.randn(17, 23)
+    for keep in (1.0, 0.64, 0.3, 0.05):
+        mask = magnitude_mask(weight, keep)
+        kept = round(keep * weight.numel())
+        assert int(mask.sum()) == kept
+        smallest_kept = weight.abs()[mask].min()
+        assert kept == weight.numel() or weight.abs()[~mask].max() <= smallest_kept
+    # Pruning again at a lower fraction keeps a subset: pruned entries are the smallest.
+    pruned = weight * magnitude_mask(weight, 0.5)
+    assert not (magnitude_mask(pruned, 0.3) & (pruned == 0)).any()
+
+
+def test_presets_are_table_2_and_settings_are_checked():
+    assert LadaBERTConfig(preset="ladabert-4").kept() == pytest.approx((0.2, 0.4, 1 / 5.45))
+    assert LadaBERTConfig(preset="ladabert-2", p_svd=1.0).kept()[1] == 1.0
+    assert len(PRESETS) == 4
+    schedule = LadaBERTConfig(preset="ladabert-2", prune_iterations=3).keep_schedule()
+    ratios = [schedule[0], schedule[1] / schedule[0], schedule[2] / schedule[1]]
+    assert ratios == pytest.approx([ratios[0]] * 3) and schedule[-1] == pytest.approx(1 / 3.41)
+    assert LadaBERTConfig(p_weight=1.0).keep_schedule() == []
+    bad = [{"preset": "ladabert-9"}, {"p_svd": 0.0}, {"p_weight": 1.5}, {"compress_share": 1.0},
+           {"prune_iterations": 0}, {"hidden_weight": -1.0}]  # fmt: skip
+    for values in bad:
+        with pytest.raises(MethodConfigError):
+            LadaBERTConfig(**values).validate()
+
+
+def ladabert_student(arch: str, config: LadaBERTConfig, keep: float | None = None):
+    """The predecessor and its LadaBERT student: factorised at config's ranks, pruned to `keep`."""
+    original = model_of(arch)
+    p_embd, p_svd, _ = config.kept()
+    ranks, rank = encoder_ranks(original, p_svd), embedding_rank(original, p_embd)
+    student = factorize(original, ranks, rank) if any(ranks) or rank else copy.deepcopy(original)
+    masks = Masks(student, keep) if keep is not None else None
+    if masks is not None:
+        masks.apply()
+    return original, student, masks
+
+
+def method_for(student, original, config, masks=None, regression=False):
+    return LadaBERTMethod(student, original, config, masks, regression, "test")
+
+
+@pytest.mark.parametrize("arch", SUPPORTED)
+def test_with_every_ratio_at_one_the_student_is_the_predecessor_and_every_loss_is_zero(arch):
+    config = LadaBERTConfig(p_embd=1.0, p_svd=1.0, p_weight=1.0)
+    original, student, _ = ladabert_student(arch, config)
+    assert not any(encoder_ranks(original, 1.0)) and embedding_rank(original, 1.0) is None
+    method = method_for(student, original, config)
+    batch = {**tiny_batch(), "labels": torch.tensor([0, 1, 1])}
+    method.loss(student, batch)
+    assert all(abs(v.item()) < 1e-6 for v in method.last.values()), method.last
+    assert set(method.last) == {"embedding", "attention", "hidden", "logits"}
+    torch.testing.assert_close(logits(student), logits(original), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("arch", SUPPORTED)
+def test_a_compressed_student_matches_the_teacher_in_shape_and_its_losses_are_positive(arch):
+    config = LadaBERTConfig(preset="ladabert-3")
+    original, student, masks = ladabert_student(arch, config, keep=0.5)
+    method = method_for(student, original, config, masks)
+    batch = tiny_batch()
+    with torch.no_grad():
+        s = student(**batch, output_hidden_states=True)
+        s_scores = method.student_scores.per_layer(batch["attention_mask"])
+        t = original(**batch, output_hidden_states=True)
+        t_scores = method.teacher_scores.per_layer(batch["attention_mask"])
+    assert [x.shape for x in s.hidden_states] == [x.shape for x in t.hidden_states]
+    assert [x.shape for x in s_scores] == [x.shape for x in t_scores] == [(3, 4, 9, 9)] * 4
+    assert all((x[0, :, :, -3:] == 0).all() for x in s_scores)  # padded keys zeroed
+    method.loss(student, batch | {"labels": torch.tensor([0, 1, 1])})
+    assert all(v.item() > 0 for v in method.last.values()), method.last
+    assert masks.kept() == pytest.approx(0.5, abs=0.01)
+    layer = student.base_model.get_submodule(layout_for(arch).layers)[0]
+    assert isinstance(layer.get_submodule(layout_for(arch).ffn_in), LowRankLinear)
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta", "electra", "distilbert"])
+def test_recorded_scores_are_the_models_own_pre_softmax_scores(arch):
+    model = model_of(arch)
+    model.config._attn_implementation = "eager"  # the only one that returns attention maps
+    scores = AttentionScores(model)
+    batch = tiny_batch()
+    with torch.no_grad():
+        maps = model(**batch, output_attentions=True).attentions
+    padded = batch["attention_mask"][:, None, None, :] == 0
+    for score, attention in zip(scores.per_layer(batch["attention_mask"]), maps, strict=True):
+        probabilities = score.masked_fill(padded, float("-inf")).softmax(-1)
+        torch.testing.assert_close(probabilities, attention, atol=1e-5, rtol=0)
+
+
+def test_pruned_entries_stay_zero_through_optimizer_steps():
+    config = LadaBERTConfig(preset="ladabert-2")
+    original, student, masks = ladabert_student("bert", config, keep=0.4)
+    zeros = {name: (w == 0).clone() for name, w in prunable(student).items()}
+    method = method_for(student, original, config, masks)
+    method.prepare(student, 3)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=0.1, weight_decay=0.01)
+    student.train()
+    for step in range(3):
+        batch = {**tiny_batch(seed=step), "labels": torch.tensor([0, 1, 1])}
+        method.loss(student, batch).backward()
+        optimizer.step()
+        method.after_step(student, step)
+        optimizer.zero_grad()
+    for name, weight in prunable(student).items():
+        assert (weight[zeros[name]] == 0).all(), name
+        assert int((weight != 0).sum()) == round(0.4 * weight.numel()), name
+
+
+def test_the_budget_table_follows_eq_7():
+    config = LadaBERTConfig(preset="ladabert-2")
+    p_embd, p_svd, p_weight = config.kept()
+    original, student, masks = ladabert_student("bert", config, keep=p_weight)
+    rows = {row["group"]: row for row in budget_table(original, student, config.kept())}
+    embeddings = original.bert.embeddings
+    encoder = original.bert.encoder
+    theta_embd = sum(p.numel() for p in embeddings.parameters())
+    theta_encd = sum(p.numel() for p in encoder.parameters())
+    theta_cls = original.num_parameters() - theta_embd - theta_encd
+    assert rows["embeddings"]["target"] == round(p_embd * theta_embd)
+    assert rows["encoder"]["target"] == round(p_svd * p_weight * theta_encd)
+    assert rows["head"]["target"] == theta_cls == rows["head"]["nonzero"]
+    assert rows["total"]["parameters"] == original.num_parameters()
+    assert rows["total"]["stored"] == student.num_parameters()
+    # Achieved: the word table at rank r (vocab r + r 32), other embeddings whole; each factor
+    # pruned to p_weight, biases and LayerNorms whole.
+    r = svd_rank(VOCAB, 32, p_embd)
+    assert rows["embeddings"]["nonzero"] == theta_embd - VOCAB * 32 + VOCAB * r + r * 32
+    factors = sum(round(p_weight * w.numel()) for w in prunable(student).values())
+    whole = sum(p.numel() for n, p in student.bert.encoder.named_parameters() if "weight" not in n
+                or "LayerNorm" in n)  # fmt: skip
+    assert rows["encoder"]["nonzero"] == factors + whole
+
+
+FAST = ["--batch-size", "8", "--learning-rate", "1e-3", "--mixed-precision", "no", "--seed", "7"]
+
+
+def compress(predecessor, data, output, *extra) -> list[str]:
+    return [
+        "compress", "--model", str(predecessor), "--task", "sst2", "--data-dir", str(data),
+        "--output", str(output), "--method", "ladabert", *FAST, *extra,
+    ]  # fmt: skip
+
+
+def test_compress_runs_every_iteration_and_the_result_reloads_and_exports(
+    dropout_bert_dir, sst2_dir, tmp_path
+):
+    out = tmp_path / "lada"
+    args = ["--preset", "ladabert-2", "--prune-iterations", "2", "--max-steps", "16",
+            "--eval-steps", "4"]  # fmt: skip
+    assert main(compress(dropout_bert_dir, sst2_dir, out, *args)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    stages = [s["stage"] for s in metrics["stages"]]
+    assert stages == ["factorise", "prune-1", "prune-2", "recover"]
+    # compress_share 0.5: 8 of the 16 steps over 3 compressing stages, 8 for the recovery.
+    assert [s["steps"] for s in metrics["stages"]] == [3, 3, 3, 8]
+    rows = {row["group"]: row for row in metrics["budget"]}
+    budget = (out / "budget.md").read_text()
+    assert all(f"\n| {group} | " in budget for group in rows) and len(rows) == 4
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    p_weight = LadaBERTConfig(preset="ladabert-2").kept()[2]
+    for name, weight in prunable(model).items():
+        assert int((weight != 0).sum()) == round(p_weight * weight.numel()), name
+    assert rows["total"]["nonzero"] == sum(int((p != 0).sum()) for p in model.parameters())
+    assert model.config.embedding_rank == svd_rank(VOCAB, 32, 1 / 2.05)
+    onnx = tmp_path / "onnx"
+    assert main(["export", str(out), "--onnx", "--output", str(onnx)]) == 0
+    assert json.loads((onnx / "export.json").read_text())["fp32"]["max_abs_logit_diff"] < 1e-4
+
+
+def _steps(folder) -> list[int]:
+    return [int(p.name.split("-")[1]) for p in folder.glob("checkpoints/step-???????")]
+
+
+def test_a_run_killed_mid_iteration_resumes_bit_identically(dropout_bert_dir, sst2_dir, tmp_path):
+    args = ["--preset", "ladabert-2", "--prune-iterations", "1", "--max-steps", "80",
+            "--eval-steps", "10", "--save-steps", "2"]  # fmt: skip
+    straight = tmp_path / "straight"
+    assert main(compress(dropout_bert_dir, sst2_dir, straight, *args)) == 0
+    out = tmp_path / "killed"
+    pruning = tmp_path / ".killed.partial" / "stages" / "2-prune-1"
+    after = random.randint(2, 18)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "bert_theseus.cli",
+               *compress(dropout_bert_dir, sst2_dir, out, *args)]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 180
+    while time.time() < deadline and process.poll() is None:
+        if max(_steps(pruning), default=0) >= after:
+            break
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == -9, err.decode()[-800:]
+    assert not out.exists() and (pruning.parent / "1-factorise" / "result.json").is_file()
+    assert main([*compress(dropout_bert_dir, sst2_dir, out, *args), "--resume", "auto"]) == 0
+    a, b = load_file(straight / "model.safetensors"), load_file(out / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
