@@ -395,7 +395,8 @@ def report(command: str, metrics) -> str:
             f"  predecessor: {metrics['predecessor_layers']} layers, "
             f"{metrics['predecessor_parameters'] / 1e6:.1f}M parameters, dev score {before:.4f}",
             f"  successor:   {metrics['layers']} layers, {metrics['parameters'] / 1e6:.1f}M "
-            f"parameters, dev score {score:.4f} ({metrics['retention_percent']}% retained)",
+            f"parameters{_nonzero(metrics)}, dev score {score:.4f} "
+            f"({metrics['retention_percent']}% retained)",
             f"  speed-up: {metrics['speedup']:.2f}x ({metrics['speed_setting']})",
         ]
     if "test" in metrics:
@@ -407,6 +408,13 @@ def report(command: str, metrics) -> str:
             f"({r['retention_percent']}%), {r['parameters'] / 1e6:.1f}M parameters, "
             f"{r['speedup']:.2f}x"
             for r in metrics["grid"]
+        ]
+    if "budget" in metrics:  # LadaBERT: kept parameters per group against Eq. 7's target
+        lines.append("  budget (non-zero of the predecessor's, target in brackets):")
+        lines += [
+            f"    {r['group']}: {r['nonzero'] / 1e6:.2f}M of {r['parameters'] / 1e6:.2f}M, "
+            f"{r['kept']:.1%} ({r['target_kept']:.1%})"
+            for r in metrics["budget"]
         ]
     if metrics.get("constant_at_best"):
         lines.append(
@@ -444,6 +452,11 @@ def _report_deploy(command: str, result) -> str:
         "  files: " + ", ".join(f"{k} {v / 2**20:.1f} MB" for k, v in result["files"].items())
     )
     return "\n".join(lines)
+
+
+def _nonzero(metrics: dict) -> str:
+    nonzero = metrics.get("nonzero_parameters", metrics["parameters"])
+    return f" ({nonzero / 1e6:.1f}M non-zero)" if nonzero < 0.999 * metrics["parameters"] else ""
 
 
 def main(argv: list[str] | None = None) -> int:

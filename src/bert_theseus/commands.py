@@ -26,7 +26,7 @@ from .models import ModelError, first_line, load_model
 from .pooling import ATTRIBUTE as POOLING
 from .pooling import pooling_note, pretraining_pooling, say
 from .runs import OutputDir, RunError, plot_training, write_json
-from .speed import count_parameters, measure_latency
+from .speed import count_nonzero, count_parameters, measure_latency
 from .training import Method, TrainingConfig, evaluate, make_accelerator, train
 from .training.stages import Stage, merged_history, run_stages
 
@@ -287,6 +287,7 @@ def _run(
             "steps": sum(stage.result.steps for stage in stage_results),
             "train_seconds": round(sum(s.result.train_seconds for s in stage_results), 1),
             "parameters": count_parameters(final),
+            "nonzero_parameters": count_nonzero(final),
             "layers": final.config.num_hidden_layers,
             "data": task_data.sources,
             # Evaluations where the model answered one class (or value) for all of dev.

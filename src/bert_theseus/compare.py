@@ -39,7 +39,7 @@ from .commands import (
 from .methods import MethodContext, get_method, methods
 from .pooling import pooling_note, pretraining_pooling, say
 from .runs import OutputDir, RunError, save_figure, write_atomic, write_json
-from .speed import count_parameters, measure_latency
+from .speed import count_nonzero, count_parameters, measure_latency
 from .training import TrainingConfig, make_accelerator
 from .training.stages import saved_progress
 
@@ -242,7 +242,7 @@ def _expand_variants(runs: list[dict], specs: dict, reported: str, test_score) -
         for view, model in spec.variants(saved).items():
             row = {**run, "method": f"{run['method']} {view}", "folder": f"{run['folder']}@{view}"}
             row.update(variant=model, layers=model.config.num_hidden_layers)
-            row.update(parameters=count_parameters(model))
+            row.update(parameters=count_parameters(model), nonzero_parameters=count_nonzero(model))
             constant = run.get("constant_views_at_best", [])
             row["constant_at_best"] = any(key.endswith(f"@{view}") for key in constant)
             if reported == "test":
@@ -289,6 +289,8 @@ def _summarise(runs, before, reported, timings, predecessor) -> dict:
                 "score": round(score, 2),
                 "best_step": run["best_step"],
                 "parameters": run["parameters"],
+                # Runs recorded before the count existed had no pruned weights.
+                "nonzero_parameters": run.get("nonzero_parameters", run["parameters"]),
                 "latency_ms": round(1000 * latency, 2),
                 "speedup": round(base / latency, 3),
                 "train_seconds": run["train_seconds"],
@@ -306,6 +308,7 @@ def _summarise(runs, before, reported, timings, predecessor) -> dict:
             "score_std": "",
             "retention_percent": 100.0,
             "parameters": count_parameters(predecessor),
+            "nonzero_parameters": count_nonzero(predecessor),
             "latency_ms": round(1000 * base, 2),
             "speedup": 1.0,
             "train_seconds_mean": "",
@@ -326,6 +329,7 @@ def _summarise(runs, before, reported, timings, predecessor) -> dict:
                 "score_std": round(statistics.stdev(scores), 2) if len(scores) > 1 else "",
                 "retention_percent": round(100 * mean / reference, 2) if reference else "",
                 "parameters": rows[0]["parameters"],
+                "nonzero_parameters": rows[0]["nonzero_parameters"],
                 "latency_ms": round(statistics.mean(r["latency_ms"] for r in rows), 2),
                 "speedup": round(statistics.mean(r["speedup"] for r in rows), 3),
                 "train_seconds_mean": round(statistics.mean(r["train_seconds"] for r in rows)),
@@ -363,11 +367,18 @@ def _markdown(header: dict, rows: list[dict]) -> str:
         train = f"{row['train_seconds_mean']} s" if row["train_seconds_mean"] != "" else "–"
         lines.append(
             f"| {row['method']} | {row['layers']} | {row['runs']} | {row['score_mean']:.2f}{std} "
-            f"| {row['retention_percent']:.2f}% | {row['parameters'] / 1e6:.2f}M "
+            f"| {row['retention_percent']:.2f}% | {_parameters(row)} "
             f"| {row['latency_ms']:.1f} | {row['speedup']:.2f}x | {train} "
             f"| {_constant(row)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _parameters(row: dict) -> str:
+    """Stored parameters, and the non-zero ones where pruning left zeros among them."""
+    stored, nonzero = row["parameters"], row["nonzero_parameters"]
+    pruned = f" ({nonzero / 1e6:.2f}M non-zero)" if nonzero < 0.999 * stored else ""
+    return f"{stored / 1e6:.2f}M{pruned}"
 
 
 def _constant(row: dict) -> str:

@@ -14,6 +14,12 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def count_nonzero(model: nn.Module) -> int:
+    """Parameters that are not exactly zero: what a pruned model keeps (zeros are still
+    stored, and dense kernels still multiply by them)."""
+    return sum(int(torch.count_nonzero(p)) for p in model.parameters())
+
+
 @torch.inference_mode()
 def measure_latency(
     models: dict[str, nn.Module],
