@@ -7,6 +7,7 @@ FFN 48, 4 layers, dropout 0, all weights random; see test_compact.model_of).
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import os
 import random
@@ -131,17 +132,22 @@ def test_a_compressed_student_matches_the_teacher_in_shape_and_its_losses_are_po
     original, student, masks = ladabert_student(arch, config, keep=0.5)
     method = method_for(student, original, config, masks)
     batch = tiny_batch()
-    with torch.no_grad():
+    with torch.no_grad(), method.student_scores:
         s = student(**batch, output_hidden_states=True)
-        s_scores = method.student_scores.per_layer(batch["attention_mask"])
+    s_scores = method.student_scores.per_layer(batch["attention_mask"])
+    with torch.no_grad(), method.teacher_scores:
         t = original(**batch, output_hidden_states=True)
-        t_scores = method.teacher_scores.per_layer(batch["attention_mask"])
+    t_scores = method.teacher_scores.per_layer(batch["attention_mask"])
     assert [x.shape for x in s.hidden_states] == [x.shape for x in t.hidden_states]
     assert [x.shape for x in s_scores] == [x.shape for x in t_scores] == [(3, 4, 9, 9)] * 4
     assert all((x[0, :, :, -3:] == 0).all() for x in s_scores)  # padded keys zeroed
     method.loss(student, batch | {"labels": torch.tensor([0, 1, 1])})
     assert all(v.item() > 0 for v in method.last.values()), method.last
-    assert masks.kept() == pytest.approx(0.5, abs=0.01)
+    # The recording hooks live only during the forward passes of a loss.
+    layout = layout_for(arch)
+    for model in (student, original):
+        for layer in model.base_model.get_submodule(layout.layers):
+            assert not layer.get_submodule(layout.query)._forward_hooks
     layer = student.base_model.get_submodule(layout_for(arch).layers)[0]
     assert isinstance(layer.get_submodule(layout_for(arch).ffn_in), LowRankLinear)
 
@@ -152,12 +158,27 @@ def test_recorded_scores_are_the_models_own_pre_softmax_scores(arch):
     model.config._attn_implementation = "eager"  # the only one that returns attention maps
     scores = AttentionScores(model)
     batch = tiny_batch()
-    with torch.no_grad():
+    with torch.no_grad(), scores:
         maps = model(**batch, output_attentions=True).attentions
     padded = batch["attention_mask"][:, None, None, :] == 0
     for score, attention in zip(scores.per_layer(batch["attention_mask"]), maps, strict=True):
         probabilities = score.masked_fill(padded, float("-inf")).softmax(-1)
         torch.testing.assert_close(probabilities, attention, atol=1e-5, rtol=0)
+
+
+def test_scores_stay_fp32_under_bf16_autocast_and_regression_distils_the_output_by_mse():
+    config = LadaBERTConfig(preset="ladabert-3")
+    original, student, _ = ladabert_student("bert", config)
+    method = method_for(student, original, config, regression=True)
+    batch = tiny_batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad(), method.student_scores:
+        student(**batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        scores = method.student_scores.per_layer(batch["attention_mask"])
+    assert {s.dtype for s in scores} == {torch.float32}
+    method.loss(student, batch)
+    expected = torch.nn.functional.mse_loss(logits(student), logits(original))
+    torch.testing.assert_close(method.last["logits"], expected, atol=1e-6, rtol=1e-5)
 
 
 def test_pruned_entries_stay_zero_through_optimizer_steps():
@@ -226,6 +247,10 @@ def test_compress_runs_every_iteration_and_the_result_reloads_and_exports(
     assert stages == ["factorise", "prune-1", "prune-2", "recover"]
     # compress_share 0.5: 8 of the 16 steps over 3 compressing stages, 8 for the recovery.
     assert [s["steps"] for s in metrics["stages"]] == [3, 3, 3, 8]
+    # Each stage draws its own data order: the run's seed (7) plus the stage's index.
+    seeds = [json.loads((out / "stages" / f"{i + 1}-{name}" / "result.json").read_text())
+             ["settings"]["training"]["seed"] for i, name in enumerate(stages[:-1])]  # fmt: skip
+    assert seeds == [7, 8, 9]
     rows = {row["group"]: row for row in metrics["budget"]}
     budget = (out / "budget.md").read_text()
     assert all(f"\n| {group} | " in budget for group in rows) and len(rows) == 4
@@ -263,8 +288,31 @@ def test_a_run_killed_mid_iteration_resumes_bit_identically(dropout_bert_dir, ss
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == -9, err.decode()[-800:]
+    assert process.returncode == -9, f"killed after step {after}: {err.decode()[-800:]}"
     assert not out.exists() and (pruning.parent / "1-factorise" / "result.json").is_file()
     assert main([*compress(dropout_bert_dir, sst2_dir, out, *args), "--resume", "auto"]) == 0
     a, b = load_file(straight / "model.safetensors"), load_file(out / "model.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f"after {after}"
+
+
+def test_compare_and_the_card_report_stored_and_non_zero_parameters(
+    dropout_bert_dir, sst2_dir, tmp_path
+):
+    out = tmp_path / "compare"
+    args = ["compare", "--model", str(dropout_bert_dir), "--task", "sst2", "--data-dir"]
+    args += [str(sst2_dir), "--output", str(out), "--methods", "truncated", "ladabert"]
+    args += ["--successor-layers", "2", "--max-steps", "8", "--speed-batch-size", "2"]
+    assert main([*args, "--speed-length", "8", "--preset", "ladabert-2", *FAST]) == 0
+    with (out / "results.csv").open() as handle:
+        rows = {row["method"]: row for row in csv.DictReader(handle)}
+    (folder,) = (out / "runs").glob("ladabert-seed*")
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    nonzero = sum(int((p != 0).sum()) for p in model.parameters())
+    assert int(rows["ladabert"]["nonzero_parameters"]) == nonzero
+    assert int(rows["ladabert"]["parameters"]) == model.num_parameters() > nonzero
+    table = {line.split(" | ")[0]: line for line in (out / "results.md").read_text().splitlines()}
+    assert f"({nonzero / 1e6:.2f}M non-zero)" in table["| ladabert"]
+    assert "non-zero" not in table["| truncated"]  # a few biases may be 0, no pruning
+    card = (folder / "README.md").read_text()
+    assert f"| non-zero parameters | {int(rows['predecessor']['parameters']):,} |" in card
+    assert f"| {nonzero:,} |" in card

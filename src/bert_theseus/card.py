@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from .speed import is_pruned
 from .training import TrainingConfig
 
 _command: str | None = None
@@ -96,6 +97,7 @@ def _body(name: str, metrics: dict, settings: dict, training: TrainingConfig) ->
             "|---|---|---|",
             f"| layers | {metrics['predecessor_layers']} | {metrics['layers']} |",
             f"| parameters | {metrics['predecessor_parameters']:,} | {metrics['parameters']:,} |",
+            *_nonzero_row(metrics),
             f"| {split} score | {before:.4f} | {score:.4f} |",
             "",
             f"- Retention: {metrics['retention_percent']}% of the predecessor's {split} score.",
@@ -111,6 +113,12 @@ def _body(name: str, metrics: dict, settings: dict, training: TrainingConfig) ->
         lines.append(f"- Test score: {metrics['test']['score']:.4f}.")
     if metrics.get("grid"):
         lines += _grid_lines(metrics["grid"], split)
+    if metrics.get("budget"):  # LadaBERT: the table is the method's own file
+        total = metrics["budget"][-1]
+        lines.append(
+            f"- {total['kept']:.1%} of the predecessor's parameters are non-zero (target "
+            f"{total['target_kept']:.1%}); per group in budget.md."
+        )
     if metrics.get("constant_at_best"):
         lines.append(
             "- **Warning:** this model gives the same answer for every dev example: it ignores "
@@ -142,6 +150,14 @@ def _body(name: str, metrics: dict, settings: dict, training: TrainingConfig) ->
         "```",
     ]
     return lines
+
+
+def _nonzero_row(metrics: dict) -> list[str]:
+    """A row of non-zero parameters where pruning left zeros stored among the weights."""
+    nonzero = metrics.get("nonzero_parameters", metrics["parameters"])
+    if not is_pruned(metrics["parameters"], nonzero):
+        return []
+    return [f"| non-zero parameters | {metrics['predecessor_parameters']:,} | {nonzero:,} |"]
 
 
 def _grid_lines(grid: list[dict], split: str) -> list[str]:

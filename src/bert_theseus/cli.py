@@ -456,7 +456,10 @@ def _report_deploy(command: str, result) -> str:
 
 def _nonzero(metrics: dict) -> str:
     nonzero = metrics.get("nonzero_parameters", metrics["parameters"])
-    return f" ({nonzero / 1e6:.1f}M non-zero)" if nonzero < 0.999 * metrics["parameters"] else ""
+    from .speed import is_pruned
+
+    pruned = is_pruned(metrics["parameters"], nonzero)
+    return f" ({nonzero / 1e6:.1f}M non-zero)" if pruned else ""
 
 
 def main(argv: list[str] | None = None) -> int:

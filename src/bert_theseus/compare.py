@@ -39,7 +39,7 @@ from .commands import (
 from .methods import MethodContext, get_method, methods
 from .pooling import pooling_note, pretraining_pooling, say
 from .runs import OutputDir, RunError, save_figure, write_atomic, write_json
-from .speed import count_nonzero, count_parameters, measure_latency
+from .speed import count_nonzero, count_parameters, is_pruned, measure_latency
 from .training import TrainingConfig, make_accelerator
 from .training.stages import saved_progress
 
@@ -377,7 +377,7 @@ def _markdown(header: dict, rows: list[dict]) -> str:
 def _parameters(row: dict) -> str:
     """Stored parameters, and the non-zero ones where pruning left zeros among them."""
     stored, nonzero = row["parameters"], row["nonzero_parameters"]
-    pruned = f" ({nonzero / 1e6:.2f}M non-zero)" if nonzero < 0.999 * stored else ""
+    pruned = f" ({nonzero / 1e6:.2f}M non-zero)" if is_pruned(stored, nonzero) else ""
     return f"{stored / 1e6:.2f}M{pruned}"
 
 

@@ -20,6 +20,12 @@ def count_nonzero(model: nn.Module) -> int:
     return sum(int(torch.count_nonzero(p)) for p in model.parameters())
 
 
+def is_pruned(parameters: int, nonzero: int) -> bool:
+    """Whether a model's zeros are worth saying: at least 1% of its weights (a freshly
+    initialised bias is zero too, and no one pruned it)."""
+    return nonzero < 0.99 * parameters
+
+
 @torch.inference_mode()
 def measure_latency(
     models: dict[str, nn.Module],

@@ -50,6 +50,10 @@ def build(context, config: LadaBERTConfig) -> list[Stage]:
         stages.append(Stage(f"prune-{i + 1}", prune(keep, f"prune-{i + 1}"), share=share))
     final = keeps[-1] if keeps else None  # the last pruning's zeros stay zero
     stages.append(Stage("recover", prune(final, "recover"), share=1 - config.compress_share))
+    # Each stage is a fresh run of the loop, whose data order comes from its seed: with one
+    # seed, stages shorter than an epoch would all train on the same first batches.
+    for index, stage in enumerate(stages):
+        stage.training["seed"] = context.seed + index
     return stages
 
 

@@ -45,11 +45,16 @@ def embedding_rank(model: PreTrainedModel, p_embd: float) -> int | None:
 
 
 def group_of(model: PreTrainedModel) -> dict[str, str]:
-    """Parameter name -> its group: embeddings, encoder (the layers) or head (the rest)."""
+    """Parameter name -> its group: embeddings (with ELECTRA's projection to the hidden size),
+    encoder (the module holding the layers, with MPNet's shared position bias) or head (the
+    rest: pooler and classifier)."""
     layout = layout_for(model_type_of(model.config))
     base = model.base_model
-    modules = {"embeddings": base.embeddings, "encoder": base.get_submodule(layout.layers)}
-    owner = {id(p): group for group, m in modules.items() for p in m.parameters()}
+    encoder = layout.layers.rpartition(".")[0] or layout.layers
+    modules = {"embeddings": [base.embeddings], "encoder": [base.get_submodule(encoder)]}
+    if hasattr(base, "embeddings_project"):
+        modules["embeddings"].append(base.embeddings_project)
+    owner = {id(p): group for group, ms in modules.items() for m in ms for p in m.parameters()}
     return {name: owner.get(id(p), "head") for name, p in model.named_parameters()}
 
 

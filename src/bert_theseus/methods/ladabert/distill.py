@@ -22,26 +22,39 @@ from ...losses import soft_target_loss
 
 
 class AttentionScores:
-    """Records every layer's query and key projections during a forward pass.
+    """Records every layer's query and key projections during the forward passes inside it.
+
+    The hooks live only inside the `with` block, so a model never keeps them: not after a
+    stage, not after a failure (the teacher is the predecessor, which is timed afterwards).
 
     >>> scores = AttentionScores(model)
-    >>> model(**inputs)
+    >>> with scores:
+    ...     model(**inputs)
     >>> scores.per_layer(inputs["attention_mask"])  # [batch, heads, length, length] per layer
     """
 
     def __init__(self, model: PreTrainedModel):
-        layout = layout_for(model_type_of(model.config))
-        self.layers = list(model.base_model.get_submodule(layout.layers))
+        self.layout = layout_for(model_type_of(model.config))
+        self.layers = list(model.base_model.get_submodule(self.layout.layers))
         self.heads = [
-            getattr(layer.get_submodule(layout.attention), layout.head_count[0])
+            getattr(layer.get_submodule(self.layout.attention), self.layout.head_count[0])
             for layer in self.layers
         ]
         self.recorded: dict[tuple[int, str], torch.Tensor] = {}
         self.handles = []
+
+    def __enter__(self) -> AttentionScores:
+        self.recorded.clear()
         for i, layer in enumerate(self.layers):
-            for kind, path in (("q", layout.query), ("k", layout.key)):
+            for kind, path in (("q", self.layout.query), ("k", self.layout.key)):
                 hook = self._recorder(i, kind)
                 self.handles.append(layer.get_submodule(path).register_forward_hook(hook))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
 
     def _recorder(self, index: int, kind: str):
         def hook(module: nn.Module, args, output: torch.Tensor) -> None:
@@ -51,24 +64,26 @@ class AttentionScores:
 
     def per_layer(self, attention_mask: torch.Tensor | None) -> list[torch.Tensor]:
         """Each layer's pre-softmax scores from the last forward pass, padded keys set to 0
-        (TinyBERT zeroes the masked positions, whose scores are -inf-like)."""
+        (TinyBERT zeroes the masked positions, whose scores are -inf-like). In fp32 even under
+        autocast, which would round the products to bf16."""
         scores = []
-        for i, heads in enumerate(self.heads):
-            q, k = self.recorded[i, "q"].float(), self.recorded[i, "k"].float()
-            batch, length, width = q.shape
-            size = width // heads
-            q = q.view(batch, length, heads, size).transpose(1, 2)
-            k = k.view(batch, length, heads, size).transpose(1, 2)
-            score = q @ k.transpose(-1, -2) / math.sqrt(size)
-            if attention_mask is not None:
-                score = score.masked_fill(attention_mask[:, None, None, :] == 0, 0.0)
-            scores.append(score)
+        device = self.recorded[0, "q"].device.type
+        with torch.autocast(device_type=device, enabled=False):
+            for i, heads in enumerate(self.heads):
+                scores.append(self._layer(i, heads, attention_mask))
         self.recorded.clear()
         return scores
 
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
+    def _layer(self, i: int, heads: int, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        q, k = self.recorded[i, "q"].float(), self.recorded[i, "k"].float()
+        batch, length, width = q.shape
+        size = width // heads
+        q = q.view(batch, length, heads, size).transpose(1, 2)
+        k = k.view(batch, length, heads, size).transpose(1, 2)
+        score = q @ k.transpose(-1, -2) / math.sqrt(size)
+        if attention_mask is not None:
+            score = score.masked_fill(attention_mask[:, None, None, :] == 0, 0.0)
+        return score
 
 
 def layerwise_losses(

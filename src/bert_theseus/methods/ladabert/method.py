@@ -56,11 +56,12 @@ class LadaBERTMethod(Method):
         if next(self.teacher.parameters()).device != device:
             self.teacher.to(device)  # once: the loop decides the device after construction
         mask = inputs.get("attention_mask")
-        with torch.no_grad():
+        with torch.no_grad(), self.teacher_scores:
             teacher = self.teacher(**inputs, output_hidden_states=True)
-            teacher_scores = self.teacher_scores.per_layer(mask)
+        teacher_scores = self.teacher_scores.per_layer(mask)
         labels = config.label_weight > 0
-        student = model(**(batch if labels else inputs), output_hidden_states=True)
+        with self.student_scores:
+            student = model(**(batch if labels else inputs), output_hidden_states=True)
         terms = layerwise_losses(student, teacher, self.student_scores.per_layer(mask),
                                  teacher_scores, self.regression)  # fmt: skip
         weights = (config.embedding_weight, config.attention_weight, config.hidden_weight,
@@ -81,8 +82,6 @@ class LadaBERTMethod(Method):
             self.masks.apply()
 
     def finalize(self, model: PreTrainedModel) -> PreTrainedModel:
-        self.student_scores.remove()
-        self.teacher_scores.remove()
         return to_stock_if_possible(model)  # pruning alone keeps the predecessor's class
 
     def settings(self) -> dict:
