@@ -254,6 +254,13 @@ def test_compress_runs_every_iteration_and_the_result_reloads_and_exports(
     rows = {row["group"]: row for row in metrics["budget"]}
     budget = (out / "budget.md").read_text()
     assert all(f"\n| {group} | " in budget for group in rows) and len(rows) == 4
+    # After every iteration: the encoder's kept fraction steps down to the final one, each
+    # stage's target following the schedule, the last stage's budget the final one.
+    kept = [s["summary"]["budget"][1]["kept"] for s in metrics["stages"]]
+    targets = [s["summary"]["budget"][1]["target_kept"] for s in metrics["stages"]]
+    assert kept[0] > kept[1] > kept[2] == kept[3] == rows["encoder"]["kept"]
+    assert targets[1:] == pytest.approx([0.5 * 1 / 3.41**0.5, 0.5 / 3.41, 0.5 / 3.41], abs=1e-4)
+    assert all(f"| {name} | " in budget for name in stages)
     model = AutoModelForSequenceClassification.from_pretrained(out)
     p_weight = LadaBERTConfig(preset="ladabert-2").kept()[2]
     for name, weight in prunable(model).items():

@@ -348,6 +348,7 @@ def _stage_metrics(stage) -> dict:
         "steps": result.steps,
         "train_seconds": round(result.train_seconds, 1),
         "constant_output_steps": result.constant_steps,
+        **({"summary": result.summary} if result.summary else {}),
     }
 
 

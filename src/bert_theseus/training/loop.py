@@ -92,6 +92,11 @@ class Method:
         """The plain Hugging Face model to save."""
         return model
 
+    def summary(self, model: PreTrainedModel) -> dict:
+        """What the method reports about a stage's final model (after `finalize`); saved in
+        the stage's result.json and metrics.json's `stages` (LadaBERT: the budget reached)."""
+        return {}
+
     def settings(self) -> dict:
         """The method's own settings; a resumed run must use the same ones."""
         return {}
@@ -115,6 +120,7 @@ class TrainResult:
     constant_steps: list[int] = field(default_factory=list)
     # [step, ["dev@view", ...]]: evaluations at which some views (sub-networks) did.
     constant_views: list[list] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)  # Method.summary of the stage's final model
 
 
 def make_accelerator(config: TrainingConfig) -> Accelerator:

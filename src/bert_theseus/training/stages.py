@@ -135,6 +135,7 @@ def run_stages(
             run_dir.mkdir(parents=True, exist_ok=True)
         result = train_stage(trained, method, config, run_dir, checkpoint, settings)
         final = method.finalize(trained)
+        result.summary = method.summary(final)
         results.append(StageResult(stage.name, result))
         if last:
             return final, results
@@ -185,6 +186,7 @@ def _save_result(folder: Path, result: TrainResult, settings: dict) -> None:
         "train_seconds": result.train_seconds,
         "constant_steps": result.constant_steps,
         "constant_views": result.constant_views,
+        "summary": result.summary,
     }
     partial = folder / f".{RESULT_FILE}.partial"  # a kill mid-write leaves no torn file
     partial.write_text(json.dumps(fields, indent=2) + "\n")

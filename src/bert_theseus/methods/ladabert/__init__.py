@@ -65,8 +65,27 @@ def report(config: LadaBERTConfig, run: ReportInput) -> dict:
     if run.folder is not None:
         text = f"# LadaBERT budget ({config.preset}; kept P_embd, P_svd, P_weight = "
         text += ", ".join(f"{p:.4g}" for p in config.kept()) + ")\n\n"
-        write_atomic(run.folder / "budget.md", text + format_budget(rows) + "\n")
+        text += format_budget(rows) + "\n\n" + iterations(run.metrics.get("stages", []))
+        write_atomic(run.folder / "budget.md", text)
     return {"budget": rows, "weight_bytes": stored}
+
+
+def iterations(stages: list[dict]) -> str:
+    """Target against achieved kept fraction per group after every stage, as Markdown."""
+    lines = [
+        "## After each iteration: kept (target)",
+        "",
+        "| stage | dev score | embeddings | encoder | head | total |",
+        "|---|---|---|---|---|---|",
+    ]
+    for stage in stages:
+        rows = stage.get("summary", {}).get("budget")
+        if not rows:
+            continue
+        score = next(iter(stage["dev"].values()))["score"]
+        cells = " | ".join(f"{r['kept']:.1%} ({r['target_kept']:.1%})" for r in rows)
+        lines.append(f"| {stage['stage']} | {100 * score:.2f} | {cells} |")
+    return "\n".join(lines) + "\n"
 
 
 register_method(

@@ -9,6 +9,7 @@ from transformers import PreTrainedModel
 
 from ...compact import to_stock_if_possible
 from ...training.loop import Method
+from .budget import budget_table
 from .config import LadaBERTConfig
 from .distill import AttentionScores, layerwise_losses
 from .pruning import Masks
@@ -83,6 +84,13 @@ class LadaBERTMethod(Method):
 
     def finalize(self, model: PreTrainedModel) -> PreTrainedModel:
         return to_stock_if_possible(model)  # pruning alone keeps the predecessor's class
+
+    def summary(self, model: PreTrainedModel) -> dict:
+        """The budget this stage reached: per group, against Eq. 7 at this stage's own kept
+        fraction of the factors."""
+        p_embd, p_svd, _ = self.config.kept()
+        keep = self.masks.keep if self.masks is not None else 1.0
+        return {"budget": budget_table(self.teacher, model, (p_embd, p_svd, keep))}
 
     def settings(self) -> dict:
         p_embd, p_svd, p_weight = self.config.kept()
