@@ -462,6 +462,12 @@ def _nonzero(metrics: dict) -> str:
     return f" ({nonzero / 1e6:.1f}M non-zero)" if pruned else ""
 
 
+def _main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
 def main(argv: list[str] | None = None) -> int:
     from .card import set_command
     from .training import TrainingInterrupted
@@ -478,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         print("theseus: interrupted; no output folder was completed", file=sys.stderr)
         return 130
     except TrainingInterrupted as error:
-        print(f"theseus: {error}", file=sys.stderr)
+        if _main_process():  # every process stopped at the same step; one says so
+            print(f"theseus: {error}", file=sys.stderr)
         return 130
     except OSError as error:  # disk full, permissions: not bad input, but still one line
         if debug:
@@ -490,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"theseus: error: {error}", file=sys.stderr)
         return 2
+    if not _main_process():  # under several processes, one report
+        return 0
     print(report(args.command, metrics))
     if args.command in ("evaluate", "predict") and args.output:
         from pathlib import Path

@@ -24,7 +24,20 @@ class TrainingConfig:
     max_steps: int | None = field(
         default=None, metadata={"help": "optimizer steps; overrides --epochs when given"}
     )
-    batch_size: int = field(default=32, metadata={"help": "training batch size"})
+    batch_size: int = field(
+        default=32,
+        metadata={
+            "help": "training batch size per process (Accelerate's convention): one optimizer "
+            "step sees batch size x processes x --gradient-accumulation-steps examples"
+        },
+    )
+    gradient_accumulation_steps: int = field(
+        default=1,
+        metadata={
+            "help": "batches whose gradients add up into one optimizer step (a larger batch "
+            "than memory holds); steps, schedules and evaluation count optimizer steps"
+        },
+    )
     eval_batch_size: int = field(default=64, metadata={"help": "evaluation batch size"})
     learning_rate: float = field(default=2e-5, metadata={"help": "peak AdamW learning rate"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
@@ -66,9 +79,9 @@ class TrainingConfig:
     def validate(self) -> None:
         """Refuse settings out of range before any work is done."""
         positive = ("epochs", "learning_rate", "max_grad_norm")
-        at_least_one = ("batch_size", "eval_batch_size", "max_length", "keep_checkpoints",
-                        "logging_steps", "max_steps", "eval_steps", "save_steps",
-                        "max_train_samples")  # fmt: skip
+        at_least_one = ("batch_size", "gradient_accumulation_steps", "eval_batch_size",
+                        "max_length", "keep_checkpoints", "logging_steps", "max_steps",
+                        "eval_steps", "save_steps", "max_train_samples")  # fmt: skip
         for name in ("epochs", "learning_rate", "max_grad_norm", "weight_decay", "warmup_ratio"):
             if not math.isfinite(getattr(self, name)):
                 raise TrainingConfigError(

@@ -176,7 +176,12 @@ def train(
     set_seed(config.seed)
     raw_loader = make_loader(train_features, tokenizer, config.batch_size, True, config.seed)
     order = raw_loader.generator  # draws every epoch's data order
-    total = config.max_steps or math.ceil(config.epochs * len(raw_loader))
+    # Steps come from the loader as each process sees it: with N processes each takes every
+    # N-th batch, so an epoch is len(raw_loader) / N batches here (then / accumulation).
+    loader = accelerator.prepare(raw_loader)
+    accumulation = config.gradient_accumulation_steps
+    steps_per_epoch = math.ceil(len(loader) / accumulation)
+    total = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
     method.prepare(model, total)
     parameters = method.trainable_parameters(model)
     if not parameters:
@@ -189,17 +194,19 @@ def train(
         name: make_loader(f, tokenizer, config.eval_batch_size, False)
         for name, f in dev_features.items()
     }
-    wrapped, optimizer, loader, schedule = accelerator.prepare(
-        model, optimizer, raw_loader, schedule
-    )
+    # The schedule is not prepared: Accelerate would step it once per process at each step,
+    # for schedules counted in one process's steps; ours counts the steps taken here.
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
     dev_loaders = {name: accelerator.prepare(dl) for name, dl in dev_loaders.items()}
-    eval_every = config.eval_steps or len(loader)
+    eval_every = config.eval_steps or steps_per_epoch
     save_every = config.save_steps or eval_every
     main = accelerator.is_main_process and run_dir is not None
     checkpoints = run_dir / "checkpoints" if main else None
 
     state = _State()
     settings = {**_trajectory_settings(config, method, total), **(settings or {})}
+    if accelerator.num_processes > 1:  # the global batch; one process records none, as before
+        settings["processes"] = accelerator.num_processes
     if resume is not None:
         _check_same_run(resume, settings)
         state = _resume(resume, model, optimizer, schedule, method, order)
@@ -232,11 +239,15 @@ def train(
             batches = (
                 accelerator.skip_first_batches(loader, state.position) if state.position else loader
             )
+            losses, backed, group = [], False, 0
             for batch in batches:
                 step = state.step
-                values = method.before_step(model, step)
+                if not losses:  # the first batch of an optimizer step
+                    values = method.before_step(model, step)
+                    # Batches in this step: all but the epoch's last step take `accumulation`.
+                    group = min(accumulation, len(loader) - state.position)
                 wrapped.train()
-                loss, backed = _backward_parts(method, wrapped, batch, accelerator)
+                loss, reached = _backward_parts(method, wrapped, batch, accelerator, 1 / group)
                 if not torch.isfinite(loss):
                     last = list_checkpoints(checkpoints) if checkpoints else []
                     kept = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint"
@@ -244,6 +255,11 @@ def train(
                         f"loss became {loss.item()} at step {step + 1}; stopped ({kept}): "
                         "lower --learning-rate or check the labels"
                     )
+                losses.append(loss.item())
+                backed = backed or reached
+                state.position += 1
+                if len(losses) < group:
+                    continue
                 # With every module on its frozen predecessor path nothing trainable is in the
                 # graph: there is no gradient, and the optimizer step leaves weights alone.
                 if backed:
@@ -254,15 +270,15 @@ def train(
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
-                state.position += 1
                 step = state.step
-                state.running.append(loss.item())
-                record = {"step": step, "epoch": round(step / len(loader), 4), **values}
+                state.running.append(float(np.mean(losses)))
+                losses, backed = [], False
+                record = {"step": step, "epoch": round(step / steps_per_epoch, 4), **values}
                 record["learning_rate"] = schedule.get_last_lr()[0]
                 record["seconds"] = round(time.perf_counter() - started, 2)
                 progress.update(step, loss=state.running[-1], **values, lr=record["learning_rate"])
                 if step % config.logging_steps == 0 or step == total:
-                    log.write({**record, "loss": float(np.mean(state.running))})
+                    log.write({**record, "loss": _mean_loss(state.running, accelerator)})
                     state.running = []
                 if step % eval_every == 0 or step == total:
                     dev, constant = _evaluate_views(method, model, wrapped, dev_loaders, task,
@@ -275,9 +291,9 @@ def train(
                     if state.best_score is None or score > state.best_score:
                         state.best_score, state.best_step, state.best_dev = score, step, dev
                         state.best_weights = _snapshot(model)
-                if stop.signal is not None:
+                if _stopping(stop, accelerator):
                     path = save()
-                    raise TrainingInterrupted(stop.signal, step, path)
+                    raise TrainingInterrupted(stop.signal or signal.SIGTERM, step, path)
                 if step < total and step % save_every == 0:
                     save()
                 if step >= total:
@@ -323,9 +339,31 @@ def _note_constant(state, progress, step: int, dev: dict, constant: dict) -> Non
         )
 
 
-def _backward_parts(method: Method, wrapped, batch, accelerator) -> tuple[torch.Tensor, bool]:
-    """Back-propagate each part of the method's loss as it comes; return their sum (detached)
-    and whether any reached a trainable weight. A non-finite part stops before its backward."""
+def _mean_loss(losses: list[float], accelerator) -> float:
+    """The mean loss since the last log line, over every process's batches."""
+    mean = float(np.mean(losses))
+    if accelerator.num_processes > 1:
+        value = torch.tensor(mean, dtype=torch.float64, device=accelerator.device)
+        mean = accelerator.reduce(value, reduction="mean").item()
+    return mean
+
+
+def _stopping(stop: _StopOnSignal, accelerator) -> bool:
+    """Whether a signal reached this process or, under several processes, any of them: all
+    stop after the same step, so their checkpoint is one state."""
+    stopping = stop.signal is not None
+    if accelerator.num_processes > 1:
+        flag = torch.tensor(float(stopping), device=accelerator.device)
+        stopping = bool(accelerator.reduce(flag, reduction="sum").item())
+    return stopping
+
+
+def _backward_parts(
+    method: Method, wrapped, batch, accelerator, scale: float = 1.0
+) -> tuple[torch.Tensor, bool]:
+    """Back-propagate each part of the method's loss (times `scale`, 1 / the batches that
+    accumulate into the step) as it comes; return their sum (detached, unscaled) and whether
+    any reached a trainable weight. A non-finite part stops before its backward."""
     total, backed = None, False
     parts = method.losses(wrapped, batch)
     while True:
@@ -336,7 +374,7 @@ def _backward_parts(method: Method, wrapped, batch, accelerator) -> tuple[torch.
         if not torch.isfinite(part):
             return part.detach(), backed
         if part.requires_grad:
-            accelerator.backward(part)
+            accelerator.backward(part * scale if scale != 1.0 else part)
             backed = True
         total = part.detach() if total is None else total + part.detach()
     if total is None:
@@ -419,10 +457,20 @@ TRAJECTORY = (
 )
 
 
+def trajectory(config: TrainingConfig) -> dict:
+    """The TRAJECTORY settings of `config`, and the accumulation where it is not 1 (runs
+    made before it existed have none recorded, and must still resume)."""
+    values = {k: getattr(config, k) for k in TRAJECTORY}
+    if config.gradient_accumulation_steps != 1:
+        values["gradient_accumulation_steps"] = config.gradient_accumulation_steps
+    return values
+
+
 def _trajectory_settings(config: TrainingConfig, method: Method, total: int) -> dict:
     """The settings that decide a run's path; a resume must use the same ones."""
     settings = {"method": method.name, "total_steps": total}
-    settings.update({k: getattr(config, k) for k in TRAJECTORY if k not in ("epochs", "max_steps")})
+    values = trajectory(config)
+    settings.update({k: v for k, v in values.items() if k not in ("epochs", "max_steps")})
     if method.settings():  # absent for plain fine-tuning, as in checkpoints before it existed
         settings["method_settings"] = method.settings()
     return settings

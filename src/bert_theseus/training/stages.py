@@ -24,7 +24,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from .checkpoint import Checkpoint, list_checkpoints, load_checkpoint
 from .config import TrainingConfig
-from .loop import TRAJECTORY, Method, TrainingError, TrainResult
+from .loop import Method, TrainingError, TrainResult, trajectory
 
 STAGES_FOLDER = "stages"
 RESULT_FILE = "result.json"
@@ -174,7 +174,7 @@ def _stage_checkpoint(resume, folder: Path, index: int, explicit: int | None):
 
 def stage_settings(config: TrainingConfig) -> dict:
     """The training settings a finished stage was made with, as JSON reads them back."""
-    return json.loads(json.dumps({k: getattr(config, k) for k in TRAJECTORY}, default=str))
+    return json.loads(json.dumps(trajectory(config), default=str))
 
 
 def _save_result(folder: Path, result: TrainResult, settings: dict) -> None:
