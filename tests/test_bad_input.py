@@ -143,6 +143,30 @@ CASES = {
         lambda t, m, d, k: ["--model", str(m), "--data-dir", str(d), "--batch-size", "0"],
         "--batch-size 0 must be at least 1",
     ),
+    "no accumulation": (
+        lambda t, m, d, k: [
+            "--model",
+            str(m),
+            "--data-dir",
+            str(d),
+            "--gradient-accumulation-steps",
+            "0",
+        ],  # fmt: skip
+        "--gradient-accumulation-steps 0 must be at least 1",
+    ),
+    "LadaBERT kept fraction above 1": (
+        lambda t, m, d, k: [
+            "--model",
+            str(m),
+            "--data-dir",
+            str(d),
+            "--method",
+            "ladabert",
+            "--p-svd",
+            "1.5",
+        ],  # fmt: skip
+        "p_svd 1.5 must be a kept fraction in (0, 1]",
+    ),
     "zero epochs": (
         lambda t, m, d, k: ["--model", str(m), "--data-dir", str(d), "--epochs", "0"],
         "--epochs 0.0 must be > 0",
