@@ -154,19 +154,6 @@ CASES = {
         ],  # fmt: skip
         "--gradient-accumulation-steps 0 must be at least 1",
     ),
-    "LadaBERT kept fraction above 1": (
-        lambda t, m, d, k: [
-            "--model",
-            str(m),
-            "--data-dir",
-            str(d),
-            "--method",
-            "ladabert",
-            "--p-svd",
-            "1.5",
-        ],  # fmt: skip
-        "p_svd 1.5 must be a kept fraction in (0, 1]",
-    ),
     "zero epochs": (
         lambda t, m, d, k: ["--model", str(m), "--data-dir", str(d), "--epochs", "0"],
         "--epochs 0.0 must be > 0",
