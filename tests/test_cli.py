@@ -188,3 +188,42 @@ def test_missing_model_and_existing_output(tiny_bert_dir, sst2_dir, tmp_path, ca
     )
     assert code == 2 and "already exists and is not empty: pass --overwrite" in err
     assert [p.name for p in taken.iterdir()] == ["keep.txt"]
+
+
+def pair_task(folder, header: str, label) -> str:
+    """A tiny sentence-pair task in GLUE's layout (RTE's has an index column first);
+    `label(i)` gives row i's label."""
+    folder.mkdir()
+    index = header.startswith("index")
+    for split, rows in (("train", 16), ("dev", 8)):
+        lines = [header] + [
+            f"{f'{i}' + chr(9) if index else ''}w{i} w{i + 1}\tw{i + 2} good\t{label(i)}"
+            for i in range(rows)
+        ]
+        (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return str(folder)
+
+
+def test_a_successor_fine_tunes_on_another_task_with_a_fresh_head(finetuned, sst2_dir, tmp_path):
+    """Intermediate-task transfer (Xu et al. 2020, section 4.6): the encoder comes from the
+    successor, the head is drawn anew, even where its size would fit."""
+    successor = tmp_path / "successor"
+    assert main(["compress", "--model", str(finetuned), "--task", "sst2", "--data-dir",
+                 str(sst2_dir), "--output", str(successor),
+                 "--successor-layers", "2", "--max-steps", "2", *FAST]) == 0  # fmt: skip
+    stsb = pair_task(tmp_path / "STS-B", "sentence1\tsentence2\tscore", lambda i: i % 5)
+    rte = pair_task(tmp_path / "RTE", "index\tsentence1\tsentence2\tlabel",
+                    lambda i: ["entailment", "not_entailment"][i % 2])  # fmt: skip
+    source = AutoModelForSequenceClassification.from_pretrained(successor)
+    tiny = ["--max-steps", "1", "--learning-rate", "1e-12", "--mixed-precision", "no"]
+    for task, data, labels in (("stsb", stsb, 1), ("rte", rte, 2)):
+        out = tmp_path / task
+        assert main(["finetune", "--model", str(successor), "--task", task, "--data-dir", data,
+                     "--output", str(out), *tiny]) == 0  # fmt: skip
+        model = AutoModelForSequenceClassification.from_pretrained(out)
+        assert model.config.num_hidden_layers == 2 and model.config.num_labels == labels
+        encoder = {k: v for k, v in source.base_model.state_dict().items()}
+        for key, value in model.base_model.state_dict().items():
+            torch.testing.assert_close(value, encoder[key], atol=1e-6, rtol=0, msg=key)
+        # RTE's head has SST-2's size, but not its meaning: drawn anew all the same.
+        assert not torch.allclose(model.classifier.weight[:1], source.classifier.weight[:1])

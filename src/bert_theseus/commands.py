@@ -99,14 +99,16 @@ def finetune(
     task_data = read_data(data, training)
     task = task_data.task
     set_seed(training.seed)  # a new classification head is drawn while loading
+    head = {
+        "num_labels": task.num_labels,
+        "id2label": task.id2label,
+        "label2id": {v: k for k, v in task.id2label.items()},
+        "problem_type": "regression" if task.is_regression else "single_label_classification",
+    }
+    # A new task gets a new head: from a pre-trained encoder, or from a classifier of
+    # another task (an intermediate-task successor, Xu et al. 2020, section 4.6).
     predecessor, tokenizer = load_model(
-        model,
-        trust_remote_code,
-        num_labels=task.num_labels,
-        id2label=task.id2label,
-        label2id={v: k for k, v in task.id2label.items()},
-        problem_type="regression" if task.is_regression else "single_label_classification",
-        ignore_mismatched_sizes=True,  # a new task gets a new head
+        model, trust_remote_code, head=head, ignore_mismatched_sizes=True
     )
     pooling = pretraining_pooling(model, predecessor.config)
     if pooling:  # kept in config.json: the fine-tuned folder loses the pooling files

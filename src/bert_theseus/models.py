@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+)
 
 
 class ModelError(ValueError):
@@ -12,10 +19,16 @@ class ModelError(ValueError):
 
 
 def load_model(
-    name: str, trust_remote_code: bool = False, with_tokenizer: bool = True, **kwargs
+    name: str,
+    trust_remote_code: bool = False,
+    with_tokenizer: bool = True,
+    head: dict | None = None,
+    **kwargs,
 ) -> tuple[PreTrainedModel, object]:
     """Load a sequence classifier and its tokenizer (None if not `with_tokenizer`) from a
-    folder or a Hub id.
+    folder or a Hub id. `head` (num_labels, id2label, label2id, problem_type) sets the
+    classification head of a new task: a model fine-tuned on another task (an
+    intermediate-task successor) gets a fresh head of the new size.
 
     Code shipped with a model runs only with `trust_remote_code=True`; it is passed as
     False otherwise, so transformers neither runs it nor stops to ask.
@@ -33,10 +46,15 @@ def load_model(
             "'theseus finetune' or save_pretrained, or a Hub id"
         )
     try:
+        other_task = False
+        if head is not None:
+            kwargs["config"], other_task = _new_head(name, trust_remote_code, head)
         # The model first: a folder with custom code is refused here, with that reason.
         model = AutoModelForSequenceClassification.from_pretrained(
             name, trust_remote_code=trust_remote_code, **kwargs
         )
+        if other_task:
+            _fresh_head(model)
         tokenizer = None
         if with_tokenizer:
             tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
@@ -51,6 +69,48 @@ def load_model(
             "and network)"
         ) from None
     return model, tokenizer
+
+
+def _new_head(name: str, trust_remote_code: bool, head: dict):
+    """The model's config with the new task's head, and whether the model is a classifier
+    of another task (other labels), whose head must then be drawn anew even where its size
+    fits: SST-2's negative/positive weights mean nothing for RTE's two classes."""
+    config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+    classifier = any("ForSequenceClassification" in a for a in config.architectures or [])
+    before = _labels(config.id2label), config.problem_type
+    # The old task's problem type is checked against every new num_labels (a 2-class
+    # classifier refuses num_labels=1): drop it first, and set the new one last.
+    config.problem_type = None
+    for key in ("num_labels", "id2label", "label2id", "problem_type"):
+        if key in head:
+            setattr(config, key, head[key])
+    labels, problem = _labels(config.id2label), config.problem_type
+    # Many saved classifiers record no problem type; only a different recorded one counts.
+    other = labels != before[0] or before[1] not in (None, problem)
+    return config, classifier and other
+
+
+def _labels(id2label: dict) -> dict[int, str]:
+    return {int(k): str(v) for k, v in (id2label or {}).items()}
+
+
+def _fresh_head(model: PreTrainedModel) -> None:
+    """Draw the classification head (everything outside the encoder) anew, as loading a
+    pre-trained encoder into a classifier does: normal(0, initializer_range) weights, zero
+    biases. (`_init_weights` would skip them: transformers marks loaded weights as done.)"""
+    std = getattr(model.config, "initializer_range", 0.02)
+    for child in model.children():
+        if child is model.base_model:
+            continue
+        for module in child.modules():
+            with torch.no_grad():
+                if isinstance(module, nn.Linear):
+                    module.weight.normal_(0.0, std)
+                    if module.bias is not None:
+                        module.bias.zero_()
+                elif isinstance(module, nn.LayerNorm):
+                    module.weight.fill_(1.0)
+                    module.bias.zero_()
 
 
 def _looks_local(name: str) -> bool:
