@@ -39,13 +39,13 @@ def exact_bert_dir(tmp_path_factory, tokenizer_dir):
     return folder
 
 
-def two_processes(args: list[str]) -> None:
+def two_processes(args: list[str], said: str = " best dev score ") -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node", "2", "-m", "bert_theseus.cli", *args]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.count(" best dev score ") == 1, "one report, from the main process"
+    assert done.stdout.count(said) == 1, "one report, from the main process"
 
 
 def trajectory(folder):
@@ -124,3 +124,16 @@ def test_a_signal_to_one_process_stops_both_and_the_run_resumes_bit_identically(
     a = load_file(tmp_path / "straight" / "model.safetensors")
     b = load_file(tmp_path / "stopped" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_compare_on_two_processes_trains_each_run_once_and_writes_one_table(
+    exact_bert_dir, sst2_dir, tmp_path
+):
+    out = tmp_path / "compare"
+    args = ["compare", "--model", str(exact_bert_dir), "--data-dir", str(sst2_dir), *COMMON,
+            "--methods", "truncated", "--successor-layers", "2", "--batch-size", "4",
+            "--speed-batch-size", "2", "--speed-length", "8", "--output", str(out)]  # fmt: skip
+    two_processes(args, said="| truncated | 2 | 1 |")
+    (run,) = (out / "runs").iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["steps"] == 16 and (out / "results.md").is_file()

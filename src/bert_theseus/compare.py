@@ -136,7 +136,12 @@ def compare(
         return _score(variant.to(accelerator.device), {"test": features["test"]}, tokenizer,
                       training, task_data, accelerator)["test"]  # fmt: skip
 
-    runs = _expand_variants(runs, specs, reported, test_score)
+    runs = _expand_variants(runs, specs, reported, test_score)  # scores need every process
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        # Under several processes the main one times the models alone (timings taken while
+        # the others run would measure the contention) and writes the tables.
+        return {"runs": runs, "output": str(output)}
     timings = _time_runs(predecessor, runs, config, accelerator.device)
     summary = _summarise(runs, before, reported, timings, predecessor)
     setting = (
