@@ -308,7 +308,8 @@ def _run(
             reference, before = predecessor
             metrics["predecessor_dev"] = before
             metrics.update(_retention(reference, before, result))
-            if measure_speed:
+            # The main process times alone: timings beside the others' work measure contention.
+            if measure_speed and accelerator.is_main_process:
                 metrics.update(_speedup(reference, final, training, accelerator))
                 if report is not None:
                     length, bf16 = _speed_setting(final, training, accelerator)

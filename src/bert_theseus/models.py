@@ -108,9 +108,11 @@ def _fresh_head(model: PreTrainedModel) -> None:
                     module.weight.normal_(0.0, std)
                     if module.bias is not None:
                         module.bias.zero_()
-                elif isinstance(module, nn.LayerNorm):
-                    module.weight.fill_(1.0)
-                    module.bias.zero_()
+                elif isinstance(module, nn.LayerNorm):  # some have no bias, or no weights
+                    if module.weight is not None:
+                        module.weight.fill_(1.0)
+                    if module.bias is not None:
+                        module.bias.zero_()
 
 
 def _looks_local(name: str) -> bool:

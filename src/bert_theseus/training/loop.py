@@ -478,7 +478,15 @@ def _trajectory_settings(config: TrainingConfig, method: Method, total: int) -> 
 
 def _check_same_run(checkpoint: Checkpoint, settings: dict) -> None:
     saved = checkpoint.state.get("settings", {})
-    changed = [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in settings.items() if saved.get(k) != v]
+    # Recorded only where they are not 1 (older runs lack them): absent means 1, both ways.
+    ones = {"processes": 1, "gradient_accumulation_steps": 1}
+    saved, settings = {**ones, **saved}, {**ones, **settings}
+    keys = list(settings) + [k for k in saved if k not in settings]
+    changed = [
+        f"{k} {saved.get(k)!r} -> {settings.get(k)!r}"
+        for k in keys
+        if saved.get(k) != settings.get(k)
+    ]
     if changed:
         raise TrainingError(
             f"checkpoint {checkpoint.path.name} belongs to a different run ({'; '.join(changed)}):"
