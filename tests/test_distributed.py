@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -137,3 +138,19 @@ def test_compare_on_two_processes_trains_each_run_once_and_writes_one_table(
     (run,) = (out / "runs").iterdir()
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["steps"] == 16 and (out / "results.md").is_file()
+
+
+def test_a_resume_with_another_process_count_or_accumulation_is_refused_both_ways():
+    from types import SimpleNamespace
+
+    from bert_theseus.training.loop import TrainingError, _check_same_run
+
+    def checkpoint(settings):
+        return SimpleNamespace(state={"settings": settings}, path=Path("step-0000004"))
+
+    _check_same_run(checkpoint({"seed": 1}), {"seed": 1})  # runs that recorded neither
+    _check_same_run(checkpoint({"seed": 1, "processes": 2}), {"seed": 1, "processes": 2})
+    for saved, now in (({"processes": 2}, {}), ({}, {"processes": 2}),
+                       ({"gradient_accumulation_steps": 2}, {})):  # fmt: skip
+        with pytest.raises(TrainingError, match="belongs to a different run"):
+            _check_same_run(checkpoint({"seed": 1, **saved}), {"seed": 1, **now})
