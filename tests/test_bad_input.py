@@ -143,6 +143,10 @@ CASES = {
         lambda t, m, d, k: ["--model", str(m), "--data-dir", str(d), "--batch-size", "0"],
         "--batch-size 0 must be at least 1",
     ),
+    "max length beyond the model's positions": (
+        lambda t, m, d, k: ["--model", str(m), "--data-dir", str(d), "--max-length", "100"],
+        "--max-length 100 is more than the 64 token positions of model",
+    ),
     "no accumulation": (
         lambda t, m, d, k: [
             "--model",

@@ -227,3 +227,16 @@ def test_a_successor_fine_tunes_on_another_task_with_a_fresh_head(finetuned, sst
             torch.testing.assert_close(value, encoder[key], atol=1e-6, rtol=0, msg=key)
         # RTE's head has SST-2's size, but not its meaning: drawn anew all the same.
         assert not torch.allclose(model.classifier.weight[:1], source.classifier.weight[:1])
+
+
+def test_the_default_max_length_shrinks_to_the_models_positions(finetuned):
+    from tiny import tiny_model
+
+    from bert_theseus.models import token_positions
+
+    # The tiny models have 64 positions; RoBERTa's first pad_token_id + 1 hold no token.
+    assert token_positions(tiny_model("bert").config) == 64
+    assert token_positions(tiny_model("roberta").config) == 62
+    assert token_positions(tiny_model("deberta-v2").config) is None  # relative positions only
+    recorded = json.loads((finetuned / "run_config.json").read_text())["training"]
+    assert recorded["max_length"] == 64  # the default 128 did not fit

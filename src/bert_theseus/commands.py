@@ -22,7 +22,7 @@ from .data import DataError, TaskData, load_task_data
 from .data.loading import encode, make_loader
 from .methods import MethodContext, MethodError, MethodSpec, get_method, methods
 from .methods.registry import ReportInput, validate
-from .models import ModelError, first_line, load_model
+from .models import ModelError, first_line, fit_max_length, load_model
 from .pooling import ATTRIBUTE as POOLING
 from .pooling import pooling_note, pretraining_pooling, say
 from .runs import OutputDir, RunError, plot_training, write_json
@@ -110,6 +110,7 @@ def finetune(
     predecessor, tokenizer = load_model(
         model, trust_remote_code, head=head, ignore_mismatched_sizes=True
     )
+    training = fit_max_length(training, predecessor, model)
     pooling = pretraining_pooling(model, predecessor.config)
     if pooling:  # kept in config.json: the fine-tuned folder loses the pooling files
         setattr(predecessor.config, POOLING, pooling)
@@ -142,6 +143,7 @@ def compress(
     spec = method_for(config, method)
     out = OutputDir(output, overwrite, training.resume)
     predecessor, tokenizer = load_model(model, trust_remote_code)
+    training = fit_max_length(training, predecessor, model)
     context = MethodContext(predecessor, training.seed, None, trust_remote_code)
     # Fail on a bad size or architecture now, not after reading data and scoring the model.
     spec.check(config, context)
@@ -218,6 +220,7 @@ def evaluate_model(
     """Score a saved model on the task's dev split(s), and on --test-file when given."""
     training.validate()
     classifier, tokenizer = load_model(model, trust_remote_code)
+    training = fit_max_length(training, classifier, model)
     task_data = read_data(data, training, _model_labels(classifier), need_train=False)
     _check_labels(classifier, task_data)
     accelerator = make_accelerator(training)

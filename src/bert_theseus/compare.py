@@ -30,6 +30,7 @@ from .commands import (
     _run,
     _score,
     dev_batches,
+    fit_max_length,
     load_model,
     method_for,
     method_settings,
@@ -87,6 +88,7 @@ def compare(
     if output.exists() and not output.is_dir():
         raise RunError(f"--output {output} is a file: choose a folder path")
     predecessor, tokenizer = load_model(model, trust_remote_code)
+    training = fit_max_length(training, predecessor, model)
     context = MethodContext(predecessor, training.seed, None, trust_remote_code)
     for name, spec in specs.items():  # fail now, not after the first methods have trained
         spec.check(methods[name], context)

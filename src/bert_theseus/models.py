@@ -115,6 +115,43 @@ def _fresh_head(model: PreTrainedModel) -> None:
                         module.bias.zero_()
 
 
+# Architectures whose position ids start after the padding index (RoBERTa's scheme), so
+# pad_token_id + 1 of their position embeddings never hold a token.
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet", "longformer")
+
+
+def token_positions(config) -> int | None:
+    """How many tokens the model can read at once; None where positions are only relative
+    (DeBERTa without absolute position embeddings)."""
+    from .arch import model_type_of
+
+    if getattr(config, "position_biased_input", True) is False:
+        return None
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is None:
+        return None
+    if model_type_of(config) in OFFSET_POSITIONS:
+        positions -= (getattr(config, "pad_token_id", None) or 0) + 1
+    return positions
+
+
+def fit_max_length(training, model: PreTrainedModel, name: str):
+    """`training` with a max_length the model can read: the default (128) shrinks to the
+    model's positions; a larger value given on purpose is refused (ModelError, exit 2)."""
+    from dataclasses import fields, replace
+
+    positions = token_positions(model.config)
+    if positions is None or training.max_length <= positions:
+        return training
+    default = next(f.default for f in fields(training) if f.name == "max_length")
+    if training.max_length == default:
+        return replace(training, max_length=positions)
+    raise ModelError(
+        f"--max-length {training.max_length} is more than the {positions} token positions "
+        f"of model '{name}': pass --max-length {positions} or less"
+    )
+
+
 def _looks_local(name: str) -> bool:
     """A path no Hub id can be: absolute, relative to . or ~, Windows-style, or deeper than
     owner/name."""

@@ -47,7 +47,13 @@ class TrainingConfig:
     max_grad_norm: float = field(
         default=1.0, metadata={"help": "gradient clipping norm over the trained parameters"}
     )
-    max_length: int = field(default=128, metadata={"help": "maximum tokens per example"})
+    max_length: int = field(
+        default=128,
+        metadata={
+            "help": "maximum tokens per example; at most the model's position count (the "
+            "default 128 shrinks to it on a model with fewer)"
+        },
+    )
     eval_steps: int | None = field(
         default=None,
         metadata={
