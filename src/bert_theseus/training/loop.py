@@ -271,14 +271,17 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
                 step = state.step
-                state.running.append(float(np.mean(losses)))
+                # One exchange a step: the loss over every process's batches, and whether a
+                # signal reached any of them (all then stop after this step).
+                stopping, step_loss = _synced(stop, float(np.mean(losses)), accelerator)
+                state.running.append(step_loss)
                 losses, backed = [], False
                 record = {"step": step, "epoch": round(step / steps_per_epoch, 4), **values}
                 record["learning_rate"] = schedule.get_last_lr()[0]
                 record["seconds"] = round(time.perf_counter() - started, 2)
                 progress.update(step, loss=state.running[-1], **values, lr=record["learning_rate"])
                 if step % config.logging_steps == 0 or step == total:
-                    log.write({**record, "loss": _mean_loss(state.running, accelerator)})
+                    log.write({**record, "loss": float(np.mean(state.running))})
                     state.running = []
                 if step % eval_every == 0 or step == total:
                     dev, constant = _evaluate_views(method, model, wrapped, dev_loaders, task,
@@ -291,7 +294,7 @@ def train(
                     if state.best_score is None or score > state.best_score:
                         state.best_score, state.best_step, state.best_dev = score, step, dev
                         state.best_weights = _snapshot(model)
-                if _stopping(stop, accelerator):
+                if stopping:
                     path = save()
                     raise TrainingInterrupted(stop.signal or signal.SIGTERM, step, path)
                 if step < total and step % save_every == 0:
@@ -339,23 +342,26 @@ def _note_constant(state, progress, step: int, dev: dict, constant: dict) -> Non
         )
 
 
-def _mean_loss(losses: list[float], accelerator) -> float:
-    """The mean loss since the last log line, over every process's batches."""
-    mean = float(np.mean(losses))
-    if accelerator.num_processes > 1:
-        value = torch.tensor(mean, dtype=torch.float64, device=accelerator.device)
-        mean = accelerator.reduce(value, reduction="mean").item()
-    return mean
-
-
-def _stopping(stop: _StopOnSignal, accelerator) -> bool:
-    """Whether a signal reached this process or, under several processes, any of them: all
-    stop after the same step, so their checkpoint is one state."""
+def _synced(stop: _StopOnSignal, loss: float, accelerator) -> tuple[bool, float]:
+    """Whether a signal reached this process or, under several processes, any of them (all
+    stop after the same step, so their checkpoint is one state), and the step's loss averaged
+    over the processes (so the log, and a resume's running mean, are the whole batch's)."""
     stopping = stop.signal is not None
+    if accelerator.num_processes == 1:
+        return stopping, loss
+    values = torch.tensor([float(stopping), loss], dtype=torch.float64, device=accelerator.device)
+    total = accelerator.reduce(values, reduction="sum").tolist()
+    return total[0] > 0, total[1] / accelerator.num_processes
+
+
+def _all_finite(part: torch.Tensor, accelerator) -> bool:
+    """Whether the part is finite on every process: one process's NaN stops them all before
+    the backward, rather than leaving the others waiting in its all-reduce."""
+    finite = bool(torch.isfinite(part))
     if accelerator.num_processes > 1:
-        flag = torch.tensor(float(stopping), device=accelerator.device)
-        stopping = bool(accelerator.reduce(flag, reduction="sum").item())
-    return stopping
+        flag = torch.tensor(float(finite), device=accelerator.device)
+        finite = accelerator.reduce(flag, reduction="sum").item() == accelerator.num_processes
+    return finite
 
 
 def _backward_parts(
@@ -371,8 +377,10 @@ def _backward_parts(
             part = next(parts, None)
         if part is None:
             break
-        if not torch.isfinite(part):
-            return part.detach(), backed
+        if not _all_finite(part, accelerator):
+            # Another process's NaN: say so here too (this one's part may be finite).
+            bad = part.detach() if not torch.isfinite(part) else part.detach() * float("nan")
+            return bad, backed
         if part.requires_grad:
             accelerator.backward(part * scale if scale != 1.0 else part)
             backed = True
