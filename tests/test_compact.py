@@ -395,3 +395,17 @@ def test_depth_methods_refuse_a_compact_predecessor():
     for name in ("theseus", "kd"):
         with pytest.raises(MethodConfigError, match="compact model"):
             get_method(name).check(KDConfig(successor_layers=2), MethodContext(small))
+
+
+@pytest.mark.parametrize("arch", SUPPORTED)
+def test_a_forward_rebound_to_the_compact_model_runs(arch):
+    """Accelerate's mixed precision re-binds `forward.__func__` to the model it prepares:
+    the base's code then runs with `self` being the compact model (which once lacked
+    num_labels, and every bf16 LadaBERT or MPNet DynaBERT run crashed on its labels)."""
+    from types import MethodType
+
+    compact = compact_from(model_of(arch), HEADS, NEURONS)
+    expected = compact(**tiny_batch(), labels=torch.tensor([0, 1, 1])).loss
+    compact.forward = MethodType(compact.forward.__func__, compact)
+    loss = compact(**tiny_batch(), labels=torch.tensor([0, 1, 1])).loss
+    torch.testing.assert_close(loss, expected)

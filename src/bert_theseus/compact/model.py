@@ -59,6 +59,19 @@ class CompactPreTrainedModel(PreTrainedModel):
         self.forward = inner.forward
         config._attn_implementation_internal = base_config._attn_implementation
         self.post_init()
+        object.__setattr__(self, "_delegate", inner)
+
+    def __getattr__(self, name: str):
+        # Wrappers that re-bind the forward to this object (Accelerate's mixed-precision
+        # autocast takes `forward.__func__`) run the base's code with `self` being us: its
+        # own attributes (num_labels, ...) must then be found here too.
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            inner = self.__dict__.get("_delegate")  # set once __init__ has built us
+            if inner is None:
+                raise
+            return getattr(inner, name)
 
     def _init_weights(self, module: nn.Module) -> None:
         self.inner._init_weights(module)
