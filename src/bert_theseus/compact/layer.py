@@ -6,6 +6,15 @@ import torch
 from torch import nn
 
 
+def svd_factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best rank-`rank` factors of an m x n matrix (truncated SVD): left = U sqrt(S)
+    (m x rank) and right = sqrt(S) Vᵀ (rank x n), so left @ right approximates it. The
+    singular values are split evenly, so both factors are scaled alike."""
+    u, s, vh = torch.linalg.svd(weight.float(), full_matrices=False)
+    root = s[:rank].sqrt()
+    return u[:, :rank] * root[None, :], root[:, None] * vh[:rank]
+
+
 class LowRankLinear(nn.Module):
     """A linear layer as the product of two thinner ones: in -> rank (no bias) -> out.
 
@@ -30,13 +39,12 @@ class LowRankLinear(nn.Module):
     def from_linear(cls, linear: nn.Linear, rank: int) -> LowRankLinear:
         """The best rank-`rank` approximation of `linear` (truncated SVD), bias kept."""
         weight = linear.weight.detach()
-        u, s, vh = torch.linalg.svd(weight.float(), full_matrices=False)
-        root = s[:rank].sqrt()  # split the singular values evenly so both factors are scaled alike
+        left, right = svd_factors(weight, rank)
         low = cls(linear.in_features, linear.out_features, rank, linear.bias is not None)
         low.to(device=weight.device, dtype=weight.dtype)
         with torch.no_grad():
-            low.down.weight.copy_(root[:, None] * vh[:rank])
-            low.up.weight.copy_(u[:, :rank] * root[None, :])
+            low.down.weight.copy_(right)
+            low.up.weight.copy_(left)
             if linear.bias is not None:
                 low.up.bias.copy_(linear.bias)
         return low
@@ -67,13 +75,12 @@ class LowRankEmbedding(nn.Module):
     def from_embedding(cls, embedding: nn.Embedding, rank: int) -> LowRankEmbedding:
         """The best rank-`rank` approximation of `embedding`'s table (truncated SVD)."""
         weight = embedding.weight.detach()
-        u, s, vh = torch.linalg.svd(weight.float(), full_matrices=False)
-        root = s[:rank].sqrt()
+        left, right = svd_factors(weight, rank)
         low = cls(embedding.num_embeddings, embedding.embedding_dim, rank, embedding.padding_idx)
         low.to(device=weight.device, dtype=weight.dtype)
         with torch.no_grad():
-            low.table.weight.copy_(u[:, :rank] * root[None, :])
-            low.up.weight.copy_((root[:, None] * vh[:rank]).T)
+            low.table.weight.copy_(left)
+            low.up.weight.copy_(right.T)
         return low
 
     def extra_repr(self) -> str:
