@@ -204,6 +204,8 @@ def test_the_parts_of_a_step_add_up_to_one_gradient():
             yield 3.0 * model(**batch).logits.pow(2).mean()
 
     class Accelerator:  # what _backward_parts uses of accelerate's
+        num_processes = 1
+
         def autocast(self):
             return torch.autocast("cpu", enabled=False)
 
