@@ -455,11 +455,10 @@ def _report_deploy(command: str, result) -> str:
 
 
 def _nonzero(metrics: dict) -> str:
-    nonzero = metrics.get("nonzero_parameters", metrics["parameters"])
     from .speed import is_pruned
 
-    pruned = is_pruned(metrics["parameters"], nonzero)
-    return f" ({nonzero / 1e6:.1f}M non-zero)" if pruned else ""
+    nonzero = metrics.get("nonzero_parameters", metrics["parameters"])
+    return f" ({nonzero / 1e6:.1f}M non-zero)" if is_pruned(metrics["parameters"], nonzero) else ""
 
 
 def _main_process() -> bool:
