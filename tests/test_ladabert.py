@@ -245,8 +245,9 @@ def test_compress_runs_every_iteration_and_the_result_reloads_and_exports(
     metrics = json.loads((out / "metrics.json").read_text())
     stages = [s["stage"] for s in metrics["stages"]]
     assert stages == ["factorise", "prune-1", "prune-2", "recover"]
-    # compress_share 0.5: 8 of the 16 steps over 3 compressing stages, 8 for the recovery.
-    assert [s["steps"] for s in metrics["stages"]] == [3, 3, 3, 8]
+    # compress_share 0.5: 8 of the 16 steps over 3 compressing stages (cut at rounded
+    # cumulative shares 16/6, 32/6, 48/6), 8 for the recovery: 16 in all.
+    assert [s["steps"] for s in metrics["stages"]] == [3, 2, 3, 8]
     # Each stage draws its own data order: the run's seed (7) plus the stage's index.
     seeds = [json.loads((out / "stages" / f"{i + 1}-{name}" / "result.json").read_text())
              ["settings"]["training"]["seed"] for i, name in enumerate(stages[:-1])]  # fmt: skip

@@ -49,12 +49,17 @@ class Stage:
     training: dict = field(default_factory=dict)
     share: float = 1.0
 
-    def config(self, training: TrainingConfig) -> TrainingConfig:
-        """The run's training settings as this stage uses them."""
+    def config(self, training: TrainingConfig, before: float = 0.0) -> TrainingConfig:
+        """The run's training settings as this stage uses them; `before` is the share of
+        the budget the stages before it take. A step budget is cut at rounded cumulative
+        shares, so the stages' steps add up to it exactly."""
         config = replace(training, **self.training)
         if self.share == 1.0:
             return config
-        steps = config.max_steps and max(1, round(config.max_steps * self.share))
+        steps = config.max_steps
+        if steps:
+            end, start = round(steps * (before + self.share)), round(steps * before)
+            steps = max(1, end - start)
         return replace(config, epochs=config.epochs * self.share, max_steps=steps)
 
 
@@ -108,9 +113,12 @@ def run_stages(
     dirs = stage_dirs(partial, stages)
     explicit = _explicit_stage(resume, dirs) if resume not in (None, "auto") else None
     model, results = predecessor, []
+    shares = [0.0]  # the budget share taken by the stages before each
+    for stage in stages:
+        shares.append(shares[-1] + (stage.share if stage.share != 1.0 else 0.0))
     for index, (stage, folder) in enumerate(zip(stages, dirs, strict=True)):
         last = index == len(stages) - 1
-        config = stage.config(training)
+        config = stage.config(training, shares[index])
         settings = {**(match or {}), **({"stage": stage.name} if len(stages) > 1 else {})}
         expected = {**settings, "training": stage_settings(config)}
         if resume is not None and not last and (folder / RESULT_FILE).is_file():
