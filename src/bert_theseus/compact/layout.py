@@ -38,6 +38,10 @@ class Layout:
     def head_linears(self) -> tuple[str, str, str]:
         return (self.query, self.key, self.value)
 
+    def linears(self) -> tuple[str, ...]:
+        """The six weight matrices of a layer: Q, K, V, attention output, FFN in and out."""
+        return (*self.head_linears(), self.attention_output, self.ffn_in, self.ffn_out)
+
 
 _BERT_LIKE = Layout(
     layers="encoder.layer",

@@ -123,8 +123,7 @@ class AdaptiveModel:
         self.head_size = config.hidden_size // self.heads
         self.hooks, self.head_inputs = [], []
         for layer in self.layers:
-            for path in (*self.layout.head_linears(), self.layout.attention_output,
-                         self.layout.ffn_in, self.layout.ffn_out):  # fmt: skip
+            for path in self.layout.linears():
                 linear = layer.get_submodule(path)
                 if type(linear) not in (nn.Linear, SlicedLinear):
                     raise MethodConfigError(

@@ -27,7 +27,7 @@ def encoder_ranks(model: PreTrainedModel, p_svd: float) -> list[dict[str, int]]:
     """Per layer, the rank of each of its six weight matrices (Q, K, V, attention output,
     FFN in and out) at P_svd; empty dicts for P_svd = 1."""
     layout = layout_for(model_type_of(model.config))
-    paths = (*layout.head_linears(), layout.attention_output, layout.ffn_in, layout.ffn_out)
+    paths = layout.linears()
     ranks = []
     for layer in model.base_model.get_submodule(layout.layers):
         sizes = {path: layer.get_submodule(path) for path in paths}

@@ -14,14 +14,14 @@ def prunable(model: PreTrainedModel) -> dict[str, nn.Parameter]:
     """The weights LadaBERT prunes, by name: in every layer, the six weight matrices, or both
     factors (A and B) of those that are factorised. Biases and LayerNorms stay whole."""
     layout = layout_for(model_type_of(model.config))
-    paths = (*layout.head_linears(), layout.attention_output, layout.ffn_in, layout.ffn_out)
+    names = {id(p): name for name, p in model.named_parameters()}
     weights = {}
     for layer in model.base_model.get_submodule(layout.layers):
-        for path in paths:
+        for path in layout.linears():
             linear = layer.get_submodule(path)
             parts = (linear.down, linear.up) if isinstance(linear, LowRankLinear) else (linear,)
             for part in parts:
-                weights[_name(model, part.weight)] = part.weight
+                weights[names[id(part.weight)]] = part.weight
     return weights
 
 
@@ -60,12 +60,3 @@ class Masks:
             if mask.device != weight.device:  # the loop places the model after we are built
                 mask = self.masks[name] = mask.to(weight.device)
             weight.mul_(mask)
-
-    def kept(self) -> float:
-        """The fraction of prunable entries that are non-zero now."""
-        nonzero = sum(int((w != 0).sum()) for w in self.weights.values())
-        return nonzero / sum(w.numel() for w in self.weights.values())
-
-
-def _name(model: nn.Module, parameter: nn.Parameter) -> str:
-    return next(name for name, p in model.named_parameters() if p is parameter)
