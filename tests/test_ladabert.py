@@ -37,7 +37,7 @@ from bert_theseus.methods.ladabert import (
     prunable,
     svd_rank,
 )
-from bert_theseus.methods.ladabert.distill import AttentionScores
+from bert_theseus.methods.tinybert import AttentionScores
 from bert_theseus.methods.registry import MethodConfigError
 
 

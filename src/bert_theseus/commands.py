@@ -153,8 +153,12 @@ def compress(
     accelerator = make_accelerator(training)
     features = _encode_splits(task_data, tokenizer, training)
     before = _score(predecessor, features, tokenizer, training, task_data, accelerator)
+    train_features = encode(task_data.train, tokenizer, training.max_length,
+                            task_data.task.is_regression)  # fmt: skip
     context.task = task_data.task
     context.dev_batches = dev_batches(features, tokenizer, training)
+    context.train_batches = train_batches(train_features, tokenizer, training)
+    context.tokenizer = tokenizer
     context.device = accelerator.device
     return _run(
         spec.stages(config, context),
@@ -170,6 +174,7 @@ def compress(
         push_to_hub=push_to_hub,
         trust_remote_code=trust_remote_code,
         report=partial(spec.report, config) if spec.report else None,
+        train_features=train_features,
     )
 
 
@@ -243,6 +248,7 @@ def _run(
     push_to_hub: str | None = None,
     trust_remote_code: bool = False,
     report: Callable[[ReportInput], dict] | None = None,
+    train_features: list[dict] | None = None,
 ) -> dict:
     """Train the stages, then save the final model and the run's files (and upload them to
     the Hub repository `push_to_hub`, from the main process). `report` adds a method's own
@@ -254,7 +260,9 @@ def _run(
     caller (`compare` times all its runs side by side)."""
     accelerator = accelerator or make_accelerator(training)
     task = task_data.task
-    train_features = encode(task_data.train, tokenizer, training.max_length, task.is_regression)
+    if train_features is None:
+        train_features = encode(task_data.train, tokenizer, training.max_length,
+                                task.is_regression)  # fmt: skip
     if features is None:
         features = _encode_splits(task_data, tokenizer, training)
     dev_features = {split: f for split, f in features.items() if split != "test"}
@@ -421,6 +429,12 @@ def dev_batches(features: dict, tokenizer, training: TrainingConfig):
         if split != "test"
     ]
     return lambda: itertools.chain.from_iterable(loaders)
+
+
+def train_batches(features: list[dict], tokenizer, training: TrainingConfig):
+    """A function giving the training split's labelled batches in file order."""
+    loader = make_loader(features, tokenizer, training.eval_batch_size, False)
+    return lambda: iter(loader)
 
 
 def _score(model, features: dict, tokenizer, training, task_data: TaskData, accelerator) -> dict:

@@ -36,7 +36,9 @@ from .commands import (
     method_settings,
     read_data,
     speed_length,
+    train_batches,
 )
+from .data.loading import encode
 from .methods import MethodContext, get_method, methods
 from .pooling import pooling_note, pretraining_pooling, say
 from .runs import OutputDir, RunError, save_figure, write_atomic, write_json
@@ -98,6 +100,8 @@ def compare(
     accelerator = make_accelerator(training)
     features = _encode_splits(task_data, tokenizer, training)
     before = _score(predecessor, features, tokenizer, training, task_data, accelerator)
+    train_features = encode(task_data.train, tokenizer, training.max_length,
+                            task_data.task.is_regression)  # fmt: skip
 
     runs = []
     for name, spec in specs.items():
@@ -116,6 +120,8 @@ def compare(
                     trust_remote_code,
                     dev_batches(features, tokenizer, run_training),
                     accelerator.device,
+                    train_batches(train_features, tokenizer, run_training),
+                    tokenizer,
                 )
                 metrics = _run(
                     spec.stages(methods[name], run_context),
@@ -129,6 +135,7 @@ def compare(
                     accelerator,
                     features,
                     measure_speed=False,
+                    train_features=train_features,
                 )
             runs.append({"folder": folder, "seed": seed, **metrics})
 

@@ -80,11 +80,22 @@ def export_onnx(
     classifier.eval()
     names = model_inputs(classifier, tokenizer)
     batches, task = _verification_batches(classifier, tokenizer, data, max_length, config)
+    # Inputs a model takes besides the tokens (RefBERT's reference states, which the graph
+    # takes as inputs: retrieval stays outside it), added to every batch.
+    extra = getattr(classifier, "export_inputs", None)
+    if extra is not None:
+        for batch in batches:
+            batch.update(extra(batch))
+        extra_names = [name for name in extra(batches[0]) if name not in names]
+        names = names + extra_names
     folder = out.open()
     try:
-        _trace(classifier, names, batches[0], folder / ONNX_FILE, config.opset)
+        _trace(classifier, names, batches[0], folder / ONNX_FILE, config.opset,
+               extra_names if extra is not None else ())  # fmt: skip
         classifier.config.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
+        if hasattr(classifier, "export_files"):  # what the graph's extra inputs come from
+            classifier.export_files(folder)
         report = {"model": model, "inputs": names, **asdict(config)}
         # PyTorch runs once; both ONNX files and the PyTorch dev score compare against it.
         reference = [torch_logits(classifier, b) for b in batches]
@@ -145,14 +156,16 @@ def _verification_batches(classifier, tokenizer, data, max_length, config):
     return batches, task_data.task
 
 
-def _trace(classifier, names, batch, path: Path, opset: int) -> None:
+def _trace(classifier, names, batch, path: Path, opset: int, extra=()) -> None:
     # Trace on a batch with padding: a batch without any lets transformers skip building
     # the attention mask, and the trace would bake that branch in.
     example = tuple(batch[name][:4] for name in names)
     mask = dict(zip(names, example, strict=True)).get("attention_mask")
     if mask is not None and bool(mask.all()):
         example = tuple(_pad_one_row(t, name) for t, name in zip(example, names, strict=True))
-    axes = {name: {0: "batch", 1: "sequence"} for name in names}
+    # Inputs past the tokens (RefBERT's references) have their own length.
+    axes = {name: {0: "batch", 1: "reference" if name in extra else "sequence"}
+            for name in names}  # fmt: skip
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python control flow
         torch.onnx.export(

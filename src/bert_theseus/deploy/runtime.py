@@ -51,10 +51,15 @@ class OnnxClassifier:
             str(self.path), options, providers=["CPUExecutionProvider"]
         )
         self.input_names = [node.name for node in self.session.get_inputs()]
+        # Token inputs are int64; float ones (RefBERT's reference states) float32.
+        self.input_types = {node.name: np.float32 if "float" in node.type else np.int64
+                            for node in self.session.get_inputs()}  # fmt: skip
 
     def feeds(self, batch) -> dict[str, np.ndarray]:
-        """The inputs the graph takes, as int64 arrays (extra keys such as labels dropped)."""
-        return {name: _numpy(batch[name]).astype(np.int64) for name in self.input_names}
+        """The inputs the graph takes, as arrays of its types (extra keys such as labels
+        dropped)."""
+        return {name: _numpy(batch[name]).astype(self.input_types[name])
+                for name in self.input_names}  # fmt: skip
 
     def logits(self, batch) -> np.ndarray:
         return self.session.run(["logits"], self.feeds(batch))[0]

@@ -57,6 +57,10 @@ class MethodContext:
     # paper does); None when only the settings are checked.
     dev_batches: Callable[[], Iterable[dict]] | None = None
     device: torch.device | str = "cpu"  # where the run trains (work done in `build` goes there)
+    # The training split's labelled batches in file order, and the tokenizer (RefBERT indexes
+    # and stores the training set); None when only the settings are checked.
+    train_batches: Callable[[], Iterable[dict]] | None = None
+    tokenizer: typing.Any = None
 
     @property
     def regression(self) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from ...arch import model_type_of
 from ...compact import UnsupportedArchitectureError, layout_for
 from ..registry import MethodConfigError
+from ..tinybert import LayerwiseWeights
 
 # Table 2 of the paper, as compression factors (x) of the embeddings, the SVD and the pruning;
 # the kept fractions P are their inverses. The overall factors are x2.5, x5, x7.5 and x10.
@@ -19,7 +20,7 @@ PRESETS: dict[str, tuple[float, float, float]] = {
 
 
 @dataclass
-class LadaBERTConfig:
+class LadaBERTConfig(LayerwiseWeights):
     """What LadaBERT keeps, in how many steps, and how it recovers after each.
 
     The kept fractions are the paper's P_embd, P_svd and P_weight (Mao et al., COLING 2020,
@@ -70,20 +71,6 @@ class LadaBERTConfig:
             "help": "share of the training budget spent on the SVD and pruning iterations "
             "(split evenly); the rest recovers at the final size"
         },
-    )
-    embedding_weight: float = field(
-        default=1.0, metadata={"help": "weight of the embedding-output MSE to the teacher"}
-    )
-    attention_weight: float = field(
-        default=1.0,
-        metadata={
-            "help": "weight of the attention-score MSE to the teacher, summed over layers "
-            "(pre-softmax scores, padded keys zeroed, as TinyBERT)"
-        },
-    )
-    hidden_weight: float = field(
-        default=1.0,
-        metadata={"help": "weight of the hidden-state MSE to the teacher, summed over layers"},
     )
     logit_weight: float = field(
         default=1.0,

@@ -9,9 +9,9 @@ from transformers import PreTrainedModel
 
 from ...compact import to_stock_if_possible
 from ...training.loop import Method
+from ..tinybert import AttentionScores, layerwise_losses
 from .budget import budget_table
 from .config import LadaBERTConfig
-from .distill import AttentionScores, layerwise_losses
 from .pruning import Masks
 
 TERMS = ("embedding", "attention", "hidden", "logits")

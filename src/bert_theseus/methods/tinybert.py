@@ -1,4 +1,5 @@
-"""TinyBERT's layer-wise distillation losses, between two models of the same shape.
+"""TinyBERT's layer-wise distillation losses (Jiao et al., 2020), which LadaBERT and RefBERT
+recover and train with.
 
 Attention scores are rebuilt from each layer's query and key projections (forward hooks),
 q kᵀ / sqrt(head size) per head, so they need no attention maps from the model: they work
@@ -10,15 +11,36 @@ learnt by both alike, and the hidden-state terms cover its effect).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from ...arch import model_type_of
-from ...compact import layout_for
-from ...losses import soft_target_loss
+from ..arch import model_type_of
+from ..compact import layout_for
+from ..losses import soft_target_loss
+
+
+@dataclass
+class LayerwiseWeights:
+    """The weights of TinyBERT's layer-wise terms (one set of flags for every method)."""
+
+    embedding_weight: float = field(
+        default=1.0, metadata={"help": "weight of the embedding-output MSE to the teacher"}
+    )
+    attention_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "weight of the attention-score MSE to the teacher, summed over layers "
+            "(pre-softmax scores, padded keys zeroed, as TinyBERT)"
+        },
+    )
+    hidden_weight: float = field(
+        default=1.0,
+        metadata={"help": "weight of the hidden-state MSE to the teacher, summed over layers"},
+    )
 
 
 class AttentionScores:
@@ -77,6 +99,7 @@ class AttentionScores:
     def _layer(self, i: int, heads: int, attention_mask: torch.Tensor | None) -> torch.Tensor:
         q, k = self.recorded[i, "q"].float(), self.recorded[i, "k"].float()
         batch, length, width = q.shape
+        k = k[:, :length]  # keys past the queries are RefBERT's references: input-input only
         size = width // heads
         q = q.view(batch, length, heads, size).transpose(1, 2)
         k = k.view(batch, length, heads, size).transpose(1, 2)

@@ -1,0 +1,161 @@
+"""RefBERT (Wang et al., IJCNN 2021), RECONSTRUCTED: only the paper's abstract and part of its
+introduction are public, and no code. What is verified: for each input, the most similar other
+training example is its reference; the teacher's representation of every reference is computed
+once and stored; the student's first attention layer changes its keys and values to use it.
+Everything else here is our reading (../shared/methods/refbert.md, section b), each piece a
+setting: TF-IDF similarity over tokens, the predecessor's last-layer states (tokens or [CLS]),
+keys and values extended by projected reference states, TinyBERT's two distillation stages.
+
+`refbert-none`, `refbert-zero` and `refbert-random` are its ablations, trained the same way:
+no references (the plain student), all-zero states, a random training example's states.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from ...training.stages import Stage
+from ..registry import MethodError, ReportInput, register_method
+from .config import RefBERTConfig
+from .method import RefBERTMethod, student_of
+from .model import MODES, ReferenceAttention, ReferenceStudent, ReferenceStudentConfig, register
+from .references import ReferenceIndex, References
+
+register()
+
+
+def build(context, config: RefBERTConfig, mode: str = "nearest") -> list[Stage]:
+    """TinyBERT's intermediate stage (skipped at intermediate_share 0), then its prediction
+    stage; `mode` is nearest (RefBERT), or an ablation: none, zero, random."""
+    teacher, regression = context.predecessor, context.regression
+    layers = config.teacher_layers(teacher)
+
+    def method(student, stage):
+        return RefBERTMethod(student, teacher, config, regression, stage, layers,
+                             context.dev_batches)  # fmt: skip
+
+    def student():
+        model = config.student(context)
+        if mode != "none":
+            if context.train_batches is None:
+                raise MethodError("RefBERT stores the training set's references: pass the "
+                                  "training data (compress and compare do)")  # fmt: skip
+            ignore = context.tokenizer.all_special_ids if context.tokenizer is not None else []
+            references = References.build(
+                teacher, context.train_batches(), config.reference_states, ignore, context.device
+            )
+            model = ReferenceStudent.wrap(model, references, mode)  # fmt: skip
+        return model.to(context.device)
+
+    def first(stage):
+        def start(predecessor):
+            model = student()
+            return model, method(model, stage)
+
+        return start
+
+    def prediction(model):
+        return model, method(model, "prediction")
+
+    share = config.intermediate_share
+    if share == 0:
+        return [Stage("prediction", first("prediction"))]
+    stages = [Stage("intermediate", first("intermediate"), share=share),
+              Stage("prediction", prediction, share=1 - share)]  # fmt: skip
+    for index, stage in enumerate(stages):  # each stage draws its own data order
+        stage.training["seed"] = context.seed + index
+    return stages
+
+
+def build_none(context, config: RefBERTConfig) -> list[Stage]:
+    return build(context, config, "none")
+
+
+def build_zero(context, config: RefBERTConfig) -> list[Stage]:
+    return build(context, config, "zero")
+
+
+def build_random(context, config: RefBERTConfig) -> list[Stage]:
+    return build(context, config, "random")
+
+
+def report(config: RefBERTConfig, run: ReportInput) -> dict:
+    """Storage, and retrieval against the student's own forward, timed apart and together
+    (batch 32 at the run's length; median of 5 interleaved rounds)."""
+    model = run.model
+    if not isinstance(model, ReferenceStudent):
+        return {}
+    model.eval()
+    generator = torch.Generator().manual_seed(0)
+    vocab = model.student.config.vocab_size
+    ids = torch.randint(5, vocab, (32, run.seq_length), generator=generator)
+    device = next(model.parameters()).device
+    batch = {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
+    times = {"retrieval": [], "student": [], "together": []}
+    with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=run.bf16):
+        states, mask = model.retrieve(**batch)
+        for _ in range(6):
+            for name, call in (("retrieval", lambda: model.retrieve(**batch)),
+                               ("student", lambda: model(**batch, reference_states=states,
+                                                         reference_mask=mask)),
+                               ("together", lambda: model(**batch))):  # fmt: skip
+                start = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - start)
+    sizes = model.references.nbytes()
+    return {
+        "reference_bytes": sizes,
+        "reference_latency_ms": {
+            k: round(1000 * statistics.median(v[1:]), 2) for k, v in times.items()
+        },  # fmt: skip
+    }
+
+
+RECONSTRUCTED = "RECONSTRUCTED from the abstract (no paper body, no code): "
+register_method(
+    "refbert",
+    RefBERTConfig,
+    build,
+    summary=RECONSTRUCTED + "the truncated student's first layer also attends to the stored "
+    "predecessor states of the most similar training example; TinyBERT's distillation",
+    paper="Wang et al., IJCNN 2021 (RefBERT), reconstructed; TinyBERT (Jiao et al., 2020)",
+    report=report,
+)
+register_method(
+    "refbert-none",
+    RefBERTConfig,
+    build_none,
+    summary="RefBERT ablation: the same student and training, without references",
+    paper="ablation of the RefBERT reconstruction (TinyBERT's task distillation)",
+)
+register_method(
+    "refbert-zero",
+    RefBERTConfig,
+    build_zero,
+    summary="RefBERT ablation: all-zero reference states (same shapes and masks)",
+    paper="ablation of the RefBERT reconstruction",
+    report=report,
+)
+register_method(
+    "refbert-random",
+    RefBERTConfig,
+    build_random,
+    summary="RefBERT ablation: a random training example's states as the reference",
+    paper="ablation of the RefBERT reconstruction",
+    report=report,
+)
+
+__all__ = [
+    "MODES",
+    "RefBERTConfig",
+    "RefBERTMethod",
+    "ReferenceAttention",
+    "ReferenceIndex",
+    "ReferenceStudent",
+    "ReferenceStudentConfig",
+    "References",
+    "student_of",
+]

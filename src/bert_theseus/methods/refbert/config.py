@@ -1,0 +1,68 @@
+"""Configuration of RefBERT (reconstructed): the student, the stored states and TinyBERT's
+two distillation stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..registry import MethodConfigError
+from ..tinybert import LayerwiseWeights
+from ..truncated.config import TruncatedConfig
+from .references import STATES_KINDS
+
+
+@dataclass
+class RefBERTConfig(LayerwiseWeights, TruncatedConfig):
+    """The truncated student (by default the predecessor's bottom layers, as for KD), trained
+    with TinyBERT's task distillation: an intermediate stage (embedding output, attention
+    scores and hidden states of the mapped teacher layers), then a prediction stage.
+
+    >>> RefBERTConfig(successor_layers=3, reference_states="cls", intermediate_share=0.5)
+    """
+
+    reference_states: str = field(
+        default="tokens",
+        metadata={
+            "help": "RefBERT: what is stored of each training example, from the predecessor's "
+            "last layer: tokens (every token's state) or cls (the first token's; far smaller)"
+        },
+    )
+    intermediate_share: float = field(
+        default=0.5,
+        metadata={
+            "help": "RefBERT: share of the training budget for the intermediate stage "
+            "(attention and hidden states); the rest distils the predictions. 0: skip it"
+        },
+    )
+    prediction_temperature: float = field(
+        default=1.0,
+        metadata={
+            "help": "RefBERT: temperature of the prediction stage's soft cross-entropy "
+            "(TinyBERT: 1); regression tasks learn the labels by MSE there, as TinyBERT does"
+        },
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        if self.reference_states not in STATES_KINDS:
+            raise MethodConfigError(
+                f"unknown reference_states '{self.reference_states}': use one of "
+                f"{', '.join(STATES_KINDS)}"
+            )
+        if not 0.0 <= self.intermediate_share < 1.0:
+            raise MethodConfigError(
+                f"intermediate_share {self.intermediate_share} must be in [0, 1): the "
+                "prediction stage needs part of the budget; pass e.g. 0.5"
+            )
+        if not self.prediction_temperature > 0:
+            raise MethodConfigError(
+                f"prediction_temperature {self.prediction_temperature} must be positive: pass 1"
+            )
+        for name in ("embedding_weight", "attention_weight", "hidden_weight"):
+            if getattr(self, name) < 0:
+                raise MethodConfigError(f"{name} {getattr(self, name)} must not be negative")
+
+    def teacher_layers(self, predecessor) -> list[int]:
+        """The teacher layer each student layer learns (counted from 1): the top of its
+        group, TinyBERT's uniform map g(l) = l * c."""
+        return [group[-1] + 1 for group in self.modules(self.layer_count(predecessor))]
