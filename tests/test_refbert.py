@@ -22,6 +22,7 @@ from transformers import AutoModelForSequenceClassification
 
 from bert_theseus.cli import main
 from bert_theseus.compact import layout_for
+from bert_theseus.deploy.predict import predict_texts
 from bert_theseus.methods.refbert import (
     RefBERTConfig,
     RefBERTMethod,
@@ -225,6 +226,16 @@ def test_compress_saves_a_model_with_its_references_that_reloads_and_exports(
     assert report["inputs"][-2:] == ["reference_states", "reference_mask"]
     assert report["fp32"]["max_abs_logit_diff"] < 1e-4
     assert (onnx / "references" / "states.npy").is_file()
+    # predict and benchmark retrieve by themselves, from the PyTorch folder and the export.
+    texts = ["good w1 w2 w3", "bad w4", "w5 w6 good"]
+    answers = [predict_texts(str(folder), texts) for folder in (out, onnx)]
+    assert [a["label"] for a in answers[0]] == [a["label"] for a in answers[1]]
+    assert [a["score"] for a in answers[0]] == pytest.approx([a["score"] for a in answers[1]],
+                                                             abs=1e-4)  # fmt: skip
+    bench = tmp_path / "bench.json"
+    assert main(["benchmark", str(out), "--variants", "torch-fp32", "onnx-fp32", "--lengths",
+                 "8", "--latency-repeats", "1", "--throughput-repeats", "1", "--skip-memory",
+                 "--output", str(bench)]) == 0  # fmt: skip
     shutil.rmtree(out / "references")
     assert main(["evaluate", "--model", str(out), "--task", "sst2", "--data-dir",
                  str(sst2_dir)]) == 2  # fmt: skip
@@ -271,3 +282,20 @@ def test_a_run_killed_with_sigkill_resumes_bit_identically(dropout_bert_dir, sst
     a, b = load_file(straight / "model.safetensors"), load_file(out / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f"after {after}"
     assert "reference_projection.weight" in a
+
+
+def test_compare_runs_refbert_beside_its_ablations_and_kd(tiny_bert_dir, sst2_dir, tmp_path):
+    out = tmp_path / "compare"
+    methods = ["refbert", "refbert-none", "refbert-zero", "refbert-random", "kd"]
+    args = ["compare", "--model", str(tiny_bert_dir), "--task", "sst2", "--data-dir",
+            str(sst2_dir), "--output", str(out), "--methods", *methods, "--successor-layers",
+            "2", "--max-steps", "4", "--speed-batch-size", "2", "--speed-length", "8",
+            "--reference-states", "cls", *FAST]  # fmt: skip
+    assert main(args) == 0
+    rows = (out / "results.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["predecessor", *methods]
+    for mode in ("nearest", "zero", "random"):
+        name = "refbert" if mode == "nearest" else f"refbert-{mode}"
+        model = AutoModelForSequenceClassification.from_pretrained(out / "runs" / f"{name}-seed42")
+        assert model.config.reference_mode == mode and model.config.reference_states == "cls"
+        assert model.references.states.shape[0] == 64  # one [CLS] row per training example

@@ -55,9 +55,25 @@ class OnnxClassifier:
         self.input_types = {node.name: np.float32 if "float" in node.type else np.int64
                             for node in self.session.get_inputs()}  # fmt: skip
 
+        self.references = None
+        if "reference_states" in self.input_names:  # a RefBERT export: retrieve as it did
+            import json
+
+            from ..methods.refbert.model import load_references
+
+            self.references = load_references(str(folder), {})
+            config = json.loads((Path(folder) / "config.json").read_text())
+            self.reference_mode = config.get("reference_mode", "nearest")
+
     def feeds(self, batch) -> dict[str, np.ndarray]:
         """The inputs the graph takes, as arrays of its types (extra keys such as labels
-        dropped)."""
+        dropped). A RefBERT export's references are retrieved here unless given."""
+        if self.references is not None and "reference_states" not in batch:
+            from ..methods.refbert.model import retrieve
+
+            states, mask = retrieve(self.references, self.reference_mode, batch["input_ids"],
+                                    batch.get("attention_mask"))  # fmt: skip
+            batch = {**batch, "reference_states": states, "reference_mask": mask}
         return {name: _numpy(batch[name]).astype(self.input_types[name])
                 for name in self.input_names}  # fmt: skip
 

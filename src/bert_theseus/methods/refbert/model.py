@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import field
 from pathlib import Path
 
+import numpy as np
 import torch
 from huggingface_hub.dataclasses import strict
 from torch import nn
@@ -60,8 +61,12 @@ class ReferenceStudentConfig(PretrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        if self.student:
-            self.num_hidden_layers = self.student_config().num_hidden_layers
+        if self.student:  # what tools read off a classifier's config (speed, benchmark)
+            inner = self.student_config()
+            self.num_hidden_layers = inner.num_hidden_layers
+            for name in ("vocab_size", "max_position_embeddings", "hidden_size", "pad_token_id"):
+                if getattr(inner, name, None) is not None:
+                    setattr(self, name, getattr(inner, name))
 
     def student_config(self) -> PretrainedConfig:
         values = {k: v for k, v in self.student.items() if k not in NOT_FORWARDED}
@@ -147,20 +152,10 @@ class ReferenceStudent(PreTrainedModel):
 
     def picks(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
         """The training example each input references (-1: none), by this model's mode."""
-        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        sequences = [ids[keep.bool()].tolist() for ids, keep in zip(input_ids.cpu(), mask.cpu(),
-                                                                    strict=True)]  # fmt: skip
-        index = self.references.index
-        if self.config.reference_mode == "random":
-            return index.random(sequences)
-        return index.nearest(sequences)[0]
+        return picks(self.references, self.config.reference_mode, input_ids, attention_mask)
 
     def retrieve(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
-        states, mask = self.references.gather(self.picks(input_ids, attention_mask),
-                                              input_ids.device)  # fmt: skip
-        if self.config.reference_mode == "zero":  # the same shape and mask, no content
-            states = torch.zeros_like(states)
-        return states, mask
+        return retrieve(self.references, self.config.reference_mode, input_ids, attention_mask)
 
     def export_inputs(self, batch: dict) -> dict[str, torch.Tensor]:
         """The reference inputs of `batch` for an exported graph, which takes them as inputs
@@ -185,6 +180,28 @@ class ReferenceStudent(PreTrainedModel):
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         model.references = load_references(str(pretrained_model_name_or_path), kwargs)
         return model
+
+
+def picks(references: References, mode: str, input_ids, attention_mask=None) -> np.ndarray:
+    """The training example each input references (-1: none): the nearest non-identical
+    one, or for the random ablation a drawn one."""
+    input_ids = torch.as_tensor(input_ids).cpu()
+    mask = torch.ones_like(input_ids) if attention_mask is None else torch.as_tensor(attention_mask)
+    sequences = [ids[keep.bool()].tolist() for ids, keep in zip(input_ids, mask.cpu(),
+                                                                strict=True)]  # fmt: skip
+    if mode == "random":
+        return references.index.random(sequences)
+    return references.index.nearest(sequences)[0]
+
+
+def retrieve(references: References, mode: str, input_ids, attention_mask=None):
+    """(reference_states [batch, m, width], reference_mask [batch, m]) for a batch, as the
+    model and its ONNX export take them."""
+    device = input_ids.device if isinstance(input_ids, torch.Tensor) else None
+    states, mask = references.gather(picks(references, mode, input_ids, attention_mask), device)
+    if mode == "zero":  # the same shape and mask, no content
+        states = torch.zeros_like(states)
+    return states, mask
 
 
 def load_references(name: str, kwargs: dict) -> References:

@@ -54,8 +54,10 @@ class ReferenceIndex:
         return self.matrix.shape[0]
 
     def _strip(self, sequence) -> np.ndarray:
+        """The sequence without special tokens (and ids past the vocabulary, which no
+        training example holds)."""
         ids = np.asarray(sequence, dtype=np.int64)
-        return ids[~np.isin(ids, self._ignore)]
+        return ids[~np.isin(ids, self._ignore) & (ids < len(self.idf))]
 
     def similarities(self, sequences: list[list[int]]) -> np.ndarray:
         """Cosine of each sequence to every training example ([queries, examples]), with
