@@ -37,8 +37,8 @@ from bert_theseus.methods.ladabert import (
     prunable,
     svd_rank,
 )
-from bert_theseus.methods.tinybert import AttentionScores
 from bert_theseus.methods.registry import MethodConfigError
+from bert_theseus.methods.tinybert import AttentionScores
 
 
 def test_the_rank_formula_round_trips_p_svd():

@@ -236,6 +236,8 @@ def test_compress_saves_a_model_with_its_references_that_reloads_and_exports(
     assert main(["benchmark", str(out), "--variants", "torch-fp32", "onnx-fp32", "--lengths",
                  "8", "--latency-repeats", "1", "--throughput-repeats", "1", "--skip-memory",
                  "--output", str(bench)]) == 0  # fmt: skip
+    variants = [row["variant"] for row in json.loads(bench.read_text())["results"]]
+    assert variants == ["torch-fp32", "retrieval", "torch-fp32, references given", "onnx-fp32"]
     shutil.rmtree(out / "references")
     assert main(["evaluate", "--model", str(out), "--task", "sst2", "--data-dir",
                  str(sst2_dir)]) == 2  # fmt: skip

@@ -83,6 +83,7 @@ class _Entry:
     vocab: int
     inputs: set[str]
     onnx_folder: Path | None = None
+    memory: bool = True  # a variant the memory probe can load on its own
 
 
 def benchmark(
@@ -112,7 +113,8 @@ def benchmark(
             "latency": _time(entries, config.latency_batch_size, config, vocab, latency=True),
             "throughput": _time(entries, config.throughput_batch_size, config, vocab, False),
         }
-        memory = [None if config.skip_memory else _peak_memory(e, config, threads) for e in entries]
+        memory = [None if config.skip_memory or not e.memory else _peak_memory(e, config, threads)
+                  for e in entries]  # fmt: skip
     rows = _rows(entries, timings, memory, config)
     result = {"settings": {**asdict(config), "threads": threads, **_machine()}, "results": rows}
     if output:
@@ -153,6 +155,8 @@ def _prepare(path: str, config, scratch: Path, threads: int, trust: bool) -> lis
                         accepted_inputs(source),
                     )
                 )
+        if "torch-fp32" in wanted and getattr(source, "references", None) is not None:
+            entries += _reference_entries(path, source, parameters, model_config)
         if any(v.startswith("onnx") for v in wanted):
             onnx_folder = scratch / f"export-{len(list(scratch.iterdir()))}"
             export_config = ExportConfig(int8="onnx-int8" in wanted)
@@ -174,6 +178,25 @@ def _prepare(path: str, config, scratch: Path, threads: int, trust: bool) -> lis
                 )
             )
     return entries
+
+
+def _reference_entries(path: str, source, parameters: int, model_config) -> list[_Entry]:
+    """A RefBERT model's retrieval alone, and its student given the references (retrieved
+    once per batch, in the warm-up), beside the "torch-fp32" row that does both."""
+    retrieved = {}
+
+    def given(batch):
+        key = id(batch["input_ids"])
+        if key not in retrieved:
+            retrieved[key] = source.export_inputs(batch)
+        return torch_logits(source, {**batch, **retrieved[key]})
+
+    common = (parameters, _weights_bytes(Path(path)), *_limits(model_config))
+    inputs = accepted_inputs(source)
+    return [
+        _Entry(path, "retrieval", source.export_inputs, *common, inputs, memory=False),
+        _Entry(path, "torch-fp32, references given", given, *common, inputs, memory=False),
+    ]
 
 
 def _limits(model_config) -> tuple[int, int]:
