@@ -89,7 +89,7 @@ def test_benchmark_prints_and_writes_every_column(two_models, tmp_path, capsys):
     output = tmp_path / "bench.json"
     args = ["benchmark", str(big), str(small), "--lengths", "8", "16", "--output", str(output)]
     args += ["--latency-repeats", "3", "--throughput-repeats", "2", "--warmup", "1"]
-    args += ["--throughput-batch-size", "4"]
+    args += ["--throughput-batch-size", "4", "--sweep-batch-sizes", "1", "3"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     result = json.loads(output.read_text())
@@ -107,6 +107,7 @@ def test_benchmark_prints_and_writes_every_column(two_models, tmp_path, capsys):
             f"speedup@{length}",
             f"latency_speedup@{length}",
         }
+    columns |= {"throughput_per_s@16_b1", "throughput_per_s@16_b3"}  # the sweep, longest length
     for row in rows:
         assert set(row) == columns
         assert row["peak_mb"] > 0 and row["disk_mb"] > 0
@@ -117,6 +118,13 @@ def test_benchmark_prints_and_writes_every_column(two_models, tmp_path, capsys):
     table = [line for line in printed.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(rows)  # header and one line per row
     assert "p50/p95 ms @16 (b1)" in table[0] and "seq/s @8 (b4)" in table[0]
+    assert table[0].endswith("| seq/s @16, b1 / b3 |")
+    sweep = (
+        f"| {rows[-1]['throughput_per_s@16_b1']:.1f} / {rows[-1]['throughput_per_s@16_b3']:.1f} |"
+    )
+    assert table[-1].endswith(sweep)
+    chart = output.with_suffix(".png")  # the chart beside the JSON
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 5000
 
 
 def test_benchmark_times_an_exported_folder_with_its_onnx_files(two_models, tmp_path):

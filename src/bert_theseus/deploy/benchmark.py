@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,10 @@ class BenchmarkConfig:
     throughput_batch_size: int = field(default=32, metadata={"help": "batch size of throughput"})
     latency_repeats: int = field(default=30, metadata={"help": "timed rounds for latency"})
     throughput_repeats: int = field(default=5, metadata={"help": "timed rounds for throughput"})
+    sweep_batch_sizes: list[int] = field(
+        default_factory=lambda: [1, 8, 32],
+        metadata={"help": "batch sizes of the throughput sweep, at the longest length"},
+    )
     warmup: int = field(default=2, metadata={"help": "untimed rounds before each setting"})
     threads: int | None = field(
         default=None, metadata={"help": "threads for PyTorch and ONNX Runtime (default: all)"}
@@ -68,6 +72,8 @@ class BenchmarkConfig:
             raise DeployError(f"unknown variant(s) {unknown}: use any of {', '.join(VARIANTS)}")
         if not self.lengths or min(self.lengths) < 2:
             raise DeployError(f"lengths {self.lengths} must be at least 2 tokens each")
+        if self.sweep_batch_sizes and min(self.sweep_batch_sizes) < 1:
+            raise DeployError(f"sweep batch sizes {self.sweep_batch_sizes} must be at least 1")
         if min(self.latency_repeats, self.throughput_repeats) < 1 or self.warmup < 0:
             raise DeployError("repeats must be at least 1 and warm-up at least 0")
 
@@ -113,6 +119,10 @@ def benchmark(
             "latency": _time(entries, config.latency_batch_size, config, vocab, latency=True),
             "throughput": _time(entries, config.throughput_batch_size, config, vocab, False),
         }
+        longest_length = max(config.lengths)
+        sweep = replace(config, lengths=[longest_length])
+        timings["sweep"] = {size: _time(entries, size, sweep, vocab, False)[longest_length]
+                            for size in config.sweep_batch_sizes}  # fmt: skip
         memory = [None if config.skip_memory or not e.memory else _peak_memory(e, config, threads)
                   for e in entries]  # fmt: skip
     rows = _rows(entries, timings, memory, config)
@@ -121,6 +131,7 @@ def benchmark(
         partial = Path(output).with_name(f".{Path(output).name}.partial")
         partial.write_text(json.dumps(result, indent=2) + "\n")
         partial.replace(output)
+        plot(result, Path(output).with_suffix(".png"))
     return result
 
 
@@ -261,6 +272,11 @@ def _rows(entries, timings, memory, config) -> list[dict]:
             row[f"latency_speedup@{length}"] = round(
                 base_latency[length] / statistics.median(latency), 2
             )
+        longest = max(config.lengths)
+        for size, times in timings["sweep"].items():
+            row[f"throughput_per_s@{longest}_b{size}"] = round(
+                size / statistics.median(times[index]), 1
+            )
         rows.append(row)
     return rows
 
@@ -273,6 +289,9 @@ def format_table(result: dict) -> str:
     for length in lengths:
         head += [f"p50/p95 ms @{length} (b{settings['latency_batch_size']})"]
         head += [f"seq/s @{length} (b{settings['throughput_batch_size']})", f"speed-up @{length}"]
+    sizes, longest = settings.get("sweep_batch_sizes") or [], max(lengths)
+    if sizes:
+        head += [f"seq/s @{longest}, b{' / b'.join(str(size) for size in sizes)}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in result["results"]:
         peak = row.get("peak_mb")
@@ -289,6 +308,9 @@ def format_table(result: dict) -> str:
                 f"{row[f'throughput_per_s@{length}']:.1f}",
                 f"{row[f'speedup@{length}']:.2f}x",
             ]
+        if sizes:
+            cells.append(" / ".join(f"{row[f'throughput_per_s@{longest}_b{size}']:.1f}"
+                                    for size in sizes))  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     note = (
         f"speed-up: throughput over the first row's at the same length; {settings['threads']} "
@@ -297,6 +319,39 @@ def format_table(result: dict) -> str:
         "batch of throughput at the longest length"
     )
     return "\n".join(lines) + "\n" + note
+
+
+def plot(result: dict, path: Path) -> None:
+    """Bars of throughput (batch `throughput_batch_size`) and of batch-1 p50 latency, at the
+    longest length, one bar per model and variant: the table for people who look."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..runs import save_figure
+
+    settings, rows = result["settings"], result["results"]
+    length = max(settings["lengths"])
+    labels = [f"{Path(r['model']).name or r['model']} · {r['variant']}" for r in rows]
+    panels = [
+        (f"throughput@{length}", f"sequences/s, batch {settings['throughput_batch_size']} x "
+         f"{length} (higher is better)"),
+        (f"latency_p50_ms@{length}", f"p50 ms, batch {settings['latency_batch_size']} x "
+         f"{length} (lower is better)"),
+    ]  # fmt: skip
+    height = 1.2 + 0.32 * len(rows)
+    figure, axes = plt.subplots(1, 2, figsize=(12, height), sharey=True)
+    for axis, (key, title) in zip(axes, panels, strict=True):
+        column = key.replace("throughput@", "throughput_per_s@")
+        values = [row[column] for row in rows]
+        bars = axis.barh(range(len(rows)), values, color="tab:blue")
+        axis.bar_label(bars, fmt="%.3g", padding=2, fontsize=8)
+        axis.set_title(title, fontsize=10)
+        axis.margins(x=0.15)
+    axes[0].set_yticks(range(len(rows)), labels, fontsize=8)
+    axes[0].invert_yaxis()  # the first row (the speed-up's base) on top
+    save_figure(figure, path)
 
 
 def _millions(count: int) -> str:
