@@ -221,7 +221,7 @@ def test_export_without_int8_reports_the_fp32_check(tmp_path, tiny_bert_dir, cap
     out = tmp_path / "onnx"
     assert main(["export", str(tiny_bert_dir), "--onnx", "--output", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "onnx fp32: max |logit - PyTorch|" in printed and "int8" not in printed
+    assert "onnx-fp32: max |logit - PyTorch|" in printed and "int8" not in printed
 
 
 def test_infinite_loss_stops_and_names_the_step(tmp_path, tiny_bert_dir, capsys):

@@ -195,4 +195,4 @@ def test_predict_bad_input_names_the_fix(texts, pairs, file, message, tmp_path, 
 
 def test_predict_int8_on_a_pytorch_folder_is_refused(tiny_bert_dir, capsys):
     assert main(["predict", str(tiny_bert_dir), "--int8", "--text", "good"]) == 2
-    assert "needs an export" in capsys.readouterr().err
+    assert "--int8 and --variant need an export" in capsys.readouterr().err

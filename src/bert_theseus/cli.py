@@ -196,14 +196,16 @@ def _add_deploy_commands(commands) -> None:
         sub.add_argument("--max-length", type=int, default=128, help="maximum tokens per text")
         return sub
 
-    export = add("export", "export a model to ONNX (and int8), verified against PyTorch", "1")
+    export = add("export", "export a model to ONNX Runtime or OpenVINO (fp32, bf16, int8), "
+                 "verified against PyTorch", "1")  # fmt: skip
     export.add_argument("--onnx", action="store_true", help="ONNX format (the only one)")
     export.add_argument("--output", required=True, help="folder to write the export to")
     export.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     _add_dataclass(export, ExportConfig, "export")
     _add_dataclass(export, DataConfig, "dev data to score fp32 and int8 on (optional)")
 
-    bench = add("benchmark", "time models in PyTorch fp32/bf16 and ONNX fp32/int8", "+")
+    bench = add("benchmark", "time models in PyTorch, ONNX Runtime and OpenVINO, side by side",
+                "+")  # fmt: skip
     bench.add_argument("--output", default="benchmark.json", help="JSON file of every number")
     _add_dataclass(bench, BenchmarkConfig, "benchmark")
 
@@ -221,7 +223,13 @@ def _add_deploy_commands(commands) -> None:
     predict.add_argument("--text", nargs="+", help="text(s) to classify")
     predict.add_argument("--text-pair", nargs="+", help="second text of each pair (RTE, STS-B)")
     predict.add_argument("--file", help="a file of texts, one per line (tab between a pair)")
-    predict.add_argument("--int8", action="store_true", help="use the export's int8 model")
+    predict.add_argument("--int8", action="store_true", help="use the export's onnx-int8 model")
+    predict.add_argument(
+        "--variant",
+        help="which variant of an export to run (onnx-fp32, onnx-int8, onnx-fused, "
+        "onnx-fused-int8, openvino-fp32, openvino-bf16, openvino-int8); default: the one "
+        "'export --backend auto' chose, else onnx-fp32",
+    )
     predict.add_argument("--output", help="also write the answers to this JSON file")
 
 
@@ -354,7 +362,8 @@ def _run_deploy(args: argparse.Namespace):
     if args.command == "benchmark":
         return benchmark(args.model, _config(BenchmarkConfig, args), args.output, trust)
     texts, pairs = read_texts(args.text, args.text_pair, args.file)
-    return predict_texts(args.model, texts, pairs, args.int8, args.max_length, 32, trust)
+    return predict_texts(args.model, texts, pairs, args.int8, args.max_length, 32, trust,
+                         args.variant)  # fmt: skip
 
 
 def report(command: str, metrics) -> str:
@@ -438,16 +447,18 @@ def _report_deploy(command: str, result) -> str:
 
         return format_table(result)
     lines = [f"exported {result['model']} ({', '.join(result['inputs'])})"]
-    for variant in ("fp32", "int8"):
-        check = result.get(variant)
-        if isinstance(check, dict):  # without --int8, "int8" holds the setting (False)
-            line = f"  onnx {variant}: max |logit - PyTorch| {check['max_abs_logit_diff']:.2e}"
-            line += f" on {check['examples_compared']} examples"
-            if "dev" in check:
-                line += f"; dev score {check['dev']['score']:.4f}"
-            lines.append(line)
+    for variant, check in result["variants"].items():
+        line = f"  {variant}: max |logit - PyTorch| {check['max_abs_logit_diff']:.2e}"
+        line += f" on {check['examples_compared']} examples"
+        if "label_agreement" in check:
+            line += f", {100 * check['label_agreement']:.1f}% same label"
+        if "dev" in check:
+            line += f"; dev score {check['dev']['score']:.4f}"
+        lines.append(line)
     if "pytorch_fp32" in result:
         lines.append(f"  pytorch fp32: dev score {result['pytorch_fp32']['score']:.4f}")
+    if "chosen" in result:
+        lines.append(f"  chosen: {result['chosen']['variant']} ({result['chosen']['why']})")
     lines.append(
         "  files: " + ", ".join(f"{k} {v / 2**20:.1f} MB" for k, v in result["files"].items())
     )

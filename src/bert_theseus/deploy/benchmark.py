@@ -8,6 +8,7 @@ since a process's peak cannot be attributed to one of several models inside it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import statistics
@@ -26,16 +27,17 @@ from ..commands import load_model
 from ..speed import count_parameters
 from .export import ExportConfig, export_onnx
 from .runtime import (
-    INT8_FILE,
+    EXPORT_VARIANTS,
     ONNX_FILE,
     DeployError,
-    OnnxClassifier,
     accepted_inputs,
     is_onnx_folder,
+    load_variant,
     torch_logits,
 )
 
-VARIANTS = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
+VARIANTS = ("torch-fp32", "torch-bf16", *EXPORT_VARIANTS)
+DEFAULT_VARIANTS = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
 
 
 @dataclass
@@ -43,8 +45,11 @@ class BenchmarkConfig:
     """What to time and how often."""
 
     variants: list[str] = field(
-        default_factory=lambda: list(VARIANTS),
-        metadata={"help": f"runtimes to time, of: {', '.join(VARIANTS)} (default: all)"},
+        default_factory=lambda: list(DEFAULT_VARIANTS),
+        metadata={
+            "help": f"runtimes to time, of: {', '.join(VARIANTS)} (default: "
+            f"{' '.join(DEFAULT_VARIANTS)}; openvino-* need bert-theseus[openvino])"
+        },
     )
     lengths: list[int] = field(
         default_factory=lambda: [32, 128], metadata={"help": "sequence lengths (tokens)"}
@@ -168,27 +173,38 @@ def _prepare(path: str, config, scratch: Path, threads: int, trust: bool) -> lis
                 )
         if "torch-fp32" in wanted and getattr(source, "references", None) is not None:
             entries += _reference_entries(path, source, parameters, model_config)
-        if any(v.startswith("onnx") for v in wanted):
+        exported = [v for v in wanted if v in EXPORT_VARIANTS]
+        if exported:
             onnx_folder = scratch / f"export-{len(list(scratch.iterdir()))}"
-            export_config = ExportConfig(int8="onnx-int8" in wanted)
+            export_config = ExportConfig(
+                int8=any(v.endswith("int8") for v in exported),
+                fused=any("fused" in v for v in exported),
+                backend="openvino" if any("openvino" in v for v in exported) else "onnxruntime",
+            )
             export_onnx(path, onnx_folder, export_config, trust_remote_code=trust)
-    for variant in ("onnx-fp32", "onnx-int8"):
-        if variant in wanted and onnx_folder is not None:
-            int8 = variant == "onnx-int8"
-            session = OnnxClassifier(onnx_folder, int8=int8, threads=threads)
+    for variant in (v for v in wanted if v in EXPORT_VARIANTS):
+        if onnx_folder is not None:
+            runner = load_variant(onnx_folder, variant, threads)
             entries.append(
                 _Entry(
                     path,
                     variant,
-                    lambda batch, s=session: s.logits(batch),
+                    lambda batch, r=runner: r.logits(batch),
                     parameters,
-                    (onnx_folder / (INT8_FILE if int8 else ONNX_FILE)).stat().st_size,
+                    _variant_bytes(onnx_folder, variant),
                     *_limits(model_config),
-                    set(session.input_names),
+                    set(runner.input_names),
                     onnx_folder=onnx_folder,
                 )
             )
     return entries
+
+
+def _variant_bytes(folder: Path, variant: str) -> int:
+    """The variant's file, with OpenVINO's weights (.bin) beside its graph (.xml)."""
+    path = folder / EXPORT_VARIANTS[variant].file
+    weights = path.with_suffix(".bin")
+    return path.stat().st_size + (weights.stat().st_size if weights.is_file() else 0)
 
 
 def _reference_entries(path: str, source, parameters: int, model_config) -> list[_Entry]:
@@ -197,7 +213,7 @@ def _reference_entries(path: str, source, parameters: int, model_config) -> list
     retrieved = {}
 
     def given(batch):
-        key = id(batch["input_ids"])
+        key = hashlib.blake2b(batch["input_ids"].numpy().tobytes()).hexdigest()
         if key not in retrieved:
             retrieved[key] = source.export_inputs(batch)
         return torch_logits(source, {**batch, **retrieved[key]})

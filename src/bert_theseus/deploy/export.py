@@ -7,6 +7,9 @@ output (probed with torch 2.13).
 
 from __future__ import annotations
 
+import statistics
+import tempfile
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,12 +18,33 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..arch import model_type_of
 from ..commands import DataConfig, _check_labels, _model_labels, load_model, read_data
 from ..data.loading import encode, make_loader
 from ..metrics import compute_metrics
+from ..models import ModelError, token_positions
+from ..pooling import say
 from ..runs import OutputDir, write_json
 from ..training import TrainingConfig
-from .runtime import INT8_FILE, ONNX_FILE, DeployError, OnnxClassifier, model_inputs, torch_logits
+from .runtime import (
+    EXPORT_VARIANTS,
+    INT8_FILE,
+    ONNX_FILE,
+    DeployError,
+    OnnxClassifier,
+    load_variant,
+    model_inputs,
+    require_openvino,
+    torch_logits,
+)
+from .variants import (
+    BACKENDS,
+    attention_fused,
+    fuse,
+    openvino_fp32,
+    openvino_int8,
+    quantize_dynamic_int8,
+)
 
 # Checked when no dev data is given: lengths differ, so padding is exercised.
 SAMPLE_TEXTS = [
@@ -37,16 +61,47 @@ class ExportConfig:
 
     int8: bool = field(
         default=False,
-        metadata={"help": "also write model.int8.onnx (ONNX Runtime dynamic int8 quantisation)"},
+        metadata={
+            "help": "also write each backend's int8 variant (ONNX Runtime: dynamic; OpenVINO: "
+            "static by NNCF, calibrated on the dev split or the sample texts)"
+        },
+    )
+    backend: str = field(
+        default="onnxruntime",
+        metadata={
+            "help": "onnxruntime (model.onnx), openvino (also OpenVINO IR: fp32, a bf16 "
+            "variant, int8 with --int8; needs bert-theseus[openvino]), or auto (every "
+            "variant, timed; the fastest within --auto-tolerance is chosen)"
+        },
+    )
+    fused: bool = field(
+        default=False,
+        metadata={
+            "help": "also write model.fused.onnx: ONNX Runtime's transformer optimizer over an "
+            "eager-attention export (and its int8, attention included, with --int8)"
+        },
+    )
+    auto_tolerance: float = field(
+        default=0.5,
+        metadata={
+            "help": "auto: the most dev score (points) a variant may lose against PyTorch "
+            "fp32; without dev data a reduced-precision variant must keep every label"
+        },
     )
     opset: int = field(default=17, metadata={"help": "ONNX opset version"})
     tolerance: float = field(
         default=1e-3,
-        metadata={"help": "largest |logit difference| allowed between ONNX fp32 and PyTorch"},
+        metadata={"help": "largest |logit difference| allowed between fp32 variants and PyTorch"},
     )
     verify_samples: int = field(
         default=256, metadata={"help": "dev examples compared with PyTorch (all are scored)"}
     )
+
+    def validate(self) -> None:
+        if self.backend not in BACKENDS:
+            raise DeployError(f"unknown backend '{self.backend}': use one of {', '.join(BACKENDS)}")
+        if self.auto_tolerance < 0:
+            raise DeployError(f"auto_tolerance {self.auto_tolerance} must not be negative")
 
 
 class _Logits(nn.Module):
@@ -75,6 +130,9 @@ def export_onnx(
     >>> export_onnx("runs/successor", "exports/successor", ExportConfig(int8=True),
     ...             DataConfig(task="sst2", data_dir="glue/SST-2"))
     """
+    config.validate()
+    if config.backend == "openvino":
+        require_openvino()  # before any work
     out = OutputDir(output, overwrite)
     classifier, tokenizer = load_model(model, trust_remote_code)
     classifier.eval()
@@ -83,6 +141,7 @@ def export_onnx(
     # Inputs a model takes besides the tokens (RefBERT's reference states, which the graph
     # takes as inputs: retrieval stays outside it), added to every batch.
     extra = getattr(classifier, "export_inputs", None)
+    extra_names = []
     if extra is not None:
         for batch in batches:
             batch.update(extra(batch))
@@ -90,24 +149,37 @@ def export_onnx(
         names = names + extra_names
     folder = out.open()
     try:
-        _trace(classifier, names, batches[0], folder / ONNX_FILE, config.opset,
-               extra_names if extra is not None else ())  # fmt: skip
+        _trace(classifier, names, batches[0], folder / ONNX_FILE, config.opset, extra_names)
         classifier.config.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
         if hasattr(classifier, "export_files"):  # what the graph's extra inputs come from
             classifier.export_files(folder)
-        report = {"model": model, "inputs": names, **asdict(config)}
-        # PyTorch runs once; both ONNX files and the PyTorch dev score compare against it.
+        report = {"model": model, "inputs": names, **asdict(config), "notices": []}
+        built = _build(config, model, trust_remote_code, classifier, names, batches, folder,
+                       extra_names, report)  # fmt: skip
+        # PyTorch runs once; every variant and the PyTorch dev score compare against it.
         reference = [torch_logits(classifier, b) for b in batches]
-        fp32 = OnnxClassifier(folder)
-        report["fp32"] = _check(fp32, reference, batches, config, task, True)
-        if config.int8:
-            _quantize(folder / ONNX_FILE, folder / INT8_FILE)
-            int8 = OnnxClassifier(folder, int8=True)
-            report["int8"] = _check(int8, reference, batches, config, task, False)
+        report["variants"] = {
+            name: _check(
+                load_variant(folder, name),
+                reference,
+                batches,
+                config,
+                task,
+                EXPORT_VARIANTS[name].exact,
+                name,
+            )  # fmt: skip
+            for name in built
+        }
+        report["fp32"] = report["variants"]["onnx-fp32"]
+        if "onnx-int8" in built:
+            report["int8"] = report["variants"]["onnx-int8"]
         if task is not None:
             report["pytorch_fp32"] = _metrics(task, reference, batches)
-        report["files"] = {p.name: p.stat().st_size for p in sorted(folder.glob("*.onnx"))}
+        if config.backend == "auto":
+            report["chosen"] = choose(folder, built, report, config, classifier, batches[0])
+        report["files"] = {str(p.relative_to(folder)): p.stat().st_size
+                           for p in sorted(folder.rglob("model*.*"))}  # fmt: skip
         write_json(folder / "export.json", report)
         out.commit()
     except BaseException:
@@ -116,31 +188,129 @@ def export_onnx(
     return report
 
 
-def _quantize(source: Path, target: Path) -> None:
-    """Dynamic int8: weights quantised ahead, activations per batch at run time.
+def _build(config, model, trust, classifier, names, batches, folder, extra, report) -> list[str]:
+    """Write every variant the settings ask for beside model.onnx; their names, in the
+    table's order."""
+    auto = config.backend == "auto"
+    int8 = config.int8 or auto
+    built = ["onnx-fp32"]
+    if int8:
+        quantize_dynamic_int8(folder / ONNX_FILE, folder / INT8_FILE)
+        built.append("onnx-int8")
+    if config.fused or auto:
+        fused = folder / EXPORT_VARIANTS["onnx-fused"].file
+        with tempfile.TemporaryDirectory(prefix="theseus-export-") as scratch:
+            eager = _eager_graph(model, trust, classifier, names, batches[0], folder, scratch,
+                                 config.opset, extra)  # fmt: skip
+            counts = fuse(eager, fused, classifier.config)
+        report["fused_operators"] = counts
+        if not attention_fused(counts):
+            kind = model_type_of(classifier.config)
+            note = (
+                f"notice: ONNX Runtime's optimizer fuses no attention in {kind}: "
+                f"onnx-fused keeps attention unfused (fused: {', '.join(counts) or 'none'})"
+            )
+            report["notices"].append(note)
+            say(note)
+        built.append("onnx-fused")
+        if int8:
+            quantize_dynamic_int8(fused, folder / EXPORT_VARIANTS["onnx-fused-int8"].file, True)
+            built.append("onnx-fused-int8")
+    openvino = config.backend == "openvino" or (auto and _has_openvino(report))
+    if openvino:
+        openvino_fp32(folder / ONNX_FILE, folder)
+        built += ["openvino-fp32", "openvino-bf16"]
+        if int8:
+            plain = OnnxClassifier(folder)  # its feeds: the graph's inputs, typed
+            openvino_int8(folder, [plain.feeds(batch) for batch in batches])
+            built.append("openvino-int8")
+    return built
 
-    Only MatMul (the linear layers, where the time goes), with a scale per output channel.
-    ONNX Runtime's default also quantises the embedding Gather and uses one scale per
-    tensor: on the MiniLM 3-layer SST-2 successor that lost 2.6 points of dev accuracy
-    (88.19 -> 85.55); this loses 0.2 (87.96).
-    """
-    import logging
 
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    # It logs a suggestion to pre-process on the root logger; the graph is already shaped.
-    root = logging.getLogger()
-    level, root.level = root.level, logging.ERROR
+def _has_openvino(report: dict) -> bool:
     try:
-        quantize_dynamic(
-            source,
-            target,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul"],
-            per_channel=True,
-        )
-    finally:
-        root.setLevel(level)
+        require_openvino()
+    except DeployError:
+        note = "notice: OpenVINO is not installed, so auto compares ONNX Runtime variants only"
+        report["notices"].append(note)
+        say(note)
+        return False
+    return True
+
+
+def _eager_graph(model, trust, classifier, names, batch, folder, scratch, opset, extra) -> Path:
+    """model.onnx when the classifier already runs eager attention; else a trace of it loaded
+    with eager attention (sdpa hides attention from the optimizer's pattern matcher)."""
+    if classifier.config._attn_implementation == "eager":
+        return folder / ONNX_FILE
+    try:
+        eager, _ = load_model(model, trust, with_tokenizer=False, attn_implementation="eager")
+    except ModelError:
+        return folder / ONNX_FILE
+    if hasattr(classifier, "references"):  # RefBERT: the same stored references
+        eager.references = classifier.references
+    path = Path(scratch) / "eager.onnx"
+    _trace(eager.eval(), names, batch, path, opset, extra)
+    return path
+
+
+def choose(folder: Path, built: list[str], report: dict, config, classifier, batch) -> dict:
+    """The fastest variant that keeps the score: each timed on one batch of 32 x (up to) 128
+    tokens, interleaved, median of 3 after a warm-up."""
+    qualified, reasons = [], {}
+    for name in built:
+        ok, reason = _keeps_score(name, report, config)
+        reasons[name] = reason
+        if ok:
+            qualified.append(name)
+    timing = _timing_batch(classifier)
+    runners = {name: load_variant(folder, name) for name in built}
+    times = {name: [] for name in built}
+    for round_ in range(4):
+        for name, runner in runners.items():
+            start = time.perf_counter()
+            runner.logits(timing)
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    seconds = {name: statistics.median(t) for name, t in times.items()}
+    best = min(qualified, key=seconds.get)
+    faster = [n for n in built if seconds[n] < seconds[best]]
+    shape = "x".join(str(d) for d in timing["input_ids"].shape)
+    why = (f"fastest of the {len(qualified)} variants that keep the score, on a batch of "
+           f"{shape} tokens: {1000 * seconds[best]:.1f} ms, "
+           f"{seconds['onnx-fp32'] / seconds[best]:.2f}x onnx-fp32; {reasons[best]}")  # fmt: skip
+    if faster:
+        why += "; faster but left out: " + "; ".join(f"{n} ({reasons[n]})" for n in faster)
+    return {"variant": best, "why": why, "seconds": seconds}
+
+
+def _keeps_score(name: str, report: dict, config) -> tuple[bool, str]:
+    """Whether a variant may be chosen, and why: fp32 variants are verified already; the
+    others must keep the dev score within the tolerance, or without dev data every label."""
+    check = report["variants"][name]
+    if "dev" in check:
+        drop = 100 * (report["pytorch_fp32"]["score"] - check["dev"]["score"])
+        reason = (f"dev score {100 * check['dev']['score']:.2f} against PyTorch fp32's "
+                  f"{100 * report['pytorch_fp32']['score']:.2f}")  # fmt: skip
+        return EXPORT_VARIANTS[name].exact or drop <= config.auto_tolerance, reason
+    if EXPORT_VARIANTS[name].exact:
+        return True, f"max |logit - PyTorch| {check['max_abs_logit_diff']:.1e}"
+    agreement = check.get("label_agreement")
+    if agreement is None:  # regression: within 0.05 of PyTorch's value
+        return check["max_abs_logit_diff"] <= 0.05, (
+            f"max |value - PyTorch| {check['max_abs_logit_diff']:.3f}")  # fmt: skip
+    return agreement == 1.0, f"keeps {100 * agreement:.1f}% of PyTorch's labels"
+
+
+def _timing_batch(classifier) -> dict:
+    vocab = getattr(classifier.config, "vocab_size", 1000)
+    length = min(128, (token_positions(classifier.config) or 130) - 2)
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, vocab, (32, length), generator=generator)
+    timing = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+              "token_type_ids": torch.zeros_like(ids)}  # fmt: skip
+    extra = getattr(classifier, "export_inputs", None)
+    return {**timing, **(extra(timing) if extra is not None else {})}
 
 
 def _verification_batches(classifier, tokenizer, data, max_length, config):
@@ -190,23 +360,26 @@ def _pad_one_row(tensor: torch.Tensor, name: str) -> torch.Tensor:
     return torch.cat([tensor, column], dim=1)
 
 
-def _check(onnx: OnnxClassifier, reference, batches, config, task, strict: bool) -> dict:
-    """Largest |logit difference| to PyTorch's `reference` logits over the compared
-    examples, and dev metrics."""
-    compared, largest, all_logits = 0, 0.0, []
+def _check(runner, reference, batches, config, task, strict: bool, name: str) -> dict:
+    """Largest |logit difference| to PyTorch's `reference` logits over the compared examples,
+    how often the top label agrees (classification), and dev metrics."""
+    compared, largest, agree, all_logits = 0, 0.0, 0, []
     for batch, expected in zip(batches, reference, strict=True):
-        logits = onnx.logits(batch)
+        logits = runner.logits(batch)
         all_logits.append(logits)
         if compared < config.verify_samples:
             largest = max(largest, float(np.abs(logits - expected).max()))
+            agree += int((logits.argmax(-1) == expected.argmax(-1)).sum())
             compared += len(logits)
     if strict and largest > config.tolerance:
         raise ExportMismatch(
-            f"ONNX logits differ from PyTorch by up to {largest:.3g} (tolerance "
+            f"{name} logits differ from PyTorch by up to {largest:.3g} (tolerance "
             f"{config.tolerance:g}) on {compared} examples: the export is wrong for this "
             "model; try another --opset, or report the architecture"
         )
     result = {"max_abs_logit_diff": largest, "examples_compared": compared}
+    if reference[0].shape[-1] > 1:
+        result["label_agreement"] = agree / compared
     if task is not None:
         result["dev"] = _metrics(task, all_logits, batches)
     return result

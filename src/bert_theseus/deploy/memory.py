@@ -45,13 +45,13 @@ def main(argv: list[str]) -> None:
     from transformers import AutoModelForSequenceClassification
 
     from .benchmark import _batch
-    from .runtime import OnnxClassifier, torch_logits
+    from .runtime import EXPORT_VARIANTS, load_variant, torch_logits
 
     torch.set_num_threads(int(threads))
     reset = _reset_peak()
     baseline = _status_mib("VmRSS") if reset else _peak_mib()
-    if variant.startswith("onnx"):
-        model = OnnxClassifier(source, int8=variant == "onnx-int8", threads=int(threads))
+    if variant in EXPORT_VARIANTS:
+        model = load_variant(source, variant, int(threads))
         batch = _batch(int(batch_size), int(length), 100)
         model.logits(batch)
     else:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runtime import DeployError, OnnxClassifier, is_onnx_folder, torch_logits
+from .runtime import DeployError, chosen_variant, is_onnx_folder, load_variant, torch_logits
 
 
 def read_texts(
@@ -44,6 +44,7 @@ def predict_texts(
     max_length: int = 128,
     batch_size: int = 32,
     trust_remote_code: bool = False,
+    variant: str | None = None,
 ) -> list[dict]:
     """Label and score (or regression value) of each text, from either format.
 
@@ -53,16 +54,17 @@ def predict_texts(
     from transformers import AutoConfig, AutoTokenizer
 
     if is_onnx_folder(model):
-        onnx = OnnxClassifier(model, int8=int8)
+        onnx = load_variant(model, variant or ("onnx-int8" if int8 else chosen_variant(model)))
         config = AutoConfig.from_pretrained(model)
         tokenizer = AutoTokenizer.from_pretrained(model)
 
         def run(batch):
             return onnx.logits(batch)
     else:
-        if int8:
+        if int8 or variant:
             raise DeployError(
-                f"{model} is a PyTorch folder; --int8 needs an export ('theseus export --int8')"
+                f"{model} is a PyTorch folder; --int8 and --variant need an export "
+                "('theseus export --int8', or --backend auto)"
             )
         from ..commands import load_model
 

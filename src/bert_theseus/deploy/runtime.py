@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,33 +29,63 @@ def onnx_file(folder: str | Path, int8: bool = False) -> Path:
     return path
 
 
-class OnnxClassifier:
-    """An exported classifier in ONNX Runtime: `logits(batch)` like the PyTorch model's.
+@dataclass(frozen=True)
+class Variant:
+    """One deployed form of an export: its file in the export folder and its runtime.
 
-    >>> model = OnnxClassifier("exports/successor", int8=True)
+    `exact` variants compute in fp32 and are held to export's --tolerance; the others (int8,
+    bf16) are reported: their largest logit difference, label agreement and dev score.
+    """
+
+    name: str
+    file: str
+    runtime: str  # "onnxruntime" or "openvino"
+    exact: bool
+    precision: str = "f32"  # OpenVINO's inference precision hint
+
+
+EXPORT_VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("onnx-fp32", ONNX_FILE, "onnxruntime", True),
+        Variant("onnx-int8", INT8_FILE, "onnxruntime", False),
+        Variant("onnx-fused", "model.fused.onnx", "onnxruntime", True),
+        Variant("onnx-fused-int8", "model.fused.int8.onnx", "onnxruntime", False),
+        Variant("openvino-fp32", "openvino/model.xml", "openvino", True),
+        Variant("openvino-bf16", "openvino/model.xml", "openvino", False, "bf16"),
+        Variant("openvino-int8", "openvino/model.int8.xml", "openvino", False),
+    )
+}
+
+
+def exported_variants(folder: str | Path) -> list[str]:
+    """The variants whose files an export folder holds, in the table's order."""
+    return [name for name, v in EXPORT_VARIANTS.items() if (Path(folder) / v.file).is_file()]
+
+
+def require_openvino():
+    """The openvino module, or a DeployError saying how to install it."""
+    try:
+        import openvino
+    except ImportError:
+        raise DeployError(
+            "OpenVINO is not installed: pip install 'bert-theseus[openvino]' (or pick an "
+            "ONNX Runtime variant)"
+        ) from None
+    return openvino
+
+
+class ExportedClassifier:
+    """An exported classifier: `logits(batch)` like the PyTorch model's, from any variant.
+
+    >>> model = load_variant("exports/successor", "openvino-int8")
     >>> model.logits(tokenizer(["a fine film"], return_tensors="np"))
     """
 
-    def __init__(self, folder: str | Path, int8: bool = False, threads: int | None = None):
-        import onnxruntime
+    input_names: list[str]
+    input_types: dict[str, type]
 
-        self.path = onnx_file(folder, int8)
-        options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        # ONNX Runtime's threads spin after each run by default, taking the cores from
-        # whatever runs next in the process: a PyTorch forward timed right after one took
-        # 15 ms instead of 6.7 (MiniLM, 3 layers, batch 1). Without spinning ONNX Runtime
-        # itself was no slower (2.17 ms against 2.27).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(
-            str(self.path), options, providers=["CPUExecutionProvider"]
-        )
-        self.input_names = [node.name for node in self.session.get_inputs()]
-        # Token inputs are int64; float ones (RefBERT's reference states) float32.
-        self.input_types = {node.name: np.float32 if "float" in node.type else np.int64
-                            for node in self.session.get_inputs()}  # fmt: skip
-
+    def _references(self, folder: Path) -> None:
         self.references = None
         if "reference_states" in self.input_names:  # a RefBERT export: retrieve as it did
             import json
@@ -78,7 +109,83 @@ class OnnxClassifier:
                 for name in self.input_names}  # fmt: skip
 
     def logits(self, batch) -> np.ndarray:
+        raise NotImplementedError
+
+
+class OnnxClassifier(ExportedClassifier):
+    """A variant in ONNX Runtime (`int8` picks model.int8.onnx, `file` any other file)."""
+
+    def __init__(self, folder: str | Path, int8: bool = False, threads: int | None = None,
+                 file: str | None = None):  # fmt: skip
+        import onnxruntime
+
+        self.path = Path(folder) / file if file else onnx_file(folder, int8)
+        if not self.path.is_file():
+            raise DeployError(f"{self.path} does not exist: export it ('theseus export --help')")
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        # ONNX Runtime's threads spin after each run by default, taking the cores from
+        # whatever runs next in the process: a PyTorch forward timed right after one took
+        # 15 ms instead of 6.7 (MiniLM, 3 layers, batch 1). Without spinning ONNX Runtime
+        # itself was no slower (2.17 ms against 2.27).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = onnxruntime.InferenceSession(
+            str(self.path), options, providers=["CPUExecutionProvider"]
+        )
+        self.input_names = [node.name for node in self.session.get_inputs()]
+        # Token inputs are int64; float ones (RefBERT's reference states) float32.
+        self.input_types = {node.name: np.float32 if "float" in node.type else np.int64
+                            for node in self.session.get_inputs()}  # fmt: skip
+        self._references(Path(folder))
+
+    def logits(self, batch) -> np.ndarray:
         return self.session.run(["logits"], self.feeds(batch))[0]
+
+
+class OpenVINOClassifier(ExportedClassifier):
+    """A variant in OpenVINO on the CPU, at an inference precision hint (f32 or bf16)."""
+
+    def __init__(self, folder: str | Path, file: str, precision: str = "f32",
+                 threads: int | None = None):  # fmt: skip
+        openvino = require_openvino()
+        self.path = Path(folder) / file
+        if not self.path.is_file():
+            raise DeployError(f"{self.path} does not exist: export it with --backend openvino")
+        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = openvino.Core().compile_model(str(self.path), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        inputs = self.compiled.inputs
+        self.input_names = [node.get_any_name() for node in inputs]
+        self.input_types = {node.get_any_name(): np.float32
+                            if node.get_element_type().is_real() else np.int64
+                            for node in inputs}  # fmt: skip
+        self.output = self.compiled.outputs[0]
+        self._references(Path(folder))
+
+    def logits(self, batch) -> np.ndarray:
+        return self.request.infer(self.feeds(batch))[self.output].copy()
+
+
+def chosen_variant(folder: str | Path) -> str:
+    """The variant `export --backend auto` chose for this folder, else onnx-fp32."""
+    import json
+
+    record = Path(folder) / "export.json"
+    chosen = json.loads(record.read_text()).get("chosen") if record.is_file() else None
+    return chosen["variant"] if chosen else "onnx-fp32"
+
+
+def load_variant(folder: str | Path, name: str, threads: int | None = None):
+    """The classifier of variant `name` of an export folder."""
+    if name not in EXPORT_VARIANTS:
+        raise DeployError(f"unknown variant '{name}': use one of {', '.join(EXPORT_VARIANTS)}")
+    variant = EXPORT_VARIANTS[name]
+    if variant.runtime == "openvino":
+        return OpenVINOClassifier(folder, variant.file, variant.precision, threads)
+    return OnnxClassifier(folder, threads=threads, file=variant.file)
 
 
 def torch_logits(model: torch.nn.Module, batch, bf16: bool = False) -> np.ndarray:
