@@ -32,14 +32,20 @@ VARIANTS = ("theseus", "successor", "predecessor")
 
 
 def build(variant: str, args) -> torch.nn.Module:
-    model = AutoModelForSequenceClassification.from_pretrained(args.model).to(args.device)
+    # --no-dropout: the same steps without dropout's random masks (to measure what they cost)
+    off = (
+        {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0} if args.no_dropout else {}
+    )
+    model = AutoModelForSequenceClassification.from_pretrained(args.model, **off).to(args.device)
     if variant == "predecessor":
         return model.train()
-    apply_theseus(model, TheseusConfig(successor_layers=args.successor_layers))
+    apply_theseus(model, TheseusConfig(successor_layers=args.successor_layers, recipe=args.recipe))
     if variant == "successor":
-        trained = {id(p) for p in theseus_layers(model).successor.parameters()}
+        # Train what Theseus trains: the successor layers, and under the default recipe the
+        # embeddings and head too (the same Parameter objects after the merge).
+        trained = {id(p) for p in model.parameters() if p.requires_grad}
         merge_theseus(model)
-        for parameter in model.parameters():  # train what Theseus trains: the successor layers
+        for parameter in model.parameters():
             parameter.requires_grad_(id(parameter) in trained)
     return model.train()
 
@@ -156,11 +162,37 @@ def _rss_mib() -> float:
     return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def profile(args) -> None:
+    """torch.profiler over the timed steps of Theseus and of the successor alone (same
+    batches and draws): the operators with the most self CPU time, and their totals."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiler
+
+    for variant in ("theseus", "successor"):
+        stepper = Stepper(variant, args)
+        config = stepper.model.config
+        data = batches(args, config.vocab_size, config.num_labels)
+        choices = draws(args, args.successor_layers)
+        for batch, choice in zip(data[: args.warmup], choices, strict=False):
+            stepper.step(batch, choice)
+        with profiler(activities=[ProfilerActivity.CPU]) as run:
+            for batch, choice in zip(data[args.warmup :], choices[args.warmup :], strict=True):
+                stepper.step(batch, choice)
+        table = run.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile)
+        print(f"\n## {variant}: {args.steps} steps, operators by self CPU time\n{table}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="a fine-tuned predecessor folder")
     parser.add_argument("--successor-layers", type=int, default=3)
     parser.add_argument("--rate", type=float, default=0.5, help="replacing rate p")
+    parser.add_argument(
+        "--recipe",
+        choices=("default", "paper"),
+        default="default",
+        help="Theseus recipe: default trains the embeddings and head too",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-length", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
@@ -168,13 +200,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--no-dropout",
+        action="store_true",
+        help="set the model's dropout to 0 (what dropout's masks cost)",
+    )
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="instead of timing, profile Theseus and the successor alone and "
+                        "print the N operators with the most self CPU time")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.profile:
+        profile(args)
+        return
 
     seconds = timed(args)
     memory = {variant: peak_memory(variant, args) for variant in VARIANTS}
     print(
         f"model {args.model}, {args.successor_layers}-layer successor, p = {args.rate}, "
+        f"{args.recipe} recipe, "
         f"batch {args.batch_size} x {args.seq_length}, {args.precision}, {args.device}, "
         f"median of {args.steps} steps after {args.warmup} warm-up, interleaved"
     )
