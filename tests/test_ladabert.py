@@ -314,6 +314,7 @@ def test_compare_and_the_card_report_stored_and_non_zero_parameters(
     with (out / "results.csv").open() as handle:
         rows = {row["method"]: row for row in csv.DictReader(handle)}
     (folder,) = (out / "runs").glob("ladabert-seed*")
+    assert (folder / "budget.md").is_file()  # the method's report runs in compare too
     model = AutoModelForSequenceClassification.from_pretrained(folder)
     nonzero = sum(int((p != 0).sum()) for p in model.parameters())
     assert int(rows["ladabert"]["nonzero_parameters"]) == nonzero

@@ -301,3 +301,5 @@ def test_compare_runs_refbert_beside_its_ablations_and_kd(tiny_bert_dir, sst2_di
         model = AutoModelForSequenceClassification.from_pretrained(out / "runs" / f"{name}-seed42")
         assert model.config.reference_mode == mode and model.config.reference_states == "cls"
         assert model.references.states.shape[0] == 64  # one [CLS] row per training example
+        metrics = json.loads((out / "runs" / f"{name}-seed42" / "metrics.json").read_text())
+        assert set(metrics["reference_latency_ms"]) == {"retrieval", "student", "together"}

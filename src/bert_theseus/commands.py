@@ -322,11 +322,11 @@ def _run(
             # The main process times alone: timings beside the others' work measure contention.
             if measure_speed and accelerator.is_main_process:
                 metrics.update(_speedup(reference, final, training, accelerator))
-                if report is not None:
-                    length, bf16 = _speed_setting(final, training, accelerator)
-                    metrics.update(
-                        report(ReportInput(final, reference, metrics, folder, length, bf16))
-                    )
+            # The method's own results (LadaBERT's budget, RefBERT's storage and latency), in
+            # `compare` too, which leaves the speed-up to its side-by-side timing.
+            if report is not None and accelerator.is_main_process:
+                length, bf16 = _speed_setting(final, training, accelerator)
+                metrics.update(report(ReportInput(final, reference, metrics, folder, length, bf16)))
         if folder is not None:
             config = {**settings, "training": asdict(training)}
             final.save_pretrained(folder)

@@ -17,6 +17,7 @@ import io
 import json
 import statistics
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 from transformers import AutoModelForSequenceClassification
@@ -136,6 +137,7 @@ def compare(
                     features,
                     measure_speed=False,
                     train_features=train_features,
+                    report=partial(spec.report, methods[name]) if spec.report else None,
                 )
             runs.append({"folder": folder, "seed": seed, **metrics})
 
