@@ -312,6 +312,8 @@ def _run(
             metrics["constant_views_at_best"] = at_best[0] if at_best else []
         if len(stage_results) > 1:
             metrics["stages"] = [_stage_metrics(stage) for stage in stage_results]
+        elif result.summary:  # a one-stage method's own account (its teacher cache, say)
+            metrics.update(result.summary)
         if "test" in features:
             test = {"test": features["test"]}
             metrics.update(_score(final, test, tokenizer, training, task_data, accelerator))

@@ -177,19 +177,29 @@ def encode(examples: list[Example], tokenizer, max_length: int, regression: bool
     return features
 
 
+EXAMPLE_INDEX = "example_index"
+
+
 def make_loader(
     features: list[dict],
     tokenizer,
     batch_size: int,
     shuffle: bool,
     seed: int = 0,
+    indexed: bool = False,
 ) -> DataLoader:
-    """A DataLoader with dynamic padding; shuffling is reproducible from `seed`."""
+    """A DataLoader with dynamic padding; shuffling is reproducible from `seed`. `indexed`
+    adds each example's position in `features` to the batch, as `example_index`."""
 
-    def collate(batch: list[dict]) -> dict[str, torch.Tensor]:
-        return tokenizer.pad(batch, return_tensors="pt")
+    def collate(batch: list) -> dict[str, torch.Tensor]:
+        if not indexed:
+            return tokenizer.pad(batch, return_tensors="pt")
+        padded = tokenizer.pad([feature for _, feature in batch], return_tensors="pt")
+        padded[EXAMPLE_INDEX] = torch.tensor([index for index, _ in batch])
+        return padded
 
+    items = list(enumerate(features)) if indexed else features
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(
-        features, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, generator=generator
+        items, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, generator=generator
     )

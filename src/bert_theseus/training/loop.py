@@ -22,7 +22,7 @@ from accelerate.utils import set_seed
 from torch import nn
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
-from ..data.loading import make_loader
+from ..data.loading import EXAMPLE_INDEX, make_loader
 from ..data.tasks import Task
 from ..metrics import compute_metrics
 from .checkpoint import Checkpoint, list_checkpoints, restore_rng, save_checkpoint
@@ -51,6 +51,11 @@ class Method:
     """Plain fine-tuning of every parameter; other methods override the hooks they need."""
 
     name = "finetune"
+    # Set by the loop: the training set's size (before `prepare`), and the indices in it of
+    # the current batch's examples (before each loss), for methods that keep per-example
+    # state (a teacher cache).
+    training_examples: int | None = None
+    batch_examples: torch.Tensor | None = None
 
     def prepare(self, model: PreTrainedModel, total_steps: int) -> None:
         """Called once before training, when the run's length is known."""
@@ -102,7 +107,8 @@ class Method:
         return {}
 
     def generator_states(self) -> dict[str, torch.Tensor]:
-        """States of the method's own random generators, saved in checkpoints."""
+        """States of the method's own random generators, and any other tensors a resume
+        needs to go on bit for bit (a teacher cache), saved in checkpoints."""
         return {}
 
     def set_generator_states(self, states: dict[str, torch.Tensor]) -> None:
@@ -174,7 +180,8 @@ def train(
     are more values a resume must match (a method's stage, say).
     """
     set_seed(config.seed)
-    raw_loader = make_loader(train_features, tokenizer, config.batch_size, True, config.seed)
+    raw_loader = make_loader(train_features, tokenizer, config.batch_size, True, config.seed,
+                             indexed=True)  # fmt: skip
     order = raw_loader.generator  # draws every epoch's data order
     # Steps come from the loader as each process sees it: with N processes each takes every
     # N-th batch, so an epoch is len(raw_loader) / N batches here (then / accumulation).
@@ -182,6 +189,7 @@ def train(
     accumulation = config.gradient_accumulation_steps
     steps_per_epoch = math.ceil(len(loader) / accumulation)
     total = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
+    method.training_examples = len(train_features)
     method.prepare(model, total)
     parameters = method.trainable_parameters(model)
     if not parameters:
@@ -247,6 +255,7 @@ def train(
                     # Batches in this step: all but the epoch's last step take `accumulation`.
                     group = min(accumulation, len(loader) - state.position)
                 wrapped.train()
+                method.batch_examples = batch.pop(EXAMPLE_INDEX)
                 loss, reached = _backward_parts(method, wrapped, batch, accelerator, 1 / group)
                 if not torch.isfinite(loss):
                     last = list_checkpoints(checkpoints) if checkpoints else []

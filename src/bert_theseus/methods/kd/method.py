@@ -23,10 +23,32 @@ class KDMethod(Method):
         self.distiller = distiller
         self.name = name
 
+    def prepare(self, model, total_steps: int) -> None:
+        super().prepare(model, total_steps)
+        self.distiller.cache_examples(self.training_examples)
+
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.distiller.loss(model, batch)
+        return self.distiller.loss(model, batch, self.batch_examples)
 
     def settings(self) -> dict:
         # Lists, not tuples: these are compared with the copy read back from a checkpoint.
         layer_map = [list(pair) for pair in self.distiller.layer_map]
-        return {**asdict(self.distiller.config), "layer_map": layer_map}
+        return {**distiller_settings(self.distiller), "layer_map": layer_map}
+
+    def summary(self, model) -> dict:
+        return self.distiller.summary()
+
+    def generator_states(self) -> dict[str, torch.Tensor]:
+        return self.distiller.cache.state() if self.distiller.cache is not None else {}
+
+    def set_generator_states(self, states: dict[str, torch.Tensor]) -> None:
+        if self.distiller.cache is not None and "teacher_cache.filled" in states:
+            self.distiller.cache.load(states)
+
+
+def distiller_settings(distiller: Distiller) -> dict:
+    """The distillation settings a resume must match: the cache changes only the rounding
+    of later epochs' teacher outputs, so runs from before it existed still resume."""
+    settings = asdict(distiller.config)
+    settings.pop("teacher_cache", None)
+    return settings

@@ -25,8 +25,29 @@ class TheseusKDMethod(TheseusMethod):
         super().__init__(config, seed)
         self.distiller = distiller
 
+    def prepare(self, model, total_steps: int) -> None:
+        super().prepare(model, total_steps)
+        self.distiller.cache_examples(self.training_examples)
+
     def task_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.distiller.loss(model, batch)
+        return self.distiller.loss(model, batch, self.batch_examples)
+
+    def settings(self) -> dict:
+        settings = super().settings()
+        settings.pop("teacher_cache", None)  # as for KD: older runs still resume
+        return settings
+
+    def summary(self, model) -> dict:
+        return self.distiller.summary()
+
+    def generator_states(self) -> dict[str, torch.Tensor]:
+        cache = self.distiller.cache
+        return {**super().generator_states(), **(cache.state() if cache is not None else {})}
+
+    def set_generator_states(self, states: dict[str, torch.Tensor]) -> None:
+        super().set_generator_states(states)
+        if self.distiller.cache is not None and "teacher_cache.filled" in states:
+            self.distiller.cache.load(states)
 
 
 def build(context, config: TheseusKDConfig) -> list[Stage]:
