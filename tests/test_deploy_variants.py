@@ -103,3 +103,22 @@ def test_benchmark_times_openvino_and_fused_variants_side_by_side(tiny_bert_dir,
     rows = json.loads(output.read_text())["results"]
     assert [row["variant"] for row in rows] == variants
     assert all(row["throughput_per_s@8"] > 0 and row["disk_mb"] > 0 for row in rows)
+
+
+def test_auto_leaves_out_a_variant_that_fails_and_says_so(tiny_bert_dir, tmp_path, monkeypatch):
+    import bert_theseus.deploy.export as export
+
+    def broken(folder, calibration):
+        raise RuntimeError("NNCF cannot quantise this graph")
+
+    monkeypatch.setattr(export, "openvino_int8", broken)
+    report = export_onnx(str(tiny_bert_dir), str(tmp_path / "auto"), ExportConfig(backend="auto"))
+    assert "openvino-int8" not in report["variants"] and len(report["variants"]) == 6
+    assert "notice: openvino-int8 failed (RuntimeError: NNCF cannot quantise this graph); " \
+           "left out" in report["notices"]  # fmt: skip
+    assert report["chosen"]["variant"] in report["variants"]
+    # Named explicitly (not auto), the same failure fails the export and writes nothing.
+    config = ExportConfig(backend="openvino", int8=True)
+    with pytest.raises(RuntimeError, match="NNCF"):
+        export_onnx(str(tiny_bert_dir), str(tmp_path / "named"), config)
+    assert not (tmp_path / "named").exists()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 
 from accelerate.utils import set_seed
@@ -212,10 +212,18 @@ def method_for(config, name: str | None = None) -> MethodSpec:
     return spec
 
 
+def identity(config) -> dict:
+    """A method config's fields that decide what a run computes: those marked
+    `metadata={"identity": False}` (speed-only, such as the teacher cache) are left out, so
+    runs made before they existed, or with them toggled, still resume and are reused."""
+    keep = {f.name for f in fields(config) if f.metadata.get("identity", True)}
+    return {k: v for k, v in asdict(config).items() if k in keep}
+
+
 def method_settings(model: str, data: DataConfig, spec: MethodSpec, config) -> dict:
     """What a run of `spec` depends on besides training: recorded in run_config.json, and
     what `compare` checks before it reuses a finished run."""
-    config = json.loads(json.dumps(asdict(config), default=str))  # as a checkpoint reads it
+    config = json.loads(json.dumps(identity(config), default=str))  # as a checkpoint reads it
     return {"model": model, "data": asdict(data), "method": spec.name, "config": config}
 
 

@@ -32,6 +32,7 @@ from .commands import (
     _score,
     dev_batches,
     fit_max_length,
+    identity,
     load_model,
     method_for,
     method_settings,
@@ -206,9 +207,13 @@ def _with_defaults(saved: dict) -> dict:
     defaults = {"data": DataConfig(), "training": TrainingConfig()}
     if saved.get("method") in methods():
         defaults["config"] = get_method(saved["method"]).config()
+        if isinstance(saved.get("config"), dict):  # speed-only fields are no part of a run
+            saved["config"] = {k: v for k, v in saved["config"].items()
+                               if k in identity(defaults["config"])}  # fmt: skip
     for section, default in defaults.items():
         if isinstance(saved.get(section), dict):
-            values = json.loads(json.dumps(asdict(default), default=str))
+            values = identity(default) if section == "config" else asdict(default)
+            values = json.loads(json.dumps(values, default=str))
             saved[section] = {**values, **saved[section]}
     return saved
 

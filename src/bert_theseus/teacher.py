@@ -24,9 +24,10 @@ class SoftTargets:
     teacher_cache: bool = field(
         default=True,
         metadata={
+            "identity": False,  # speed only: runs with it on or off are the same run
             "help": "keep the frozen teacher's outputs for each training example from the "
             "batch it first appears in, and reuse them in later epochs instead of running the "
-            "teacher again (saved in checkpoints, so a resume reuses them)"
+            "teacher again (saved in checkpoints, so a resume reuses them); one process only",
         },
     )
     alpha: float = field(
@@ -107,14 +108,16 @@ class Distiller:
         return teacher.logits, hidden
 
     def cache_examples(self, count: int | None) -> None:
-        """Size the teacher cache for a training set of `count` examples (when it is on;
-        None, outside the loop: no cache)."""
-        if count is None or not self.config.teacher_cache:
-            self.cache = None
-        elif self.cache is None or len(self.cache) != count:
-            layers = sorted({t for _, t in self.layer_map})
-            self.cache = TeacherCache(count, layers)
+        """A fresh teacher cache for a training set of `count` examples, when it is on (None,
+        outside the loop: no cache). Off under several processes: each sees other batches
+        every epoch, so a whole batch would rarely be cached, and the processes' caches
+        would differ where a checkpoint keeps one."""
+        from accelerate import PartialState
 
+        if count is None or not self.config.teacher_cache or PartialState().num_processes > 1:
+            self.cache = None
+        else:
+            self.cache = TeacherCache(count, sorted({t for _, t in self.layer_map}))
 
     def summary(self) -> dict:
         """The cache's size and how often the teacher still ran, for metrics.json."""
@@ -125,8 +128,8 @@ class Distiller:
 
 
 class TeacherCache:
-    """The frozen teacher's outputs per training example: its logits (fp32) and, for the
-    patient loss, the [CLS] states of the mapped layers (fp16, what the loss reads of them).
+    """The frozen teacher's outputs per training example: its logits and, for the patient
+    loss, the [CLS] states of the mapped layers (what that loss reads of them), in fp32.
 
     Filled from the training batches themselves, so in the first epoch every loss is the
     one recomputation gives, bit for bit; later epochs read what the first stored. An
@@ -138,7 +141,7 @@ class TeacherCache:
         self.layers = layers
         self.filled = torch.zeros(count, dtype=torch.bool)
         self.logits: torch.Tensor | None = None  # allocated on the first put (label count)
-        self.states: torch.Tensor | None = None  # [count, layers, hidden] in fp16
+        self.states: torch.Tensor | None = None  # [count, layers, hidden]
 
     def __len__(self) -> int:
         return len(self.filled)
@@ -154,8 +157,8 @@ class TeacherCache:
         if self.layers:
             cls = torch.stack([hidden[layer][:, 0] for layer in self.layers], dim=1)
             if self.states is None:
-                self.states = torch.zeros(len(self), *cls.shape[1:], dtype=torch.float16)
-            self.states[rows] = cls.detach().half().cpu()
+                self.states = torch.zeros(len(self), *cls.shape[1:], dtype=torch.float32)
+            self.states[rows] = cls.detach().float().cpu()
         self.filled[rows] = True
 
     def get(self, examples, device):
@@ -165,7 +168,7 @@ class TeacherCache:
         logits = self.logits[rows].to(device)
         if not self.layers:
             return logits, None
-        cls = self.states[rows].float().to(device)
+        cls = self.states[rows].to(device)
         hidden = [None] * (max(self.layers) + 1)
         for position, layer in enumerate(self.layers):
             hidden[layer] = cls[:, position].unsqueeze(1)  # [batch, 1, hidden]: position 0

@@ -22,7 +22,7 @@ from ..arch import model_type_of
 from ..commands import DataConfig, _check_labels, _model_labels, load_model, read_data
 from ..data.loading import encode, make_loader
 from ..metrics import compute_metrics
-from ..models import ModelError, token_positions
+from ..models import ModelError, first_line, token_positions
 from ..pooling import say
 from ..runs import OutputDir, write_json
 from ..training import TrainingConfig
@@ -159,18 +159,19 @@ def export_onnx(
                        extra_names, report)  # fmt: skip
         # PyTorch runs once; every variant and the PyTorch dev score compare against it.
         reference = [torch_logits(classifier, b) for b in batches]
-        report["variants"] = {
-            name: _check(
-                load_variant(folder, name),
-                reference,
-                batches,
-                config,
-                task,
-                EXPORT_VARIANTS[name].exact,
-                name,
-            )  # fmt: skip
-            for name in built
-        }
+        report["variants"] = {}
+        for name in list(built):
+
+            def check(name=name):
+                return _check(load_variant(folder, name), reference, batches, config, task,
+                              EXPORT_VARIANTS[name].exact, name)  # fmt: skip
+
+            optional = config.backend == "auto" and name != "onnx-fp32"
+            result = _optional(report, name, check) if optional else check()
+            if result is None:  # under auto: a variant that fails its check is left out
+                built.remove(name)
+            else:
+                report["variants"][name] = result
         report["fp32"] = report["variants"]["onnx-fp32"]
         if "onnx-int8" in built:
             report["int8"] = report["variants"]["onnx-int8"]
@@ -194,37 +195,72 @@ def _build(config, model, trust, classifier, names, batches, folder, extra, repo
     auto = config.backend == "auto"
     int8 = config.int8 or auto
     built = ["onnx-fp32"]
+
+    def build(name, make) -> bool:  # under auto a variant that fails is left out, with a notice
+        done = _optional(report, name, make) if auto else (make() or True)
+        if done is not None:
+            built.append(name)
+        return done is not None
+
     if int8:
-        quantize_dynamic_int8(folder / ONNX_FILE, folder / INT8_FILE)
-        built.append("onnx-int8")
+        build("onnx-int8", lambda: quantize_dynamic_int8(folder / ONNX_FILE, folder / INT8_FILE))
     if config.fused or auto:
         fused = folder / EXPORT_VARIANTS["onnx-fused"].file
-        with tempfile.TemporaryDirectory(prefix="theseus-export-") as scratch:
-            eager = _eager_graph(model, trust, classifier, names, batches[0], folder, scratch,
-                                 config.opset, extra)  # fmt: skip
-            counts = fuse(eager, fused, classifier.config)
-        report["fused_operators"] = counts
-        if not attention_fused(counts):
-            kind = model_type_of(classifier.config)
-            note = (
-                f"notice: ONNX Runtime's optimizer fuses no attention in {kind}: "
-                f"onnx-fused keeps attention unfused (fused: {', '.join(counts) or 'none'})"
-            )
-            report["notices"].append(note)
-            say(note)
-        built.append("onnx-fused")
-        if int8:
-            quantize_dynamic_int8(fused, folder / EXPORT_VARIANTS["onnx-fused-int8"].file, True)
-            built.append("onnx-fused-int8")
+        made = build("onnx-fused", lambda: _fused(model, trust, classifier, names, batches,
+                                                  folder, config, extra, report))  # fmt: skip
+        if int8 and made:
+            target = folder / EXPORT_VARIANTS["onnx-fused-int8"].file
+            build("onnx-fused-int8", lambda: quantize_dynamic_int8(fused, target, True))
     openvino = config.backend == "openvino" or (auto and _has_openvino(report))
-    if openvino:
-        openvino_fp32(folder / ONNX_FILE, folder)
-        built += ["openvino-fp32", "openvino-bf16"]
+    if openvino and build("openvino-fp32", lambda: openvino_fp32(folder / ONNX_FILE, folder)):
+        built.append("openvino-bf16")  # the same file, run at OpenVINO's bf16 hint
         if int8:
             plain = OnnxClassifier(folder)  # its feeds: the graph's inputs, typed
-            openvino_int8(folder, [plain.feeds(batch) for batch in batches])
-            built.append("openvino-int8")
+            calibration = _calibration([plain.feeds(batch) for batch in batches])
+            build("openvino-int8", lambda: openvino_int8(folder, calibration))
     return built
+
+
+def _optional(report: dict, name: str, make):
+    """`make()`'s result (True where it returns None), or None with a notice when it fails:
+    `--backend auto` leaves such a variant out rather than failing the export."""
+    try:
+        result = make()
+    except Exception as error:  # noqa: BLE001  (any runtime's failure: leave it out)
+        note = f"notice: {name} failed ({type(error).__name__}: {first_line(error)}); left out"
+        report["notices"].append(note)
+        say(note)
+        return None
+    return True if result is None else result
+
+
+def _calibration(batches: list[dict], examples: int = 300) -> list[dict]:
+    """The first batches, up to about `examples` examples: enough for NNCF's statistics."""
+    chosen, count = [], 0
+    for batch in batches:
+        if count >= examples:
+            break
+        chosen.append(batch)
+        count += len(next(iter(batch.values())))
+    return chosen
+
+
+def _fused(model, trust, classifier, names, batches, folder, config, extra, report) -> None:
+    """model.fused.onnx, and a notice where the optimizer fused no attention."""
+    fused = folder / EXPORT_VARIANTS["onnx-fused"].file
+    with tempfile.TemporaryDirectory(prefix="theseus-export-") as scratch:
+        eager = _eager_graph(model, trust, classifier, names, batches[0], folder, scratch,
+                             config.opset, extra)  # fmt: skip
+        counts = fuse(eager, fused, classifier.config)
+    report["fused_operators"] = counts
+    if not attention_fused(counts):
+        kind = model_type_of(classifier.config)
+        note = (
+            f"notice: ONNX Runtime's optimizer fuses no attention in {kind}: "
+            f"onnx-fused keeps attention unfused (fused: {', '.join(counts) or 'none'})"
+        )
+        report["notices"].append(note)
+        say(note)
 
 
 def _has_openvino(report: dict) -> bool:

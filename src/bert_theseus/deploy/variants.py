@@ -5,7 +5,6 @@ on the fp32 file). Each builder writes its file; `export` verifies and scores it
 from __future__ import annotations
 
 import logging
-import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,15 +90,10 @@ def openvino_int8(folder: Path, calibration: list[dict[str, np.ndarray]]) -> Pat
     source = folder / EXPORT_VARIANTS["openvino-fp32"].file
     target = folder / EXPORT_VARIANTS["openvino-int8"].file
     model = openvino.Core().read_model(str(source))
-    size = sum(len(next(iter(batch.values()))) for batch in calibration)
     with _quiet():
         nncf.set_log_level(logging.ERROR)
-        quantized = nncf.quantize(model, nncf.Dataset(calibration), subset_size=size,
+        # subset_size counts the dataset's items, here batches: all of them
+        quantized = nncf.quantize(model, nncf.Dataset(calibration), subset_size=len(calibration),
                                   model_type=nncf.ModelType.TRANSFORMER)  # fmt: skip
         openvino.save_model(quantized, str(target), compress_to_fp16=False)
     return target
-
-
-def scratch_file(name: str) -> tuple[tempfile.TemporaryDirectory, Path]:
-    folder = tempfile.TemporaryDirectory(prefix="theseus-export-")
-    return folder, Path(folder.name) / name
