@@ -130,7 +130,6 @@ def test_first_layer_keys_and_values_cover_input_and_reference_and_padding_gets_
     states, mask = model.retrieve(**batch)
     m = states.shape[1]
     mask[1, -1] = 0  # and one reference with padding
-    model.attention.record = True
     with torch.no_grad():
         out = model(**batch, reference_states=states, reference_mask=mask,
                     output_hidden_states=True)  # fmt: skip
@@ -156,7 +155,6 @@ def test_the_ablations_run_through_the_same_code():
     outputs = {}
     for mode in ("nearest", "zero", "random"):
         model, _, _ = wrapped("bert", mode)
-        model.attention.record = True
         with torch.no_grad():
             outputs[mode] = model(**batch).logits
         got_states, got_mask = model.retrieve(**batch)
@@ -260,12 +258,17 @@ def _steps(folder) -> list[int]:
     return [int(p.name.split("-")[1]) for p in folder.glob("checkpoints/step-???????")]
 
 
-def test_a_run_killed_with_sigkill_resumes_bit_identically(dropout_bert_dir, sst2_dir, tmp_path):
+@pytest.mark.parametrize("stage", ["1-intermediate", "2-prediction"])
+def test_a_run_killed_with_sigkill_resumes_bit_identically(
+    stage, dropout_bert_dir, sst2_dir, tmp_path
+):
+    """Killed in the first stage, the resume builds the references again (the same ones);
+    in the second, it reads them back with the first stage's model."""
     args = ["--max-steps", "40", "--eval-steps", "10", "--save-steps", "2"]
     straight = tmp_path / "straight"
     assert main(compress(dropout_bert_dir, sst2_dir, straight, *args)) == 0
     out = tmp_path / "killed"
-    stage = tmp_path / ".killed.partial" / "stages" / "2-prediction"
+    stage = tmp_path / ".killed.partial" / "stages" / stage
     after = random.randint(2, 16)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "bert_theseus.cli",
@@ -279,7 +282,8 @@ def test_a_run_killed_with_sigkill_resumes_bit_identically(dropout_bert_dir, sst
     process.send_signal(signal.SIGKILL)
     _, err = process.communicate(timeout=60)
     assert process.returncode == -9, f"killed after step {after}: {err.decode()[-800:]}"
-    assert not out.exists() and (stage.parent / "1-intermediate" / "result.json").is_file()
+    assert not out.exists()
+    assert (stage.parent / "1-intermediate" / "result.json").is_file() == (stage.name[0] == "2")
     assert main([*compress(dropout_bert_dir, sst2_dir, out, *args), "--resume", "auto"]) == 0
     a, b = load_file(straight / "model.safetensors"), load_file(out / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f"after {after}"
@@ -303,3 +307,38 @@ def test_compare_runs_refbert_beside_its_ablations_and_kd(tiny_bert_dir, sst2_di
         assert model.references.states.shape[0] == 64  # one [CLS] row per training example
         metrics = json.loads((out / "runs" / f"{name}-seed42" / "metrics.json").read_text())
         assert set(metrics["reference_latency_ms"]) == {"retrieval", "student", "together"}
+
+
+def test_a_loaded_model_saved_back_into_its_folder_keeps_its_references(tmp_path):
+    model, _, _ = wrapped("bert")
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded.references.states, np.memmap)
+    batch = tiny_batch()
+    with torch.no_grad():
+        before = loaded(**batch).logits
+    loaded.save_pretrained(tmp_path)  # over the files its states are mapped from
+    again = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.equal(again(**batch).logits, before)
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet"])
+def test_attention_weights_come_back_through_the_reference_path(arch):
+    model, _, _ = wrapped(arch)
+    with torch.no_grad():
+        out = model(**tiny_batch(), output_attentions=True)
+    m = model.retrieve(**tiny_batch())[1].shape[1]
+    assert out.attentions[0].shape[-2:] == (9, 9 + m)  # the first layer's, over n + m keys
+
+
+def test_refbert_refuses_an_architecture_outside_the_layer_table(tmp_path):
+    from bert_theseus.methods import MethodContext
+
+    context = MethodContext(model_of("bert"))
+    RefBERTConfig(successor_layers=2).check(context)
+    from tiny import tiny_model
+
+    deberta = MethodContext(tiny_model("deberta-v2", layers=4))
+    with pytest.raises(MethodConfigError, match="RefBERT cannot extend .* 'deberta-v2'"):
+        RefBERTConfig(successor_layers=2).check(deberta)

@@ -62,6 +62,24 @@ class RefBERTConfig(LayerwiseWeights, TruncatedConfig):
             if getattr(self, name) < 0:
                 raise MethodConfigError(f"{name} {getattr(self, name)} must not be negative")
 
+    def check(self, context) -> None:
+        """Before any data is read: the student's first attention must be in the layer table."""
+        from ...arch import model_type_of
+        from ...compact import UnsupportedArchitectureError, layout_for
+
+        kind = model_type_of(context.predecessor.config)
+        if kind == "bert-theseus-refbert":
+            raise MethodConfigError(
+                "the predecessor is a RefBERT model already: compress the model it was made from"
+            )
+        super().check(context)
+        try:
+            layout_for(kind)
+        except UnsupportedArchitectureError as error:
+            raise MethodConfigError(
+                f"RefBERT cannot extend this model's first attention layer: {error}"
+            ) from None
+
     def teacher_layers(self, predecessor) -> list[int]:
         """The teacher layer each student layer learns (counted from 1): the top of its
         group, TinyBERT's uniform map g(l) = l * c."""

@@ -15,6 +15,7 @@ Without references the model runs the student's own code: it is the plain studen
 
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager
 from dataclasses import field
 from pathlib import Path
@@ -83,8 +84,12 @@ class ReferenceStudent(PreTrainedModel):
 
     def __init__(self, config: ReferenceStudentConfig):
         super().__init__(config)
+        if config.reference_mode not in MODES:
+            raise ValueError(
+                f"reference_mode '{config.reference_mode}' is not one of {', '.join(MODES)}"
+            )
         inner = config.student_config()
-        self.student = AutoModelForSequenceClassification.from_config(inner)
+        self.student = _student(inner, config._attn_implementation)
         self.reference_projection = nn.Linear(config.reference_width, inner.hidden_size)
         self.attention = ReferenceAttention.install(self.student)
         self.references: References | None = None
@@ -182,6 +187,19 @@ class ReferenceStudent(PreTrainedModel):
         return model
 
 
+def _student(config: PretrainedConfig, attention: str | None) -> PreTrainedModel:
+    """The student, with the attention implementation asked of the wrapper (eager for an
+    export whose attention ONNX Runtime should fuse) where its architecture has it."""
+    if attention:
+        try:  # a copy: a refused attempt leaves its choice in the config
+            return AutoModelForSequenceClassification.from_config(
+                copy.deepcopy(config), attn_implementation=attention
+            )
+        except ValueError:  # MPNet has no sdpa, say: its own default
+            pass
+    return AutoModelForSequenceClassification.from_config(config)
+
+
 def picks(references: References, mode: str, input_ids, attention_mask=None) -> np.ndarray:
     """The training example each input references (-1: none): the nearest non-identical
     one, or for the random ablation a drawn one."""
@@ -206,16 +224,19 @@ def retrieve(references: References, mode: str, input_ids, attention_mask=None):
 
 def load_references(name: str, kwargs: dict) -> References:
     """The references saved beside a model: a folder's, or a Hub repository's (downloaded)."""
-    local = Path(name).expanduser() / FOLDER
-    if Path(name).expanduser().is_dir():
+    root = Path(name).expanduser() / kwargs.get("subfolder", "")
+    local = root / FOLDER
+    if root.is_dir():
         paths = {f: local / f for f in FILES if (local / f).is_file()}
     else:
         from transformers.utils import cached_file
 
-        hub = {k: kwargs[k] for k in ("revision", "token", "cache_dir") if k in kwargs}
+        passed = ("revision", "token", "cache_dir", "local_files_only", "force_download")
+        hub = {k: kwargs[k] for k in passed if k in kwargs}
+        within = f"{kwargs['subfolder']}/{FOLDER}" if kwargs.get("subfolder") else FOLDER
         paths = {}
         for f in FILES:
-            found = cached_file(name, f, subfolder=FOLDER,
+            found = cached_file(name, f, subfolder=within,
                                 _raise_exceptions_for_missing_entries=False, **hub)  # fmt: skip
             if found is not None:
                 paths[f] = Path(found)
@@ -249,7 +270,6 @@ class ReferenceAttention:
         self.bias = layout.shared_head_input
         self.single = model_type in SINGLE_OUTPUT
         self.current: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        self.record = False  # keep the last attention probabilities (tests read them)
         self.probabilities: torch.Tensor | None = None
 
     @classmethod
@@ -279,7 +299,11 @@ class ReferenceAttention:
             name, position = self.bias
             bias = args[position] if len(args) > position else kwargs.get(name)
         output = self.attend(hidden, bias)
-        return (output,) if self.single else (output, None)
+        if not self.single:
+            return output, self.probabilities
+        # MPNet's layer reads attention weights back only when asked for them.
+        wanted = kwargs.get("output_attentions", len(args) > 3 and bool(args[3]))
+        return (output, self.probabilities) if wanted else (output,)
 
     def attend(self, hidden: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         states, reference_mask, input_mask = self.current
@@ -298,8 +322,7 @@ class ReferenceAttention:
         keep = torch.cat([input_mask, reference_mask.to(input_mask.device)], dim=1).bool()
         scores = scores.masked_fill(~keep[:, None, None, :], torch.finfo(scores.dtype).min)
         probabilities = scores.softmax(dim=-1)
-        if self.record:
-            self.probabilities = probabilities.detach()
+        self.probabilities = probabilities.detach()  # the last call's, for tests and MPNet
         dropout = getattr(self.module, "dropout", None)
         if isinstance(dropout, nn.Dropout):
             probabilities = dropout(probabilities)

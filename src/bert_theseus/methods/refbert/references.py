@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -173,17 +174,27 @@ class References:
                 "index": int(self.index.nbytes())}  # fmt: skip
 
     def save(self, folder: Path) -> None:
+        """Write the files under `folder`/references. Each is written beside its target and
+        then moved over it: the states may be memory-mapped from the very file they replace
+        (a loaded model saved back into its own folder)."""
         folder = Path(folder) / FOLDER
         folder.mkdir(parents=True, exist_ok=True)
         meta = {"kind": self.kind, "ignore_ids": self.index.ignore_ids,
                 "examples": len(self.index)}  # fmt: skip
-        (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        np.save(folder / "states.npy", np.ascontiguousarray(self.states))
-        np.save(folder / "offsets.npy", self.offsets)
-        np.save(folder / "labels.npy", self.labels)
-        sp.save_npz(folder / "tfidf.npz", self.index.matrix)
-        np.save(folder / "idf.npy", self.index.idf)
-        np.save(folder / "hashes.npy", self.index.hashes)
+        writers = {
+            "meta.json": lambda f: f.write(json.dumps(meta, indent=2).encode() + b"\n"),
+            "states.npy": lambda f: np.save(f, np.ascontiguousarray(self.states)),
+            "offsets.npy": lambda f: np.save(f, self.offsets),
+            "labels.npy": lambda f: np.save(f, self.labels),
+            "tfidf.npz": lambda f: sp.save_npz(f, self.index.matrix),
+            "idf.npy": lambda f: np.save(f, self.index.idf),
+            "hashes.npy": lambda f: np.save(f, self.index.hashes),
+        }
+        for name, write in writers.items():
+            partial = folder / f".{name}.partial"
+            with open(partial, "wb") as handle:
+                write(handle)
+            os.replace(partial, folder / name)
 
     @classmethod
     def load(cls, paths: dict[str, Path]) -> References:
