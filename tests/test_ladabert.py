@@ -9,17 +9,14 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 from safetensors.torch import load_file
 from test_compact import SUPPORTED, logits, model_of
+from test_resume import interrupt
 from tiny import VOCAB, tiny_batch
 from transformers import AutoModelForSequenceClassification
 
@@ -273,10 +270,6 @@ def test_compress_runs_every_iteration_and_the_result_reloads_and_exports(
     assert json.loads((onnx / "export.json").read_text())["fp32"]["max_abs_logit_diff"] < 1e-4
 
 
-def _steps(folder) -> list[int]:
-    return [int(p.name.split("-")[1]) for p in folder.glob("checkpoints/step-???????")]
-
-
 def test_a_run_killed_mid_iteration_resumes_bit_identically(dropout_bert_dir, sst2_dir, tmp_path):
     args = ["--preset", "ladabert-2", "--prune-iterations", "1", "--max-steps", "80",
             "--eval-steps", "10", "--save-steps", "2"]  # fmt: skip
@@ -285,18 +278,7 @@ def test_a_run_killed_mid_iteration_resumes_bit_identically(dropout_bert_dir, ss
     out = tmp_path / "killed"
     pruning = tmp_path / ".killed.partial" / "stages" / "2-prune-1"
     after = random.randint(2, 18)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "bert_theseus.cli",
-               *compress(dropout_bert_dir, sst2_dir, out, *args)]  # fmt: skip
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 180
-    while time.time() < deadline and process.poll() is None:
-        if max(_steps(pruning), default=0) >= after:
-            break
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == -9, f"killed after step {after}: {err.decode()[-800:]}"
+    interrupt(compress(dropout_bert_dir, sst2_dir, out, *args), pruning, after, signal.SIGKILL)
     assert not out.exists() and (pruning.parent / "1-factorise" / "result.json").is_file()
     assert main([*compress(dropout_bert_dir, sst2_dir, out, *args), "--resume", "auto"]) == 0
     a, b = load_file(straight / "model.safetensors"), load_file(out / "model.safetensors")

@@ -4,19 +4,16 @@ saving, export and resume (tiny models built in code)."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 from test_compact import SUPPORTED, model_of
+from test_resume import interrupt
 from tiny import tiny_batch
 from transformers import AutoModelForSequenceClassification
 
@@ -254,10 +251,6 @@ def test_the_none_ablation_saves_the_plain_student(tiny_bert_dir, sst2_dir, tmp_
     assert not (out / "references").exists()
 
 
-def _steps(folder) -> list[int]:
-    return [int(p.name.split("-")[1]) for p in folder.glob("checkpoints/step-???????")]
-
-
 @pytest.mark.parametrize("stage", ["1-intermediate", "2-prediction"])
 def test_a_run_killed_with_sigkill_resumes_bit_identically(
     stage, dropout_bert_dir, sst2_dir, tmp_path
@@ -270,18 +263,7 @@ def test_a_run_killed_with_sigkill_resumes_bit_identically(
     out = tmp_path / "killed"
     stage = tmp_path / ".killed.partial" / "stages" / stage
     after = random.randint(2, 16)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "bert_theseus.cli",
-               *compress(dropout_bert_dir, sst2_dir, out, *args)]  # fmt: skip
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 180
-    while time.time() < deadline and process.poll() is None:
-        if max(_steps(stage), default=0) >= after:
-            break
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == -9, f"killed after step {after}: {err.decode()[-800:]}"
+    interrupt(compress(dropout_bert_dir, sst2_dir, out, *args), stage, after, signal.SIGKILL)
     assert not out.exists()
     assert (stage.parent / "1-intermediate" / "result.json").is_file() == (stage.name[0] == "2")
     assert main([*compress(dropout_bert_dir, sst2_dir, out, *args), "--resume", "auto"]) == 0
