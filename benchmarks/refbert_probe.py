@@ -1,0 +1,75 @@
+"""How much a trained RefBERT student uses its references, on the dev split.
+
+    python benchmarks/refbert_probe.py runs/refbert --task rte --data-dir GLUE/RTE
+
+Prints the first layer's attention mass on reference keys (mean over heads and real query
+tokens) and the dev score with the references the model was trained with swapped at
+inference for each ablation's: the nearest (as trained), all-zero states, a random training
+example's, and none (the plain student path, the projection unused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+from scipy.stats import pearsonr, spearmanr
+from transformers import AutoTokenizer
+
+from bert_theseus.commands import DataConfig, read_data
+from bert_theseus.data.loading import encode, make_loader
+from bert_theseus.methods.refbert.model import retrieve
+from bert_theseus.models import load_model
+from bert_theseus.training import TrainingConfig
+
+SWAPS = ("nearest", "zero", "random", "none")
+
+
+def score(logits: np.ndarray, labels: np.ndarray, regression: bool) -> float:
+    if regression:  # STS-B's score: the mean of Pearson and Spearman, x 100
+        return 50 * (pearsonr(logits[:, 0], labels)[0] + spearmanr(logits[:, 0], labels)[0])
+    return 100 * float((logits.argmax(1) == labels).mean())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model", help="a RefBERT run folder")
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--data-dir", required=True)
+    args = parser.parse_args(argv)
+    model, _ = load_model(args.model, with_tokenizer=False)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    task_data = read_data(DataConfig(task=args.task, data_dir=args.data_dir), TrainingConfig(),
+                          need_train=False)  # fmt: skip
+    regression = task_data.task.is_regression
+    features = encode(next(iter(task_data.dev.values())), tokenizer, 128, regression)
+    mass, outputs, labels = [], {swap: [] for swap in SWAPS}, []
+    for batch in make_loader(features, tokenizer, 64, False):
+        labels.append(batch.pop("labels").numpy())
+        with torch.no_grad():
+            for swap in SWAPS:
+                if swap == "none":
+                    kept, model.references = model.references, None
+                    outputs[swap].append(model(**batch).logits.numpy())
+                    model.references = kept
+                    continue
+                states, mask = retrieve(model.references, swap, batch["input_ids"],
+                                        batch["attention_mask"])  # fmt: skip
+                logits = model(**batch, reference_states=states, reference_mask=mask).logits
+                outputs[swap].append(logits.numpy())
+                if swap == "nearest":
+                    length = batch["input_ids"].shape[1]
+                    share = model.attention.probabilities[..., length:].sum(-1).mean(1)
+                    mass.append(share[batch["attention_mask"].bool()].numpy())
+    labels = np.concatenate(labels)
+    result = {"reference_attention_mass": round(float(np.concatenate(mass).mean()), 4)}
+    for swap, logits in outputs.items():
+        result[f"dev_with_{swap}"] = round(score(np.concatenate(logits), labels, regression), 2)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
