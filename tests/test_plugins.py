@@ -154,7 +154,7 @@ def test_help_methods_and_refusals_come_from_the_registry(predecessor, sst2_dir,
     help_text = capsys.readouterr().out
     group = help_text[help_text.index("head-only: the classifier alone") :]
     assert group.index("--train-pooler") < group.index("head-then-all:")
-    assert "--head-steps" in group and "also takes --temperature, --alpha" in group
+    assert "--head-steps" in group and "also takes --temperature, --alpha, --teacher-cache" in group
 
     assert main(["methods"]) == 0
     listed = capsys.readouterr().out.splitlines()

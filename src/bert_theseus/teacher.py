@@ -21,6 +21,13 @@ class SoftTargets:
     temperature: float = field(
         default=5.0, metadata={"help": "softmax temperature T of the soft targets"}
     )
+    alpha: float = field(
+        default=0.5,
+        metadata={
+            "help": "weight of the soft-target loss; the hard-label loss gets 1 - alpha "
+            "(regression tasks: MSE to the teacher's output)"
+        },
+    )
     teacher_cache: bool = field(
         default=True,
         metadata={
@@ -28,13 +35,6 @@ class SoftTargets:
             "help": "keep the frozen teacher's outputs for each training example from the "
             "batch it first appears in, and reuse them in later epochs instead of running the "
             "teacher again (saved in checkpoints, so a resume reuses them); one process only",
-        },
-    )
-    alpha: float = field(
-        default=0.5,
-        metadata={
-            "help": "weight of the soft-target loss; the hard-label loss gets 1 - alpha "
-            "(regression tasks: MSE to the teacher's output)"
         },
     )
 

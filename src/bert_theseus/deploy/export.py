@@ -300,7 +300,8 @@ def choose(folder: Path, built: list[str], report: dict, config, classifier, bat
         if ok:
             qualified.append(name)
     timing = _timing_batch(classifier)
-    runners = {name: load_variant(folder, name) for name in built}
+    threads = torch.get_num_threads()  # as PyTorch runs: the timings compare alike
+    runners = {name: load_variant(folder, name, threads) for name in built}
     times = {name: [] for name in built}
     for round_ in range(4):
         for name, runner in runners.items():
