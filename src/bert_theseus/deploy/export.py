@@ -170,6 +170,7 @@ def export_onnx(
             result = _optional(report, name, check) if optional else check()
             if result is None:  # under auto: a variant that fails its check is left out
                 built.remove(name)
+                _remove_unused(folder, name, built)
             else:
                 report["variants"][name] = result
         report["fp32"] = report["variants"]["onnx-fp32"]
@@ -178,7 +179,7 @@ def export_onnx(
         if task is not None:
             report["pytorch_fp32"] = _metrics(task, reference, batches)
         if config.backend == "auto":
-            report["chosen"] = choose(folder, built, report, config, classifier, batches[0])
+            report["chosen"] = choose(folder, built, report, config, classifier)
         report["files"] = {str(p.relative_to(folder)): p.stat().st_size
                            for p in sorted(folder.rglob("model*.*"))}  # fmt: skip
         write_json(folder / "export.json", report)
@@ -263,6 +264,16 @@ def _fused(model, trust, classifier, names, batches, folder, config, extra, repo
         say(note)
 
 
+def _remove_unused(folder: Path, name: str, built: list[str]) -> None:
+    """Delete a left-out variant's file (and OpenVINO's weights beside it) unless a kept
+    variant runs the same file, so the folder holds only what export.json lists."""
+    path = EXPORT_VARIANTS[name].file
+    if any(EXPORT_VARIANTS[other].file == path for other in built):
+        return
+    for file in (folder / path, (folder / path).with_suffix(".bin")):
+        file.unlink(missing_ok=True)
+
+
 def _has_openvino(report: dict) -> bool:
     try:
         require_openvino()
@@ -290,7 +301,7 @@ def _eager_graph(model, trust, classifier, names, batch, folder, scratch, opset,
     return path
 
 
-def choose(folder: Path, built: list[str], report: dict, config, classifier, batch) -> dict:
+def choose(folder: Path, built: list[str], report: dict, config, classifier) -> dict:
     """The fastest variant that keeps the score: each timed on one batch of 32 x (up to) 128
     tokens, interleaved, median of 3 after a warm-up."""
     qualified, reasons = [], {}
