@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from functools import partial
 
 from accelerate.utils import set_seed
@@ -21,7 +21,7 @@ from .card import push_to_hub, write_model_card
 from .data import DataError, TaskData, load_task_data
 from .data.loading import encode, make_loader
 from .methods import MethodContext, MethodError, MethodSpec, get_method, methods
-from .methods.registry import ReportInput, validate
+from .methods.registry import ReportInput, identity, validate
 from .models import ModelError, first_line, fit_max_length, load_model
 from .pooling import ATTRIBUTE as POOLING
 from .pooling import pooling_note, pretraining_pooling, say
@@ -210,14 +210,6 @@ def method_for(config, name: str | None = None) -> MethodSpec:
         )
     validate(config)
     return spec
-
-
-def identity(config) -> dict:
-    """A method config's fields that decide what a run computes: those marked
-    `metadata={"identity": False}` (speed-only, such as the teacher cache) are left out, so
-    runs made before they existed, or with them toggled, still resume and are reused."""
-    keep = {f.name for f in fields(config) if f.metadata.get("identity", True)}
-    return {k: v for k, v in asdict(config).items() if k in keep}
 
 
 def method_settings(model: str, data: DataConfig, spec: MethodSpec, config) -> dict:

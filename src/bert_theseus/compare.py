@@ -32,7 +32,6 @@ from .commands import (
     _score,
     dev_batches,
     fit_max_length,
-    identity,
     load_model,
     method_for,
     method_settings,
@@ -42,6 +41,7 @@ from .commands import (
 )
 from .data.loading import encode
 from .methods import MethodContext, get_method, methods
+from .methods.registry import identity
 from .pooling import pooling_note, pretraining_pooling, say
 from .runs import OutputDir, RunError, save_figure, write_atomic, write_json
 from .speed import count_nonzero, count_parameters, is_pruned, measure_latency

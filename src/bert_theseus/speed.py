@@ -26,6 +26,20 @@ def is_pruned(parameters: int, nonzero: int) -> bool:
     return nonzero < 0.99 * parameters
 
 
+def random_batch(
+    batch_size: int, length: int, vocab: int, seed: int = 0, token_types: bool = False
+) -> dict[str, torch.Tensor]:
+    """A fixed batch of random token ids (above the first 5, where special tokens sit), no
+    padding: what every timing here runs on. `token_types` adds zeros for models that take
+    them (callers filter by what each model accepts)."""
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, vocab, (batch_size, length), generator=generator)
+    batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+    if token_types:
+        batch["token_type_ids"] = torch.zeros_like(input_ids)
+    return batch
+
+
 @torch.inference_mode()
 def measure_latency(
     models: dict[str, nn.Module],
@@ -45,9 +59,7 @@ def measure_latency(
     >>> times["predecessor"] / times["successor"]   # speed-up
     """
     vocab = min(getattr(m.config, "vocab_size", 1000) for m in models.values())
-    generator = torch.Generator().manual_seed(seed)
-    input_ids = torch.randint(5, vocab, (batch_size, seq_length), generator=generator)
-    batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+    batch = random_batch(batch_size, seq_length, vocab, seed)
     for model in models.values():
         model.eval()
     device_type = next(next(iter(models.values())).parameters()).device.type

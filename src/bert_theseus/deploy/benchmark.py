@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..commands import load_model
-from ..speed import count_parameters
+from ..speed import count_parameters, random_batch
 from .export import ExportConfig, export_onnx
 from .runtime import (
     EXPORT_VARIANTS,
@@ -232,22 +232,12 @@ def _limits(model_config) -> tuple[int, int]:
     return positions, getattr(model_config, "vocab_size", 1000)
 
 
-def _batch(batch_size: int, length: int, vocab: int) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    input_ids = torch.randint(5, vocab, (batch_size, length), generator=generator)
-    return {
-        "input_ids": input_ids,
-        "attention_mask": torch.ones_like(input_ids),
-        "token_type_ids": torch.zeros_like(input_ids),
-    }
-
-
 def _time(entries, batch_size: int, config, vocab: int, latency: bool) -> dict:
     """Seconds per call of each entry, per length; rounds interleave the entries."""
     repeats = config.latency_repeats if latency else config.throughput_repeats
     result = {}
     for length in config.lengths:
-        batch = _batch(batch_size, length, vocab)
+        batch = random_batch(batch_size, length, vocab, token_types=True)
         inputs = [{k: v for k, v in batch.items() if k in e.inputs} for e in entries]
         times: list[list[float]] = [[] for _ in entries]
         for round_ in range(config.warmup + repeats):

@@ -25,6 +25,7 @@ from ..metrics import compute_metrics
 from ..models import ModelError, first_line, token_positions
 from ..pooling import say
 from ..runs import OutputDir, write_json
+from ..speed import random_batch
 from ..training import TrainingConfig
 from .runtime import (
     EXPORT_VARIANTS,
@@ -353,10 +354,7 @@ def _keeps_score(name: str, report: dict, config) -> tuple[bool, str]:
 def _timing_batch(classifier) -> dict:
     vocab = getattr(classifier.config, "vocab_size", 1000)
     length = min(128, (token_positions(classifier.config) or 130) - 2)
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(5, vocab, (32, length), generator=generator)
-    timing = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-              "token_type_ids": torch.zeros_like(ids)}  # fmt: skip
+    timing = random_batch(32, length, vocab, token_types=True)
     extra = getattr(classifier, "export_inputs", None)
     return {**timing, **(extra(timing) if extra is not None else {})}
 

@@ -44,7 +44,7 @@ def main(argv: list[str]) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from .benchmark import _batch
+    from ..speed import random_batch
     from .runtime import EXPORT_VARIANTS, load_variant, torch_logits
 
     torch.set_num_threads(int(threads))
@@ -52,11 +52,11 @@ def main(argv: list[str]) -> None:
     baseline = _status_mib("VmRSS") if reset else _peak_mib()
     if variant in EXPORT_VARIANTS:
         model = load_variant(source, variant, int(threads))
-        batch = _batch(int(batch_size), int(length), 100)
+        batch = random_batch(int(batch_size), int(length), 100, token_types=True)
         model.logits(batch)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(source)
-        batch = _batch(int(batch_size), int(length), 100)
+        batch = random_batch(int(batch_size), int(length), 100, token_types=True)
         import inspect
 
         accepted = inspect.signature(model.forward).parameters

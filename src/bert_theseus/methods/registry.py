@@ -135,6 +135,14 @@ class ReportInput:
     bf16: bool
 
 
+def identity(config) -> dict:
+    """A method config's fields that decide what a run computes: those marked
+    `metadata={"identity": False}` (speed-only, such as the teacher cache) are left out, so
+    runs made before they existed, or with them toggled, still resume and are reused."""
+    keep = {f.name for f in dataclasses.fields(config) if f.metadata.get("identity", True)}
+    return {k: v for k, v in dataclasses.asdict(config).items() if k in keep}
+
+
 def validate(config) -> None:
     check = getattr(config, "validate", None)
     if check is not None:

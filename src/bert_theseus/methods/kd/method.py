@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import torch
 from torch import nn
 
 from ...teacher import Distiller
 from ...training.loop import Method
+from ..registry import identity
 
 
 class KDMethod(Method):
@@ -33,7 +32,7 @@ class KDMethod(Method):
     def settings(self) -> dict:
         # Lists, not tuples: these are compared with the copy read back from a checkpoint.
         layer_map = [list(pair) for pair in self.distiller.layer_map]
-        return {**distiller_settings(self.distiller), "layer_map": layer_map}
+        return {**identity(self.distiller.config), "layer_map": layer_map}
 
     def summary(self, model) -> dict:
         return self.distiller.summary()
@@ -44,11 +43,3 @@ class KDMethod(Method):
     def set_generator_states(self, states: dict[str, torch.Tensor]) -> None:
         if self.distiller.cache is not None and "teacher_cache.filled" in states:
             self.distiller.cache.load(states)
-
-
-def distiller_settings(distiller: Distiller) -> dict:
-    """The distillation settings a resume must match: the cache changes only the rounding
-    of later epochs' teacher outputs, so runs from before it existed still resume."""
-    settings = asdict(distiller.config)
-    settings.pop("teacher_cache", None)
-    return settings

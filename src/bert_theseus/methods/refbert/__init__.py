@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from ...speed import random_batch
 from ...training.stages import Stage
 from ..registry import MethodError, ReportInput, register_method
 from .config import RefBERTConfig
@@ -89,11 +90,9 @@ def report(config: RefBERTConfig, run: ReportInput) -> dict:
     if not isinstance(model, ReferenceStudent):
         return {}
     model.eval()
-    generator = torch.Generator().manual_seed(0)
-    vocab = model.student.config.vocab_size
-    ids = torch.randint(5, vocab, (32, run.seq_length), generator=generator)
     device = next(model.parameters()).device
-    batch = {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
+    batch = random_batch(32, run.seq_length, model.student.config.vocab_size)
+    batch = {k: v.to(device) for k, v in batch.items()}
     times = {"retrieval": [], "student": [], "together": []}
     with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=run.bf16):
         states, mask = model.retrieve(**batch)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
 from ...training.loop import Method
+from ..registry import identity
 from .config import TheseusConfig
 from .matching import ModuleMatching
 from .model import apply_theseus, merge_theseus, theseus_layers
@@ -69,7 +68,7 @@ class TheseusMethod(Method):
         return merge_theseus(model)
 
     def settings(self) -> dict:
-        return asdict(self.config)
+        return identity(self.config)  # speed-only fields (Theseus + KD's cache) left out
 
     def generator_states(self) -> dict[str, torch.Tensor]:
         return {"draws": self.generator.get_state()}

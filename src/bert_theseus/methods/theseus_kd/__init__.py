@@ -32,11 +32,6 @@ class TheseusKDMethod(TheseusMethod):
     def task_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.distiller.loss(model, batch, self.batch_examples)
 
-    def settings(self) -> dict:
-        settings = super().settings()
-        settings.pop("teacher_cache", None)  # as for KD: older runs still resume
-        return settings
-
     def summary(self, model) -> dict:
         return self.distiller.summary()
 
