@@ -6,6 +6,7 @@ Trains Theseus through the library's own loop and, every `--probe-every` optimiz
 - for four paths (all successors; all predecessors; only the top module's successor; every
   successor but the top one): the standard deviation across inputs of the [CLS] state after
   every layer (mean over hidden units), the spread of the logits, accuracy and loss;
+- for the same paths, how far the top hidden state lies from the all-predecessor path's;
 - for every module i: how well successor i imitates its predecessor module on the
   predecessor's own input (relative error of the whole output, and of [CLS] alone);
 
@@ -82,6 +83,11 @@ def measure(model, batch) -> dict:
         out = _run(model, layers, choice, batch)
         states[name] = out.hidden_states
         result[name] = _summary(out, batch["labels"])
+    # How far each path's top state lies from the predecessor's: on the all-successor path
+    # this adds up what every successor makes of inputs it was not copied to read.
+    top = states["predecessors"][-1]
+    for name in paths:
+        result[name]["top_relative_error"] = float((states[name][-1] - top).norm() / top.norm())
     # Successor i alone on the path: its input is the predecessor's, so its output can be
     # set beside predecessor module i's output on the same input.
     reference = states["predecessors"]
