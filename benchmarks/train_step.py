@@ -39,7 +39,8 @@ def build(variant: str, args) -> torch.nn.Module:
     model = AutoModelForSequenceClassification.from_pretrained(args.model, **off).to(args.device)
     if variant == "predecessor":
         return model.train()
-    apply_theseus(model, TheseusConfig(successor_layers=args.successor_layers, recipe=args.recipe))
+    config = TheseusConfig(successor_layers=args.successor_layers, recipe=args.recipe)
+    apply_theseus(model, config, "bottom")  # where the successors start costs nothing per step
     if variant == "successor":
         # Train what Theseus trains: the successor layers, and under the default recipe the
         # embeddings and head too (the same Parameter objects after the merge).

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny import tiny_model
+from tiny import collapsed_bottom, tiny_model
 from transformers import BertTokenizerFast
 
 from bert_theseus.cli import main
@@ -86,3 +86,22 @@ def test_compare_marks_runs_whose_saved_model_is_a_constant(constant_bert, sst2_
     truncated = next(line for line in table.splitlines() if line.startswith("| truncated |"))
     assert truncated.endswith("| **1 of 1** |")
     assert "True" in (out / "runs.csv").read_text().splitlines()[1]
+
+
+def test_theseus_says_and_records_where_its_successors_start(
+    tokenizer_dir, sst2_dir, tmp_path, capsys
+):
+    """The default recipe measures the predecessor before training: a predecessor whose
+    bottom layers leave [CLS] the same for every input gets its top successor from the
+    last layer, and the run says so on one line and in metrics.json."""
+    predecessor = tmp_path / "predecessor"
+    collapsed_bottom(layers=4, bottom=2).save_pretrained(predecessor)
+    BertTokenizerFast.from_pretrained(tokenizer_dir).save_pretrained(predecessor)
+    out = tmp_path / "successor"
+    data = ["--task", "sst2", "--data-dir", str(sst2_dir), "--output", str(out)]
+    assert main(["compress", "--model", str(predecessor), *data, *ARGS]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "successor init" in line]
+    assert len(said) == 1 and said[0].startswith("successor init auto: bottom-last-top (")
+    measured = json.loads((out / "metrics.json").read_text())["successor_init"]
+    assert measured["successor_init"] == "bottom-last-top" and measured["share"] == 0.0
+    assert measured["bottom_cls_spread"] == 0.0 < measured["top_cls_spread"]

@@ -92,7 +92,7 @@ def test_real_model_hidden_states_through_the_wrapper(minilm):
     batch = {"input_ids": torch.tensor([[101, 7592, 2088, 102]])}
     with torch.no_grad():
         before = model(**batch, output_hidden_states=True).hidden_states
-    apply_theseus(model, TheseusConfig(successor_layers=3))
+    apply_theseus(model, TheseusConfig(successor_layers=3, recipe="paper"))
     model.train()
     theseus_layers(model).force([False, False, False])
     with torch.no_grad():

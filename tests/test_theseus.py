@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from tiny import ARCHITECTURES, tiny_batch, tiny_model
+from tiny import ARCHITECTURES, collapsed_bottom, tiny_batch, tiny_model
 from transformers import AutoModelForSequenceClassification
 
 from bert_theseus.arch import ArchitectureError
@@ -140,7 +140,7 @@ def test_hidden_states_when_hooks_were_installed_before_replacing():
     batch = tiny_batch()
     with torch.no_grad():
         assert len(predecessor(**batch, output_hidden_states=True).hidden_states) == 5
-    model = apply_theseus(predecessor, TheseusConfig(successor_layers=2))
+    model = apply_theseus(predecessor, TheseusConfig(successor_layers=2, recipe="paper"))
     with torch.no_grad():
         assert len(model(**batch, output_hidden_states=True).hidden_states) == 3
     model.train()
@@ -196,7 +196,8 @@ def test_draws_are_one_per_module_with_rate_p():
 
 def test_layers_path_override_and_errors():
     model = tiny_model("bert", layers=4)
-    apply_theseus(model, TheseusConfig(successor_layers=2, layers_path="bert.encoder.layer"))
+    config = TheseusConfig(successor_layers=2, layers_path="bert.encoder.layer", recipe="paper")
+    apply_theseus(model, config)
     assert theseus_layers(model).groups == [[0, 1], [2, 3]]
     with pytest.raises(ArchitectureError, match="does not exist"):
         apply_theseus(tiny_model("bert"), TheseusConfig(successor_layers=2, layers_path="bert.x"))
@@ -250,7 +251,9 @@ def test_module_loss_is_zero_where_each_successor_is_a_copy_of_its_module(model_
     from bert_theseus.methods.theseus import TheseusMethod
 
     model = tiny_model(model_type, layers=4, dropout=0.1)
-    method = TheseusMethod(TheseusConfig(successor_layers=4, module_loss=1.0), seed=0)
+    method = TheseusMethod(
+        TheseusConfig(successor_layers=4, module_loss=1.0, successor_init="bottom"), seed=0
+    )
     method.prepare(model, total_steps=10)
     layers = theseus_layers(model)
     for choice in ([True] * 4, [True, False, True, False]):
@@ -267,7 +270,9 @@ def test_module_loss_trains_each_active_successor_and_nothing_frozen(model_type)
     from bert_theseus.methods.theseus import TheseusMethod
 
     model = tiny_model(model_type, layers=4)
-    method = TheseusMethod(TheseusConfig(successor_layers=2, module_loss=1.0), seed=0)
+    method = TheseusMethod(
+        TheseusConfig(successor_layers=2, module_loss=1.0, successor_init="bottom"), seed=0
+    )
     method.prepare(model, total_steps=10)
     layers = theseus_layers(model)
     layers.force([True, False])
@@ -318,7 +323,7 @@ def test_a_recipe_fills_only_the_settings_not_given():
     assert (mine.successor_init, mine.module_loss) == ("bottom", 0.5)
     default = TheseusConfig(successor_layers=2)
     assert default.recipe == "default"
-    assert default.successor_init == "bottom-last-top"
+    assert default.successor_init == "auto"
     assert default.train_parts == ["head", "embeddings"]
     assert paper.train_parts == [] and paper.train_parts is not RECIPES["paper"]["train_parts"]
     assert {k: getattr(default, k) for k in RECIPES["default"]} == RECIPES["default"]
@@ -326,3 +331,38 @@ def test_a_recipe_fills_only_the_settings_not_given():
     assert TheseusConfig(**vars(mine)) == mine
     with pytest.raises(TheseusConfigError, match="unknown recipe 'fast': use one of paper"):
         TheseusConfig(successor_layers=2, recipe="fast")
+
+
+def cls_batches(count: int = 4):
+    """A loader of batches of 8 whose first token is one fixed token, as a tokenizer's [CLS].
+    A DataLoader, as in training: iterating one draws from the global generator."""
+    rows = []
+    for seed in range(count):
+        batch = tiny_batch(batch=8, seed=seed)
+        batch["input_ids"][:, 0] = 2
+        rows += [{k: v[i] for k, v in batch.items()} | {"labels": 0} for i in range(8)]
+    return torch.utils.data.DataLoader(rows, batch_size=8)
+
+
+def test_auto_init_keeps_the_paper_start_unless_its_cls_is_a_constant():
+    from bert_theseus.methods.theseus.init import COLLAPSED_SHARE, EXAMPLES, choose_successor_init
+
+    config = TheseusConfig(successor_layers=2)
+    informative = choose_successor_init(tiny_model("bert", layers=4), config, cls_batches())
+    assert informative.successor_init == "bottom"
+    assert informative.share > COLLAPSED_SHARE
+    collapsed_model = collapsed_bottom().train()
+    rng = torch.get_rng_state()
+    collapsed = choose_successor_init(collapsed_model, config, cls_batches())
+    assert torch.equal(torch.get_rng_state(), rng)  # the run that follows draws the same
+    assert collapsed.successor_init == "bottom-last-top"
+    assert collapsed.bottom_cls_spread == 0.0 < collapsed.top_cls_spread
+    assert collapsed_model.training  # left in the mode it was given in
+    # It measures EXAMPLES inputs: the same choice from twice as many batches.
+    more = choose_successor_init(collapsed_model, config, cls_batches(count=2 * EXAMPLES // 8))
+    assert more.bottom_cls_spread == collapsed.bottom_cls_spread
+    # Nothing to replace: the paper's start, whatever the spread.
+    whole = TheseusConfig(successor_layers=4)
+    assert choose_successor_init(collapsed_model, whole, cls_batches()).successor_init == "bottom"
+    with pytest.raises(ValueError, match="successor_init 'auto' is chosen by measuring"):
+        apply_theseus(tiny_model("bert", layers=4), config)

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny import tiny_model
+from tiny import collapsed_bottom, tiny_model
 from transformers import BertTokenizerFast
 
 from bert_theseus.data import load_task_data
@@ -144,6 +144,27 @@ def test_same_seed_gives_identical_weights_on_cpu(features):
         weights.append(theseus_layers(model).successor.state_dict())
     for name, value in weights[0].items():
         assert torch.equal(value, weights[1][name]), name
+
+
+def test_auto_init_is_measured_before_training_and_changes_nothing_else(features):
+    """`successor_init="auto"` on a predecessor whose bottom layers leave [CLS] constant
+    chooses the last layer for the top successor; the run is then bit for bit the run
+    that names that start, and its summary says what was measured."""
+    runs = {}
+    for init in ("auto", "bottom-last-top"):
+        model = collapsed_bottom(layers=4, bottom=2)
+        method = TheseusMethod(TheseusConfig(successor_layers=2, successor_init=init), seed=3)
+        result = run(model, method, features, steps=4, logging_steps=1, seed=3)
+        runs[init] = (method, result, theseus_layers(model).successor.state_dict())
+    auto, named = runs["auto"], runs["bottom-last-top"]
+    assert auto[0].init.successor_init == "bottom-last-top" and named[0].init is None
+    summary = auto[0].summary(None)["successor_init"]
+    assert summary["bottom_cls_spread"] == 0.0 < summary["top_cls_spread"]
+    assert summary["share"] == 0.0 and named[0].summary(None) == {}
+    assert auto[0].settings()["successor_init"] == "auto"  # a resume re-measures the same
+    assert [r.get("loss") for r in auto[1].history] == [r.get("loss") for r in named[1].history]
+    for name, value in auto[2].items():
+        assert torch.equal(value, named[2][name]), name
 
 
 def test_finetune_trains_every_parameter_and_keeps_the_best_dev_checkpoint(features):

@@ -10,7 +10,7 @@ import json
 import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,10 +51,12 @@ class Method:
     """Plain fine-tuning of every parameter; other methods override the hooks they need."""
 
     name = "finetune"
-    # Set by the loop: the training set's size (before `prepare`), and the indices in it of
-    # the current batch's examples (before each loss), for methods that keep per-example
-    # state (a teacher cache).
+    # Set by the loop: the training set's size and its batches in file order (before
+    # `prepare`, for methods that measure the model before training), and the indices in
+    # the training set of the current batch's examples (before each loss, for methods that
+    # keep per-example state, such as a teacher cache).
     training_examples: int | None = None
+    training_batches: Callable[[], Iterator[dict]] | None = None
     batch_examples: torch.Tensor | None = None
 
     def prepare(self, model: PreTrainedModel, total_steps: int) -> None:
@@ -189,7 +191,15 @@ def train(
     accumulation = config.gradient_accumulation_steps
     steps_per_epoch = math.ceil(len(loader) / accumulation)
     total = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
+    # A resume of another run is refused before the method prepares anything (or says so).
+    settings = {**_trajectory_settings(config, method, total), **(settings or {})}
+    if accelerator.num_processes > 1:  # the global batch; one process records none, as before
+        settings["processes"] = accelerator.num_processes
+    if resume is not None:
+        _check_same_run(resume, settings)
     method.training_examples = len(train_features)
+    in_order = make_loader(train_features, tokenizer, config.eval_batch_size, False)
+    method.training_batches = lambda: iter(in_order)
     method.prepare(model, total)
     parameters = method.trainable_parameters(model)
     if not parameters:
@@ -212,11 +222,7 @@ def train(
     checkpoints = run_dir / "checkpoints" if main else None
 
     state = _State()
-    settings = {**_trajectory_settings(config, method, total), **(settings or {})}
-    if accelerator.num_processes > 1:  # the global batch; one process records none, as before
-        settings["processes"] = accelerator.num_processes
     if resume is not None:
-        _check_same_run(resume, settings)
         state = _resume(resume, model, optimizer, schedule, method, order)
     log = _Log(run_dir / "train_log.jsonl" if main else None, state.log_offset)
     progress = TrainingProgress(total, enabled=accelerator.is_local_main_process)

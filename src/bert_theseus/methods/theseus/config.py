@@ -12,18 +12,18 @@ from ..registry import MethodConfigError
 TheseusConfigError = MethodConfigError
 
 SCHEDULERS = ("linear", "constant", "anti-curriculum")
-INITS = ("bottom", "first-of-group", "last-of-group", "bottom-last-top")
+INITS = ("bottom", "first-of-group", "last-of-group", "bottom-last-top", "auto")
 TRAIN_PARTS = ("embeddings", "head")
 
 # Settings a recipe decides unless given. "paper" is Xu et al.'s recipe as the official code
 # runs it. "default" is what measured best here (docs/results.md section 6): the paper's
-# bottom layers, except that the top successor starts as the predecessor's last layer (the
-# one that writes what the head reads), and the head and embeddings train too, as they do
-# in every baseline.
+# bottom layers, unless their [CLS] state barely depends on the input (then the top
+# successor starts as the predecessor's last layer, the one that writes what the head
+# reads; see init.py), and the head and embeddings train too, as in every baseline.
 RECIPES: dict[str, dict] = {
     "paper": {"successor_init": "bottom", "module_loss": 0.0, "train_parts": []},
     "default": {
-        "successor_init": "bottom-last-top",
+        "successor_init": "auto",
         "module_loss": 0.0,
         "train_parts": ["head", "embeddings"],
     },
@@ -63,8 +63,8 @@ class TheseusConfig(DepthConfig):
     recipe: str = field(
         default="default",
         metadata={
-            "help": "default (what measured best here: bottom-last-top successors, head "
-            "and embeddings trained) or paper (the paper's exact recipe: successors from the "
+            "help": "default (what measured best here: auto successor init, head and "
+            "embeddings trained) or paper (the paper's exact recipe: successors from the "
             "bottom layers, frozen head, task loss only); sets successor_init, module_loss "
             "and train_parts where they are not given"
         },
@@ -76,7 +76,9 @@ class TheseusConfig(DepthConfig):
             "code), from the first (first-of-group) or last layer of its module "
             "(last-of-group), or from layer i except the top successor, which starts as the "
             "predecessor's last layer, the one that writes what the head reads "
-            "(bottom-last-top); default: the recipe's"
+            "(bottom-last-top); auto: bottom, unless the predecessor's [CLS] state after "
+            "those bottom layers varies across training inputs less than a tenth as much as "
+            "after its last layer, then bottom-last-top; default: the recipe's"
         },
     )
     module_loss: float | None = field(

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import torch
+import torch.distributed as dist
 from torch import nn
 from transformers import PreTrainedModel
 
+from ...pooling import say
 from ...training.loop import Method
 from ..registry import identity
 from .config import TheseusConfig
+from .init import InitChoice, choose_successor_init
 from .matching import ModuleMatching
 from .model import apply_theseus, merge_theseus, theseus_layers
 from .scheduler import make_scheduler
@@ -27,9 +32,10 @@ class TheseusMethod(Method):
 
     name = "theseus"
 
-    def __init__(self, config: TheseusConfig, seed: int = 42):
+    def __init__(self, config: TheseusConfig, seed: int = 42, init: InitChoice | None = None):
         config.validate()
         self.config = config
+        self.init = init  # what `successor_init="auto"` chose, and why
         self.generator = torch.Generator().manual_seed(seed)
         self.scheduler = None
         self.matching: ModuleMatching | None = None
@@ -37,10 +43,23 @@ class TheseusMethod(Method):
 
     def prepare(self, model: PreTrainedModel, total_steps: int) -> None:
         if getattr(model, "theseus_layers_path", None) is None:
-            apply_theseus(model, self.config)
+            if self.config.successor_init == "auto" and self.init is None:
+                self.init = self._choose_init(model)
+            apply_theseus(model, self.config, self.init and self.init.successor_init)
         self.scheduler = make_scheduler(self.config, total_steps)
         if self.config.module_loss > 0 and self.matching is None:
             self.matching = ModuleMatching(theseus_layers(model))
+
+    def _choose_init(self, model: PreTrainedModel) -> InitChoice:
+        if self.training_batches is None:
+            raise ValueError(
+                "successor_init 'auto' measures the predecessor on training inputs: train "
+                "through the training loop, or choose a successor_init"
+            )
+        choice = choose_successor_init(model, self.config, self.training_batches())
+        if not dist.is_initialized() or dist.get_rank() == 0:
+            say(choice.describe())
+        return choice
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         loss = self.task_loss(model, batch)
@@ -66,6 +85,11 @@ class TheseusMethod(Method):
         if self.matching is not None:
             self.matching.remove()
         return merge_theseus(model)
+
+    def summary(self, model: PreTrainedModel) -> dict:
+        if self.init is None:
+            return {}
+        return {"successor_init": {**asdict(self.init), "share": self.init.share}}
 
     def settings(self) -> dict:
         return identity(self.config)  # speed-only fields (Theseus + KD's cache) left out

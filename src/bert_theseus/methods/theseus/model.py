@@ -12,26 +12,35 @@ from .config import TheseusConfig
 from .layer import TheseusLayers
 
 
-def apply_theseus(model: PreTrainedModel, config: TheseusConfig) -> PreTrainedModel:
+def apply_theseus(
+    model: PreTrainedModel, config: TheseusConfig, successor_init: str | None = None
+) -> PreTrainedModel:
     """Turn a fine-tuned predecessor into a predecessor-plus-successor model, in place.
 
-    Successor layers start as copies of predecessor layers (`config.successor_init`). All
+    Successor layers start as copies of predecessor layers (`successor_init`, by default
+    `config.successor_init`; "auto" is decided by `choose_successor_init` on data). All
     other parameters are frozen with `requires_grad=False`, so they get no weight gradients
     while gradients still flow through them to earlier successors.
 
     >>> model = AutoModelForSequenceClassification.from_pretrained("runs/teacher")
-    >>> apply_theseus(model, TheseusConfig(successor_layers=6))
+    >>> apply_theseus(model, TheseusConfig(successor_layers=6, recipe="paper"))
     >>> layers = theseus_layers(model)   # layers.sample(p) before each optimizer step
     """
     path = find_layers_path(model, config.layers_path)
     predecessor: nn.ModuleList = model.get_submodule(path)
     groups = config.modules(len(predecessor))
+    successor_init = successor_init or config.successor_init
+    if successor_init == "auto":
+        raise ValueError(
+            "successor_init 'auto' is chosen by measuring the predecessor on inputs: pass "
+            "successor_init=choose_successor_init(model, config, batches).successor_init"
+        )
     sources = {
         "bottom": list(range(len(groups))),
         "first-of-group": [group[0] for group in groups],
         "last-of-group": [group[-1] for group in groups],
         "bottom-last-top": [*range(len(groups) - 1), groups[-1][-1]],
-    }[config.successor_init]
+    }[successor_init]
     # deepcopy keeps the layer class (and any output-recording hooks already installed).
     successor = nn.ModuleList(copy.deepcopy(predecessor[i]) for i in sources)
     replace_submodule(model, path, TheseusLayers(predecessor, successor, groups))

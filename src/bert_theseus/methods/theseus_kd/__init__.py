@@ -33,7 +33,7 @@ class TheseusKDMethod(TheseusMethod):
         return self.distiller.loss(model, batch, self.batch_examples)
 
     def summary(self, model) -> dict:
-        return self.distiller.summary()
+        return {**super().summary(model), **self.distiller.summary()}
 
     def generator_states(self) -> dict[str, torch.Tensor]:
         cache = self.distiller.cache

@@ -1,0 +1,101 @@
+"""Which predecessor layers the successors start from, when the recipe leaves it to a measurement.
+
+The paper starts successor i as predecessor layer i ("bottom"). Its all-successor path is
+then the predecessor's bottom layers, and the head reads their [CLS] state. Where that state
+barely depends on the input (sentence-embedding predecessors pre-trained for mean pooling
+carry the input into [CLS] only in their top layers), the successor model starts as a
+constant, and module replacing collapses: the gradient that would make [CLS] depend on the
+input scales with how much it already does (docs/results.md section 6). Starting the top
+successor from the predecessor's last layer ("bottom-last-top") removes the collapse there,
+but where [CLS] is already informative it only makes the top successor read inputs six
+layers away from those it was trained on (all-mpnet-base-v2 12 -> 6: its path's [CLS]
+spread falls from 0.151 to 0.032). So "auto" keeps the paper's start unless it is collapsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel
+
+from ...arch import find_layers_path
+from .config import TheseusConfig
+
+# Below this, the bottom layers' [CLS] spread counts as constant. The predecessors measured
+# sit far on either side (all-MiniLM-L6-v2 6 -> 3: 0.002; all-mpnet-base-v2 12 -> 6: 1.35),
+# so the choice does not hinge on the exact value.
+COLLAPSED_SHARE = 0.1
+EXAMPLES = 64  # enough for a spread across inputs; one forward pass of the predecessor
+
+
+@dataclass
+class InitChoice:
+    """The start chosen for `successor_init="auto"`, and the measurement behind it."""
+
+    successor_init: str
+    bottom_cls_spread: float  # [CLS] after the bottom layers the paper's successors copy
+    top_cls_spread: float  # [CLS] after the predecessor's last layer
+
+    @property
+    def share(self) -> float:
+        return self.bottom_cls_spread / self.top_cls_spread if self.top_cls_spread else 1.0
+
+    def describe(self) -> str:
+        start = {
+            "bottom": "the paper's start",
+            "bottom-last-top": "top successor from the last layer",
+        }
+        return (
+            f"successor init auto: {self.successor_init} ({start[self.successor_init]}): "
+            f"[CLS] after the bottom layers varies {self.share:.3f}x as much across training "
+            f"inputs as after the last layer (below {COLLAPSED_SHARE}, the paper's start "
+            "answers nearly the same for every input)"
+        )
+
+
+def cls_spread(state: torch.Tensor) -> float:
+    """Standard deviation across inputs of the first token's state, averaged over units."""
+    return float(state[:, 0].float().std(dim=0).mean())
+
+
+@torch.no_grad()
+def choose_successor_init(
+    predecessor: PreTrainedModel, config: TheseusConfig, batches: Iterable[dict]
+) -> InitChoice:
+    """Measure the predecessor on the first `EXAMPLES` inputs of `batches`; choose the start."""
+    layers = len(predecessor.get_submodule(find_layers_path(predecessor, config.layers_path)))
+    bottom = len(config.modules(layers))
+    was_training = predecessor.training
+    predecessor.eval()
+    # A DataLoader draws its workers' base seed from the global generator: keep it as it
+    # was, so choosing changes no dropout mask or draw of the run that follows.
+    try:
+        with torch.random.fork_rng(devices=[]):
+            first = _first_token_states(predecessor, batches, (bottom, -1))
+    finally:
+        predecessor.train(was_training)
+    if len(first[0]) < 2:
+        raise ValueError("successor_init auto needs at least 2 training examples to measure")
+    choice = InitChoice("bottom", cls_spread(first[0]), cls_spread(first[1]))
+    if bottom < layers and choice.share < COLLAPSED_SHARE:
+        choice.successor_init = "bottom-last-top"
+    return choice
+
+
+def _first_token_states(model, batches: Iterable[dict], layers: tuple[int, ...]) -> list:
+    """The first token's hidden state after each of `layers`, for the first EXAMPLES inputs
+    (only position 0 is kept, so batches of different lengths join)."""
+    device = next(model.parameters()).device
+    kept: list[list[torch.Tensor]] = [[] for _ in layers]
+    seen = 0
+    for batch in batches:
+        inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+        hidden = model(**inputs, output_hidden_states=True).hidden_states
+        for states, layer in zip(kept, layers, strict=True):
+            states.append(hidden[layer][:, :1])
+        seen += len(inputs["input_ids"])
+        if seen >= EXAMPLES:
+            break
+    return [torch.cat(states)[:EXAMPLES] for states in kept]
