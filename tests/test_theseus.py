@@ -358,9 +358,12 @@ def test_auto_init_keeps_the_paper_start_unless_its_cls_is_a_constant():
     assert collapsed.successor_init == "bottom-last-top"
     assert collapsed.bottom_cls_spread == 0.0 < collapsed.top_cls_spread
     assert collapsed_model.training  # left in the mode it was given in
-    # It measures EXAMPLES inputs: the same choice from twice as many batches.
-    more = choose_successor_init(collapsed_model, config, cls_batches(count=2 * EXAMPLES // 8))
-    assert more.bottom_cls_spread == collapsed.bottom_cls_spread
+    # It measures the first EXAMPLES inputs only: more batches change nothing, fewer do.
+    model = tiny_model("bert", layers=4)
+    first = choose_successor_init(model, config, cls_batches(count=EXAMPLES // 8))
+    more = choose_successor_init(model, config, cls_batches(count=2 * EXAMPLES // 8))
+    fewer = choose_successor_init(model, config, cls_batches(count=EXAMPLES // 16))
+    assert more.top_cls_spread == first.top_cls_spread != fewer.top_cls_spread
     # Nothing to replace: the paper's start, whatever the spread.
     whole = TheseusConfig(successor_layers=4)
     assert choose_successor_init(collapsed_model, whole, cls_batches()).successor_init == "bottom"

@@ -149,10 +149,11 @@ def test_same_seed_gives_identical_weights_on_cpu(features):
 def test_auto_init_is_measured_before_training_and_changes_nothing_else(features):
     """`successor_init="auto"` on a predecessor whose bottom layers leave [CLS] constant
     chooses the last layer for the top successor; the run is then bit for bit the run
-    that names that start, and its summary says what was measured."""
+    that names that start (dropout on: measuring draws no random number), and its summary
+    says what was measured."""
     runs = {}
     for init in ("auto", "bottom-last-top"):
-        model = collapsed_bottom(layers=4, bottom=2)
+        model = collapsed_bottom(layers=4, bottom=2, dropout=0.1)
         method = TheseusMethod(TheseusConfig(successor_layers=2, successor_init=init), seed=3)
         result = run(model, method, features, steps=4, logging_steps=1, seed=3)
         runs[init] = (method, result, theseus_layers(model).successor.state_dict())
@@ -161,7 +162,7 @@ def test_auto_init_is_measured_before_training_and_changes_nothing_else(features
     summary = auto[0].summary(None)["successor_init"]
     assert summary["bottom_cls_spread"] == 0.0 < summary["top_cls_spread"]
     assert summary["share"] == 0.0 and named[0].summary(None) == {}
-    assert auto[0].settings()["successor_init"] == "auto"  # a resume re-measures the same
+    assert auto[0].settings()["successor_init"] == "auto"  # what a resume must match
     assert [r.get("loss") for r in auto[1].history] == [r.get("loss") for r in named[1].history]
     for name, value in auto[2].items():
         assert torch.equal(value, named[2][name]), name

@@ -72,10 +72,10 @@ def tiny_batch(batch: int = 3, length: int = 9, seed: int = 1) -> dict[str, torc
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
-def collapsed_bottom(layers: int = 4, bottom: int = 2):
+def collapsed_bottom(layers: int = 4, bottom: int = 2, dropout: float = 0.0):
     """A tiny BERT whose bottom layers add nothing to their input, so the first token's state
     after them is its embedding: the same for every input, as in all-MiniLM-L6-v2's [CLS]."""
-    model = tiny_model("bert", layers=layers)
+    model = tiny_model("bert", layers=layers, dropout=dropout)
     with torch.no_grad():
         for layer in model.bert.encoder.layer[:bottom]:
             for dense in (layer.attention.output.dense, layer.output.dense):

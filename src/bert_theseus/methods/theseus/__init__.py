@@ -5,6 +5,7 @@ import copy
 from ...training.stages import Stage
 from ..registry import register_method
 from .config import TheseusConfig, TheseusConfigError
+from .init import InitChoice, choose_successor_init
 from .layer import TheseusLayers
 from .method import TheseusMethod
 from .model import apply_theseus, merge_theseus, theseus_layers
@@ -18,12 +19,14 @@ from .scheduler import (
 __all__ = [
     "AntiCurriculumScheduler",
     "ConstantScheduler",
+    "InitChoice",
     "LinearScheduler",
     "TheseusConfig",
     "TheseusConfigError",
     "TheseusLayers",
     "TheseusMethod",
     "apply_theseus",
+    "choose_successor_init",
     "make_scheduler",
     "merge_theseus",
     "theseus_layers",

@@ -34,6 +34,8 @@ class TheseusMethod(Method):
 
     def __init__(self, config: TheseusConfig, seed: int = 42, init: InitChoice | None = None):
         config.validate()
+        if init is not None and config.successor_init != "auto":
+            raise ValueError(f"init given for successor_init '{config.successor_init}': only auto")
         self.config = config
         self.init = init  # what `successor_init="auto"` chose, and why
         self.generator = torch.Generator().manual_seed(seed)
@@ -56,7 +58,10 @@ class TheseusMethod(Method):
                 "successor_init 'auto' measures the predecessor on training inputs: train "
                 "through the training loop, or choose a successor_init"
             )
-        choice = choose_successor_init(model, self.config, self.training_batches())
+        # Iterating a DataLoader draws its base seed from the global generator: measure
+        # under a fork of it, so the run that follows makes the same draws.
+        with torch.random.fork_rng(devices=[]):
+            choice = choose_successor_init(model, self.config, self.training_batches())
         if not dist.is_initialized() or dist.get_rank() == 0:
             say(choice.describe())
         return choice

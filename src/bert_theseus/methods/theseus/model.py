@@ -33,7 +33,8 @@ def apply_theseus(
     if successor_init == "auto":
         raise ValueError(
             "successor_init 'auto' is chosen by measuring the predecessor on inputs: pass "
-            "successor_init=choose_successor_init(model, config, batches).successor_init"
+            "successor_init=choose_successor_init(model, config, batches).successor_init "
+            "(from bert_theseus.methods.theseus), or choose a successor_init"
         )
     sources = {
         "bottom": list(range(len(groups))),
