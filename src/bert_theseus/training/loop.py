@@ -10,7 +10,7 @@ import json
 import math
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,7 +56,7 @@ class Method:
     # the training set of the current batch's examples (before each loss, for methods that
     # keep per-example state, such as a teacher cache).
     training_examples: int | None = None
-    training_batches: Callable[[], Iterator[dict]] | None = None
+    training_batches: Callable[[], Iterable[dict]] | None = None
     batch_examples: torch.Tensor | None = None
 
     def prepare(self, model: PreTrainedModel, total_steps: int) -> None:
@@ -199,7 +199,7 @@ def train(
         _check_same_run(resume, settings)
     method.training_examples = len(train_features)
     in_order = make_loader(train_features, tokenizer, config.eval_batch_size, False)
-    method.training_batches = lambda: iter(in_order)
+    method.training_batches = lambda: in_order  # iterated where the method measures
     method.prepare(model, total)
     parameters = method.trainable_parameters(model)
     if not parameters:

@@ -70,7 +70,7 @@ def choose_successor_init(
     was_training = predecessor.training
     predecessor.eval()
     # A DataLoader draws its workers' base seed from the global generator as it is
-    # iterated: keep that generator as it was (callers that create the iterator must too).
+    # iterated: keep that generator as it was, so the run that follows makes the same draws.
     try:
         with torch.random.fork_rng(devices=[]):
             first = _first_token_states(predecessor, batches, (bottom, -1))

@@ -58,10 +58,7 @@ class TheseusMethod(Method):
                 "successor_init 'auto' measures the predecessor on training inputs: train "
                 "through the training loop, or choose a successor_init"
             )
-        # Iterating a DataLoader draws its base seed from the global generator: measure
-        # under a fork of it, so the run that follows makes the same draws.
-        with torch.random.fork_rng(devices=[]):
-            choice = choose_successor_init(model, self.config, self.training_batches())
+        choice = choose_successor_init(model, self.config, self.training_batches())
         if not dist.is_initialized() or dist.get_rank() == 0:
             say(choice.describe())
         return choice
