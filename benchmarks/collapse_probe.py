@@ -31,6 +31,7 @@ from bert_theseus import TheseusConfig, theseus_layers
 from bert_theseus.commands import DataConfig, load_model, read_data
 from bert_theseus.data.loading import encode, make_loader
 from bert_theseus.methods.theseus import TheseusMethod
+from bert_theseus.methods.theseus.init import cls_spread
 from bert_theseus.training import TrainingConfig, make_accelerator, train
 
 
@@ -97,7 +98,7 @@ def measure(model, batch) -> dict:
         result[f"module_{i}"] = {
             "relative_error": float((ours - theirs).norm() / theirs.norm()),
             "cls_relative_error": float((ours[:, 0] - theirs[:, 0]).norm() / theirs[:, 0].norm()),
-            "cls_std": _cls_std(ours),
+            "cls_std": cls_spread(ours),
         }
     layers.use_successor = saved
     model.train(was_training)
@@ -113,14 +114,10 @@ def _run(model, layers, choice, batch):
         layers.training = False
 
 
-def _cls_std(state: torch.Tensor) -> float:
-    return float(state[:, 0].float().std(dim=0).mean())
-
-
 def _summary(out, labels) -> dict:
     logits = out.logits.float()
     summary = {
-        "cls_std": [round(_cls_std(h), 5) for h in out.hidden_states],
+        "cls_std": [round(cls_spread(h), 5) for h in out.hidden_states],
         "logit_std": float(logits.std(dim=0).mean()),
         "loss": float(out.loss),
     }
