@@ -1,0 +1,116 @@
+"""What TinyBERT's intermediate stage teaches a student, measured against its teacher on dev.
+
+    python benchmarks/intermediate_probe.py runs/teacher STUDENT [STUDENT ...] \
+        --task stsb --data-dir GLUE/STS-B --layers 2 4 6
+
+Each STUDENT is a plain classifier folder (e.g. a stage's `model/`), or `start:N` for the
+teacher's bottom N layers (where RefBERT's and KD's students begin). For each student layer
+l and the teacher layer `--layers[l]` it learns from, on the first `--examples` dev inputs,
+in eval mode:
+
+- the hidden-state MSE over real tokens (what the stage minimises), and at [CLS] alone
+  (what the classification head reads);
+- the spread across inputs of [CLS] (standard deviation, mean over units), the student's
+  beside the teacher's;
+
+then the output's spread across inputs and the dev score of those inputs. A student can
+lower the all-token MSE while its [CLS] stays constant: [CLS] is one position of up to 128.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from scipy.stats import pearsonr, spearmanr
+from transformers import AutoTokenizer
+
+from bert_theseus.commands import DataConfig, read_data
+from bert_theseus.data.loading import encode, make_loader
+from bert_theseus.methods.theseus.init import cls_spread
+from bert_theseus.methods.truncated.student import truncate
+from bert_theseus.models import load_model
+from bert_theseus.training import TrainingConfig
+
+
+def score(outputs: np.ndarray, labels: np.ndarray, regression: bool) -> float:
+    if regression:  # STS-B's score: the mean of Pearson and Spearman, x 100
+        return 50 * (pearsonr(outputs[:, 0], labels)[0] + spearmanr(outputs[:, 0], labels)[0])
+    return 100 * float((outputs.argmax(1) == labels).mean())
+
+
+def compare(student, teacher, batches, layers: list[int]) -> dict:
+    """Per student layer: squared error to its teacher layer summed over real tokens and at
+    [CLS], the token count, and the [CLS] states of both; the outputs of both."""
+    found = {"tokens": np.zeros(len(layers)), "first": np.zeros(len(layers)), "count": 0,
+             "ours": [[] for _ in layers], "theirs": [[] for _ in layers],
+             "student": [], "teacher": []}  # fmt: skip
+    for batch in batches:
+        real = batch["attention_mask"].bool()
+        ours = student(**batch, output_hidden_states=True)
+        theirs = teacher(**batch, output_hidden_states=True)
+        found["count"] += int(real.sum())
+        found["student"].append(ours.logits.float())
+        found["teacher"].append(theirs.logits.float())
+        for i, t in enumerate(layers):
+            s_state, t_state = ours.hidden_states[i + 1].float(), theirs.hidden_states[t].float()
+            error = ((s_state - t_state) ** 2).mean(-1)
+            found["tokens"][i] += float(error[real].sum())
+            found["first"][i] += float(error[:, 0].sum())
+            found["ours"][i].append(s_state[:, :1])
+            found["theirs"][i].append(t_state[:, :1])
+    return found
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("teacher")
+    parser.add_argument("students", nargs="+")
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--layers", type=int, nargs="+", required=True,
+                        help="the teacher layer (from 1) each student layer learns")  # fmt: skip
+    parser.add_argument("--examples", type=int, default=256)
+    args = parser.parse_args(argv)
+    torch.set_grad_enabled(False)
+    teacher, _ = load_model(args.teacher, with_tokenizer=False)
+    teacher.eval()
+    tokenizer = AutoTokenizer.from_pretrained(args.teacher)
+    data = read_data(DataConfig(task=args.task, data_dir=args.data_dir), TrainingConfig(),
+                     need_train=False)  # fmt: skip
+    regression = data.task.is_regression
+    features = encode(next(iter(data.dev.values())), tokenizer, 128, regression)
+    features = features[: args.examples]
+    batches = list(make_loader(features, tokenizer, 32, False))
+    labels = np.concatenate([batch.pop("labels").numpy() for batch in batches])
+    examples = len(labels)
+    for name in args.students:
+        if name.startswith("start:"):
+            student = truncate(teacher, int(name.split(":")[1])).eval()
+        else:
+            student, _ = load_model(name, with_tokenizer=False)
+            student.eval()
+        found = compare(student, teacher, batches, args.layers)
+        ours, theirs = torch.cat(found["student"]), torch.cat(found["teacher"])
+        print(
+            f"\n{name}: output spread {float(ours.std(0).mean()):.3f} "
+            f"(teacher {float(theirs.std(0).mean()):.3f}), score "
+            f"{score(ours.numpy(), labels, regression):.2f} "
+            f"(teacher {score(theirs.numpy(), labels, regression):.2f}), {examples} dev inputs"
+        )
+        print("| student layer | teacher layer | MSE, real tokens | MSE, [CLS] | [CLS] spread, "
+              "student | [CLS] spread, teacher |")  # fmt: skip
+        print("|---|---|---|---|---|---|")
+        for i, t in enumerate(args.layers):
+            tokens = found["tokens"][i] / found["count"]
+            first = found["first"][i] / examples
+            spread = cls_spread(torch.cat(found["ours"][i]))
+            reference = cls_spread(torch.cat(found["theirs"][i]))
+            print(
+                f"| {i + 1} | {t} | {tokens:.3f} | {first:.3f} | {spread:.3f} | {reference:.3f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
