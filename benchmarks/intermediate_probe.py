@@ -23,21 +23,12 @@ import argparse
 
 import numpy as np
 import torch
-from scipy.stats import pearsonr, spearmanr
-from transformers import AutoTokenizer
+from probe_data import dev_features, score
 
-from bert_theseus.commands import DataConfig, read_data
-from bert_theseus.data.loading import encode, make_loader
+from bert_theseus.data.loading import make_loader
 from bert_theseus.methods.theseus.init import cls_spread
 from bert_theseus.methods.truncated.student import truncate
 from bert_theseus.models import load_model
-from bert_theseus.training import TrainingConfig
-
-
-def score(outputs: np.ndarray, labels: np.ndarray, regression: bool) -> float:
-    if regression:  # STS-B's score: the mean of Pearson and Spearman, x 100
-        return 50 * (pearsonr(outputs[:, 0], labels)[0] + spearmanr(outputs[:, 0], labels)[0])
-    return 100 * float((outputs.argmax(1) == labels).mean())
 
 
 def compare(student, teacher, batches, layers: list[int]) -> dict:
@@ -76,11 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_grad_enabled(False)
     teacher, _ = load_model(args.teacher, with_tokenizer=False)
     teacher.eval()
-    tokenizer = AutoTokenizer.from_pretrained(args.teacher)
-    data = read_data(DataConfig(task=args.task, data_dir=args.data_dir), TrainingConfig(),
-                     need_train=False)  # fmt: skip
-    regression = data.task.is_regression
-    features = encode(next(iter(data.dev.values())), tokenizer, 128, regression)
+    features, tokenizer, task = dev_features(args.teacher, args.task, args.data_dir)
     features = features[: args.examples]
     batches = list(make_loader(features, tokenizer, 32, False))
     labels = np.concatenate([batch.pop("labels").numpy() for batch in batches])
@@ -96,8 +83,8 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"\n{name}: output spread {float(ours.std(0).mean()):.3f} "
             f"(teacher {float(theirs.std(0).mean()):.3f}), score "
-            f"{score(ours.numpy(), labels, regression):.2f} "
-            f"(teacher {score(theirs.numpy(), labels, regression):.2f}), {examples} dev inputs"
+            f"{score(ours.numpy(), labels, task):.2f} "
+            f"(teacher {score(theirs.numpy(), labels, task):.2f}), {examples} dev inputs"
         )
         print("| student layer | teacher layer | MSE, real tokens | MSE, [CLS] | [CLS] spread, "
               "student | [CLS] spread, teacher |")  # fmt: skip

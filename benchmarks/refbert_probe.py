@@ -15,22 +15,13 @@ import json
 
 import numpy as np
 import torch
-from scipy.stats import pearsonr, spearmanr
-from transformers import AutoTokenizer
+from probe_data import dev_features, score
 
-from bert_theseus.commands import DataConfig, read_data
-from bert_theseus.data.loading import encode, make_loader
+from bert_theseus.data.loading import make_loader
 from bert_theseus.methods.refbert.model import retrieve
 from bert_theseus.models import load_model
-from bert_theseus.training import TrainingConfig
 
 SWAPS = ("nearest", "zero", "random", "none")
-
-
-def score(logits: np.ndarray, labels: np.ndarray, regression: bool) -> float:
-    if regression:  # STS-B's score: the mean of Pearson and Spearman, x 100
-        return 50 * (pearsonr(logits[:, 0], labels)[0] + spearmanr(logits[:, 0], labels)[0])
-    return 100 * float((logits.argmax(1) == labels).mean())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,11 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     model, _ = load_model(args.model, with_tokenizer=False)
     model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    task_data = read_data(DataConfig(task=args.task, data_dir=args.data_dir), TrainingConfig(),
-                          need_train=False)  # fmt: skip
-    regression = task_data.task.is_regression
-    features = encode(next(iter(task_data.dev.values())), tokenizer, 128, regression)
+    features, tokenizer, task = dev_features(args.model, args.task, args.data_dir)
     mass, outputs, labels = [], {swap: [] for swap in SWAPS}, []
     for batch in make_loader(features, tokenizer, 64, False):
         labels.append(batch.pop("labels").numpy())
@@ -67,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     labels = np.concatenate(labels)
     result = {"reference_attention_mass": round(float(np.concatenate(mass).mean()), 4)}
     for swap, logits in outputs.items():
-        result[f"dev_with_{swap}"] = round(score(np.concatenate(logits), labels, regression), 2)
+        result[f"dev_with_{swap}"] = round(score(np.concatenate(logits), labels, task), 2)
     print(json.dumps(result))
 
 

@@ -1,0 +1,27 @@
+"""The dev split as the probes read it: encoded with a model's tokenizer, scored by the task's
+official metric (imported by the probe scripts beside this file)."""
+
+from __future__ import annotations
+
+import numpy as np
+from transformers import AutoTokenizer
+
+from bert_theseus.commands import DataConfig, read_data
+from bert_theseus.data.loading import encode
+from bert_theseus.metrics import compute_metrics
+from bert_theseus.training import TrainingConfig
+
+
+def dev_features(model: str, task: str, data_dir: str, max_length: int = 128):
+    """The first dev split's examples encoded by `model`'s tokenizer, its tokenizer and task."""
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    data = read_data(DataConfig(task=task, data_dir=data_dir), TrainingConfig(), need_train=False)
+    regression = data.task.is_regression
+    features = encode(next(iter(data.dev.values())), tokenizer, max_length, regression)
+    return features, tokenizer, data.task
+
+
+def score(outputs: np.ndarray, labels: np.ndarray, task) -> float:
+    """The task's dev score x 100 from logits (a regression's single column, or class ids)."""
+    predictions = outputs[:, 0] if task.is_regression else outputs.argmax(1)
+    return 100 * compute_metrics(task.metric, predictions, labels)["score"]
