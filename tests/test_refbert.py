@@ -199,7 +199,7 @@ def test_compress_saves_a_model_with_its_references_that_reloads_and_exports(
     tiny_bert_dir, sst2_dir, tmp_path
 ):
     out = tmp_path / "refbert"
-    args = ["--max-steps", "8", "--eval-steps", "4"]
+    args = ["--max-steps", "8", "--eval-steps", "4", "--intermediate-share", "0.5"]
     assert main(compress(tiny_bert_dir, sst2_dir, out, *args)) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert [s["stage"] for s in metrics["stages"]] == ["intermediate", "prediction"]
@@ -243,9 +243,10 @@ def test_compress_saves_a_model_with_its_references_that_reloads_and_exports(
 def test_the_none_ablation_saves_the_plain_student(tiny_bert_dir, sst2_dir, tmp_path):
     out = tmp_path / "none"
     assert main(compress(tiny_bert_dir, sst2_dir, out, "--max-steps", "4",
-                         "--intermediate-share", "0", method="refbert-none")) == 0  # fmt: skip
+                         method="refbert-none")) == 0  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
-    assert "stages" not in metrics and metrics["layers"] == 2
+    assert "stages" not in metrics and metrics["layers"] == 2  # the default: prediction only
+    assert metrics["steps"] == 4
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert type(model).__name__ == "BertForSequenceClassification"
     assert not (out / "references").exists()
@@ -257,7 +258,8 @@ def test_a_run_killed_with_sigkill_resumes_bit_identically(
 ):
     """Killed in the first stage, the resume builds the references again (the same ones);
     in the second, it reads them back with the first stage's model."""
-    args = ["--max-steps", "40", "--eval-steps", "10", "--save-steps", "2"]
+    args = ["--max-steps", "40", "--eval-steps", "10", "--save-steps", "2",
+            "--intermediate-share", "0.5"]  # fmt: skip
     straight = tmp_path / "straight"
     assert main(compress(dropout_bert_dir, sst2_dir, straight, *args)) == 0
     out = tmp_path / "killed"

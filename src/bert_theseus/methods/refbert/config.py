@@ -14,8 +14,8 @@ from .references import STATES_KINDS
 @dataclass
 class RefBERTConfig(LayerwiseWeights, TruncatedConfig):
     """The truncated student (by default the predecessor's bottom layers, as for KD), trained
-    with TinyBERT's task distillation: an intermediate stage (embedding output, attention
-    scores and hidden states of the mapped teacher layers), then a prediction stage.
+    with TinyBERT's task distillation: its prediction stage, after an optional intermediate
+    stage (embedding output, attention scores and hidden states of the mapped teacher layers).
 
     >>> RefBERTConfig(successor_layers=3, reference_states="cls", intermediate_share=0.5)
     """
@@ -27,11 +27,15 @@ class RefBERTConfig(LayerwiseWeights, TruncatedConfig):
             "last layer: tokens (every token's state) or cls (the first token's; far smaller)"
         },
     )
+    # 0 by default: in a fixed budget the intermediate stage never scored above the
+    # prediction stage alone, and on a predecessor whose [CLS] starts constant it left the
+    # student answering one value (STS-B 46.87 against 82.86; docs/results.md section 13).
     intermediate_share: float = field(
-        default=0.5,
+        default=0.0,
         metadata={
-            "help": "RefBERT: share of the training budget for the intermediate stage "
-            "(attention and hidden states); the rest distils the predictions. 0: skip it"
+            "help": "RefBERT: share of the training budget for TinyBERT's intermediate stage "
+            "(embedding output, attention scores and hidden states) before the prediction "
+            "stage; 0 (default) distils only the predictions, 0.5 is TinyBERT's two stages"
         },
     )
     prediction_temperature: float = field(
