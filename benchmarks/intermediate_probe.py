@@ -3,17 +3,19 @@
     python benchmarks/intermediate_probe.py runs/teacher STUDENT [STUDENT ...] \
         --task stsb --data-dir GLUE/STS-B --layers 2 4 6
 
-Each STUDENT is a plain classifier folder (e.g. a stage's `model/`), or `start:N` for the
-teacher's bottom N layers (where RefBERT's and KD's students begin). For each student layer
+Each STUDENT is a classifier folder (e.g. a stage's `model/`; a RefBERT folder retrieves
+its own references), or `start:N` for the teacher's bottom N layers (where RefBERT's and
+KD's students begin). For each student layer
 l and the teacher layer `--layers[l]` it learns from, on the first `--examples` dev inputs,
 in eval mode:
 
-- the hidden-state MSE over real tokens (what the stage minimises), and at [CLS] alone
-  (what the classification head reads);
+- the hidden-state MSE over real tokens (what the stage minimises, which also counts
+  padding), and at [CLS] alone (what the classification head reads);
 - the spread across inputs of [CLS] (standard deviation, mean over units), the student's
   beside the teacher's;
 
-then the output's spread across inputs and the dev score of those inputs. A student can
+then the output's spread across inputs, the dev score of those inputs and, for a
+classifier, how many inputs it gives each class. A student can
 lower the all-token MSE while its [CLS] stays constant: [CLS] is one position of up to 128.
 """
 
@@ -78,6 +80,9 @@ def main(argv: list[str] | None = None) -> None:
         else:
             student, _ = load_model(name, with_tokenizer=False)
             student.eval()
+        depth = student.config.num_hidden_layers
+        if len(args.layers) != depth:
+            raise SystemExit(f"{name} has {depth} layers: pass {depth} values to --layers")
         found = compare(student, teacher, batches, args.layers)
         ours, theirs = torch.cat(found["student"]), torch.cat(found["teacher"])
         print(
@@ -86,6 +91,10 @@ def main(argv: list[str] | None = None) -> None:
             f"{score(ours.numpy(), labels, task):.2f} "
             f"(teacher {score(theirs.numpy(), labels, task):.2f}), {examples} dev inputs"
         )
+        if not task.is_regression:
+            answers = np.bincount(ours.argmax(1).numpy(), minlength=ours.shape[1]).tolist()
+            truth = np.bincount(labels.astype(int), minlength=ours.shape[1]).tolist()
+            print(f"answers per class: {answers} (labels: {truth})")
         print("| student layer | teacher layer | MSE, real tokens | MSE, [CLS] | [CLS] spread, "
               "student | [CLS] spread, teacher |")  # fmt: skip
         print("|---|---|---|---|---|---|")

@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import load_file
 from test_compact import SUPPORTED, model_of
 from test_resume import interrupt
-from tiny import tiny_batch
-from transformers import AutoModelForSequenceClassification
+from tiny import tiny_batch, tiny_model
+from transformers import AutoModelForSequenceClassification, BertTokenizerFast
 
 from bert_theseus.cli import main
 from bert_theseus.compact import layout_for
@@ -250,6 +250,26 @@ def test_the_none_ablation_saves_the_plain_student(tiny_bert_dir, sst2_dir, tmp_
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert type(model).__name__ == "BertForSequenceClassification"
     assert not (out / "references").exists()
+
+
+def test_the_intermediate_stage_keeps_its_last_weights(tokenizer_dir, sst2_dir, tmp_path):
+    """Its loss never reaches the head, so its dev scores choose nothing. With a zero
+    classifier every evaluation ties, where a best-on-dev rule keeps the first one's weights
+    and throws the rest of the stage away."""
+    predecessor = tmp_path / "zero-head"
+    model = tiny_model("bert", layers=4)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.zero_()
+    model.save_pretrained(predecessor)
+    BertTokenizerFast.from_pretrained(tokenizer_dir).save_pretrained(predecessor)
+    out = tmp_path / "two-stages"
+    args = ["--max-steps", "8", "--eval-steps", "2", "--intermediate-share", "0.5"]
+    assert main(compress(predecessor, sst2_dir, out, *args, method="refbert-none")) == 0
+    intermediate, prediction = json.loads((out / "metrics.json").read_text())["stages"]
+    assert intermediate["constant_output_steps"] == [2, 4]  # one answer: every score ties
+    assert intermediate["best_step"] == intermediate["steps"] == 4
+    assert prediction["steps"] == 4
 
 
 @pytest.mark.parametrize("stage", ["1-intermediate", "2-prediction"])

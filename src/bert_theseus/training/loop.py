@@ -58,6 +58,10 @@ class Method:
     training_examples: int | None = None
     training_batches: Callable[[], Iterable[dict]] | None = None
     batch_examples: torch.Tensor | None = None
+    # Whether the run ends with its best weights on dev (the default) or its last: a stage
+    # whose loss never reaches the output (TinyBERT's intermediate stage) has no dev score
+    # to choose by, and its ties would keep its first evaluation's weights.
+    select_on_dev: bool = True
 
     def prepare(self, model: PreTrainedModel, total_steps: int) -> None:
         """Called once before training, when the run's length is known."""
@@ -306,7 +310,8 @@ def train(
                     log.write({**entry, "constant_output": constant} if constant else entry)
                     progress.note(f"step {step}: {_describe(dev)}")
                     _note_constant(state, progress, step, dev, constant)
-                    if state.best_score is None or score > state.best_score:
+                    if (not method.select_on_dev or state.best_score is None
+                            or score > state.best_score):  # fmt: skip
                         state.best_score, state.best_step, state.best_dev = score, step, dev
                         state.best_weights = _snapshot(model)
                 if stopping:

@@ -4,7 +4,8 @@ training example is its reference; the teacher's representation of every referen
 once and stored; the student's first attention layer changes its keys and values to use it.
 Everything else here is our reading (../shared/methods/refbert.md, section b), each piece a
 setting: TF-IDF similarity over tokens, the predecessor's last-layer states (tokens or [CLS]),
-keys and values extended by projected reference states, TinyBERT's two distillation stages.
+keys and values extended by projected reference states, TinyBERT's prediction-stage
+distillation (its intermediate stage first with `intermediate_share` above 0).
 
 `refbert-none`, `refbert-zero` and `refbert-random` are its ablations, trained the same way:
 no references (the plain student), all-zero states, a random training example's states.

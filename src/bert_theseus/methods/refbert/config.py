@@ -1,5 +1,5 @@
 """Configuration of RefBERT (reconstructed): the student, the stored states and TinyBERT's
-two distillation stages."""
+distillation (its prediction stage, after an optional intermediate stage)."""
 
 from __future__ import annotations
 
@@ -29,13 +29,14 @@ class RefBERTConfig(LayerwiseWeights, TruncatedConfig):
     )
     # 0 by default: in a fixed budget the intermediate stage never scored above the
     # prediction stage alone, and on a predecessor whose [CLS] starts constant it left the
-    # student answering one value (STS-B 46.87 against 82.86; docs/results.md section 13).
+    # student answering nearly one value (STS-B 46.87 against 82.85, seed 1; docs/results.md
+    # section 13).
     intermediate_share: float = field(
         default=0.0,
         metadata={
             "help": "RefBERT: share of the training budget for TinyBERT's intermediate stage "
             "(embedding output, attention scores and hidden states) before the prediction "
-            "stage; 0 (default) distils only the predictions, 0.5 is TinyBERT's two stages"
+            "stage; 0 (default): the prediction stage alone; 0.5: TinyBERT's two stages"
         },
     )
     prediction_temperature: float = field(

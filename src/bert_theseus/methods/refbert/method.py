@@ -44,6 +44,7 @@ class RefBERTMethod(Method):
         for parameter in teacher.parameters():
             parameter.requires_grad_(False)
         self.stage, self.teacher_layers, self.dev_batches = stage, teacher_layers, dev_batches
+        self.select_on_dev = stage == "prediction"  # TinyBERT keeps stage 1's last weights
         if stage == "intermediate":
             self.student_scores = AttentionScores(student_of(student))
             self.teacher_scores = AttentionScores(teacher)
