@@ -2,10 +2,12 @@
 
     python benchmarks/refbert_probe.py runs/refbert --task rte --data-dir GLUE/RTE
 
-Prints the first layer's attention mass on reference keys (mean over heads and real query
-tokens) and the dev score with the references the model was trained with swapped at
-inference for each ablation's: the nearest (as trained), all-zero states, a random training
-example's, and none (the plain student path, the projection unused).
+Prints, for the references the model was trained with swapped at inference for each
+ablation's (the nearest, all-zero states, a random training example's, and none: the plain
+student path, the projection unused), the dev score and the first layer's attention mass on
+reference keys (mean over heads and real query tokens). All-zero states still have keys
+and values (the projections' biases), so a model can attend to them: the mass says whether
+it does.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     model, _ = load_model(args.model, with_tokenizer=False)
     model.eval()
     features, tokenizer, task = dev_features(args.model, args.task, args.data_dir)
-    mass, outputs, labels = [], {swap: [] for swap in SWAPS}, []
+    outputs, labels = {swap: [] for swap in SWAPS}, []
+    mass = {swap: [] for swap in SWAPS if swap != "none"}
     for batch in make_loader(features, tokenizer, 64, False):
         labels.append(batch.pop("labels").numpy())
         with torch.no_grad():
@@ -47,12 +50,15 @@ def main(argv: list[str] | None = None) -> None:
                                         batch["attention_mask"])  # fmt: skip
                 logits = model(**batch, reference_states=states, reference_mask=mask).logits
                 outputs[swap].append(logits.numpy())
-                if swap == "nearest":
-                    length = batch["input_ids"].shape[1]
-                    share = model.attention.probabilities[..., length:].sum(-1).mean(1)
-                    mass.append(share[batch["attention_mask"].bool()].numpy())
+                length = batch["input_ids"].shape[1]
+                share = model.attention.probabilities[..., length:].sum(-1).mean(1)
+                mass[swap].append(share[batch["attention_mask"].bool()].numpy())
     labels = np.concatenate(labels)
-    result = {"reference_attention_mass": round(float(np.concatenate(mass).mean()), 4)}
+    result = {
+        "reference_attention_mass": {
+            swap: round(float(np.concatenate(shares).mean()), 4) for swap, shares in mass.items()
+        }
+    }
     for swap, logits in outputs.items():
         result[f"dev_with_{swap}"] = round(score(np.concatenate(logits), labels, task), 2)
     print(json.dumps(result))
