@@ -4,8 +4,9 @@
         --task stsb --data-dir GLUE/STS-B --layers 2 4 6
 
 Each STUDENT is a classifier folder (e.g. a stage's `model/`; a RefBERT folder retrieves
-its own references), or `start:N` for the teacher's bottom N layers (where RefBERT's and
-KD's students begin). For each student layer
+its own references), `start:N` for the teacher's bottom N layers (where RefBERT's and
+KD's students begin), or `ladabert:PRESET` for the teacher factorised at that preset's SVD
+and embedding ranks, untrained (where LadaBERT's student begins). For each student layer
 l and the teacher layer `--layers[l]` it learns from, on the first `--examples` dev inputs,
 in eval mode:
 
@@ -27,10 +28,20 @@ import numpy as np
 import torch
 from probe_data import dev_features, score
 
+from bert_theseus.compact import factorize
 from bert_theseus.data.loading import make_loader
+from bert_theseus.methods.ladabert import LadaBERTConfig, embedding_rank, encoder_ranks
 from bert_theseus.methods.theseus.init import cls_spread
 from bert_theseus.methods.truncated.student import truncate
 from bert_theseus.models import load_model
+
+
+def ladabert_start(teacher, preset: str):
+    """The teacher as LadaBERT's first stage starts from it: every encoder matrix at the
+    preset's SVD rank and the word table at its embedding rank, before any training."""
+    p_embd, p_svd, _ = LadaBERTConfig(preset=preset).kept()
+    ranks = encoder_ranks(teacher, p_svd)
+    return factorize(teacher, ranks, embedding_rank=embedding_rank(teacher, p_embd))
 
 
 def compare(student, teacher, batches, layers: list[int]) -> dict:
@@ -77,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.students:
         if name.startswith("start:"):
             student = truncate(teacher, int(name.split(":")[1])).eval()
+        elif name.startswith("ladabert:"):
+            student = ladabert_start(teacher, name.split(":", 1)[1]).eval()
         else:
             student, _ = load_model(name, with_tokenizer=False)
             student.eval()

@@ -1,0 +1,70 @@
+"""What DynaBERT's rewiring alone keeps: every width x depth cell's dev score before training.
+
+    python benchmarks/dynabert_cells.py runs/mpnet-rte --task rte --data-dir GLUE/RTE
+
+DynaBERT's first step (Alg. 1) scores heads and FFN neurons on dev and puts the most
+important first, so that a narrow sub-network keeps them. This cuts every cell out of a
+fine-tuned classifier twice, from the model as it is (the first heads and neurons by index)
+and from the rewired model (the most important ones, the library's own `importance` and
+`rewire`, as stage 1 of `--method dynabert` does), and scores both on dev with the task's
+official metric, in eval mode, fp32, with no training. It measures what the rewiring buys
+by itself, and the floor each cell's training starts from. (Importance is scored on the same
+dev set, as the paper's code does, so the rewired scores are optimistic by that much.)
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from probe_data import dev_features, score
+
+from bert_theseus.data.loading import make_loader
+from bert_theseus.methods.dynabert import cell_name, extract, importance, rewire
+from bert_theseus.models import load_model
+from bert_theseus.speed import count_parameters
+
+
+@torch.no_grad()
+def outputs(model, batches) -> np.ndarray:
+    model.eval()
+    return torch.cat([model(**batch).logits.float() for batch in batches]).numpy()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model", help="a fine-tuned classifier folder")
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--widths", nargs="+", type=float, default=[1.0, 0.75, 0.5, 0.25])
+    parser.add_argument("--depths", nargs="+", type=float, default=[1.0, 0.75, 0.5])
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+
+    model, _ = load_model(args.model, with_tokenizer=False)
+    features, tokenizer, task = dev_features(args.model, args.task, args.data_dir)
+    labelled = list(make_loader(features, tokenizer, args.batch_size, False))
+    heads, neurons = importance(model, labelled)
+    rewired = rewire(model, heads, neurons)
+    labels = np.concatenate([batch["labels"].numpy() for batch in labelled])
+    batches = [{k: v for k, v in batch.items() if k != "labels"} for batch in labelled]
+    full = score(outputs(model, batches), labels, task)
+    print(f"{args.model}: {task.name} dev, {len(labels)} examples, fp32, no training; "
+          f"predecessor {full:.2f}")  # fmt: skip
+    print("| cell (width, depth) | parameters | as it is | rewired | retention, rewired |")
+    print("|---|---|---|---|---|")
+    for d in args.depths:
+        for w in args.widths:
+            plain = extract(model, w, d)
+            ordered = extract(rewired, w, d)
+            ours = score(outputs(ordered, batches), labels, task)
+            print(
+                f"| {cell_name(w, d)} | {count_parameters(ordered) / 1e6:.1f}M | "
+                f"{score(outputs(plain, batches), labels, task):.2f} | {ours:.2f} | "
+                f"{100 * ours / full:.1f}% |"
+            )
+
+
+if __name__ == "__main__":
+    main()
