@@ -28,20 +28,11 @@ import numpy as np
 import torch
 from probe_data import dev_features, score
 
-from bert_theseus.compact import factorize
 from bert_theseus.data.loading import make_loader
-from bert_theseus.methods.ladabert import LadaBERTConfig, embedding_rank, encoder_ranks
+from bert_theseus.methods.ladabert import LadaBERTConfig, factorised
 from bert_theseus.methods.theseus.init import cls_spread
 from bert_theseus.methods.truncated.student import truncate
 from bert_theseus.models import load_model
-
-
-def ladabert_start(teacher, preset: str):
-    """The teacher as LadaBERT's first stage starts from it: every encoder matrix at the
-    preset's SVD rank and the word table at its embedding rank, before any training."""
-    p_embd, p_svd, _ = LadaBERTConfig(preset=preset).kept()
-    ranks = encoder_ranks(teacher, p_svd)
-    return factorize(teacher, ranks, embedding_rank=embedding_rank(teacher, p_embd))
 
 
 def compare(student, teacher, batches, layers: list[int]) -> dict:
@@ -89,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
         if name.startswith("start:"):
             student = truncate(teacher, int(name.split(":")[1])).eval()
         elif name.startswith("ladabert:"):
-            student = ladabert_start(teacher, name.split(":", 1)[1]).eval()
+            config = LadaBERTConfig(preset=name.split(":", 1)[1])
+            student = factorised(teacher, config).eval()
         else:
             student, _ = load_model(name, with_tokenizer=False)
             student.eval()

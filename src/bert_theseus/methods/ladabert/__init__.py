@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 
+from transformers import PreTrainedModel
+
 from ...compact import factorize
 from ...runs import write_atomic
 from ...training.stages import Stage
@@ -23,19 +25,27 @@ from .method import LadaBERTMethod
 from .pruning import Masks, magnitude_mask, prunable
 
 
-def build(context, config: LadaBERTConfig) -> list[Stage]:
+def factorised(predecessor: PreTrainedModel, config: LadaBERTConfig) -> PreTrainedModel:
+    """The student stage "factorise" starts from: a new model with every encoder matrix at
+    the SVD rank that keeps P_svd and the word table at P_embd (a plain copy where both keep
+    everything); the predecessor is unchanged.
+
+    >>> student = factorised(predecessor, LadaBERTConfig(preset="ladabert-1"))
+    """
     p_embd, p_svd, _ = config.kept()
+    ranks, rank = encoder_ranks(predecessor, p_svd), embedding_rank(predecessor, p_embd)
+    if any(ranks) or rank is not None:
+        return factorize(predecessor, ranks, embedding_rank=rank)
+    return copy.deepcopy(predecessor)
+
+
+def build(context, config: LadaBERTConfig) -> list[Stage]:
     keeps = config.keep_schedule()
     teacher, regression = context.predecessor, context.regression
     share = config.compress_share / (1 + len(keeps))  # the SVD and each pruning step alike
 
     def factorise(predecessor):
-        ranks, rank = encoder_ranks(predecessor, p_svd), embedding_rank(predecessor, p_embd)
-        if any(ranks) or rank is not None:
-            student = factorize(predecessor, ranks, embedding_rank=rank)  # a new model
-        else:
-            student = copy.deepcopy(predecessor)
-        student.to(context.device)
+        student = factorised(predecessor, config).to(context.device)
         return student, LadaBERTMethod(student, teacher, config, None, regression, "factorise")
 
     def prune(keep: float | None, name: str):
@@ -106,6 +116,7 @@ __all__ = [
     "budget_table",
     "embedding_rank",
     "encoder_ranks",
+    "factorised",
     "magnitude_mask",
     "prunable",
     "svd_rank",
