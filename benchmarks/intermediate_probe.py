@@ -6,9 +6,10 @@
 Each STUDENT is a classifier folder (e.g. a stage's `model/`; a RefBERT folder retrieves
 its own references), `start:N` for the teacher's bottom N layers (where RefBERT's and
 KD's students begin), or `ladabert:PRESET` for the teacher factorised at that preset's SVD
-and embedding ranks, untrained (where LadaBERT's student begins). For each student layer
-l and the teacher layer `--layers[l]` it learns from, on the first `--examples` dev inputs,
-in eval mode:
+and embedding ranks, untrained (where LadaBERT's student begins;
+`ladabert:PRESET:activation` fits the factors to the inputs of the first 256 training
+examples, as `--svd activation` does). For each student layer l and the teacher layer
+`--layers[l]` it learns from, on the first `--examples` dev inputs, in eval mode:
 
 - the hidden-state MSE over real tokens (what the stage minimises, which also counts
   padding), and at [CLS] alone (what the classification head reads);
@@ -26,7 +27,7 @@ import argparse
 
 import numpy as np
 import torch
-from probe_data import dev_features, score
+from probe_data import dev_features, score, train_features
 
 from bert_theseus.data.loading import make_loader
 from bert_theseus.methods.ladabert import LadaBERTConfig, factorised
@@ -80,8 +81,14 @@ def main(argv: list[str] | None = None) -> None:
         if name.startswith("start:"):
             student = truncate(teacher, int(name.split(":")[1])).eval()
         elif name.startswith("ladabert:"):
-            config = LadaBERTConfig(preset=name.split(":", 1)[1])
-            student = factorised(teacher, config).eval()
+            _, preset, *svd = name.split(":")
+            config = LadaBERTConfig(preset=preset, svd=svd[0] if svd else "weight")
+            calibration = []
+            if config.svd == "activation":
+                calibration = train_features(args.teacher, args.task, args.data_dir,
+                                             config.calibration_examples)  # fmt: skip
+            loader = make_loader(calibration, tokenizer, 32, False) if calibration else []
+            student = factorised(teacher, config, lambda loader=loader: iter(loader)).eval()
         else:
             student, _ = load_model(name, with_tokenizer=False)
             student.eval()

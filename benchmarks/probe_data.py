@@ -21,6 +21,13 @@ def dev_features(model: str, task: str, data_dir: str, max_length: int = 128):
     return features, tokenizer, data.task
 
 
+def train_features(model: str, task: str, data_dir: str, examples: int, max_length: int = 128):
+    """The first `examples` training examples (file order), encoded by `model`'s tokenizer."""
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    data = read_data(DataConfig(task=task, data_dir=data_dir), TrainingConfig())
+    return encode(data.train[:examples], tokenizer, max_length, data.task.is_regression)
+
+
 def score(outputs: np.ndarray, labels: np.ndarray, task) -> float:
     """The task's dev score x 100 from logits (a regression's single column, or class ids)."""
     predictions = outputs[:, 0] if task.is_regression else outputs.argmax(1)

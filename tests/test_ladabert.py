@@ -22,6 +22,7 @@ from transformers import AutoModelForSequenceClassification
 
 from bert_theseus.cli import main
 from bert_theseus.compact import LowRankLinear, factorize, layout_for
+from bert_theseus.compact.layer import MOMENT_FLOOR
 from bert_theseus.methods.ladabert import (
     PRESETS,
     LadaBERTConfig,
@@ -30,11 +31,13 @@ from bert_theseus.methods.ladabert import (
     budget_table,
     embedding_rank,
     encoder_ranks,
+    factorised,
+    input_moments,
     magnitude_mask,
     prunable,
     svd_rank,
 )
-from bert_theseus.methods.registry import MethodConfigError
+from bert_theseus.methods.registry import MethodConfigError, MethodError
 from bert_theseus.methods.tinybert import AttentionScores
 
 
@@ -63,6 +66,87 @@ def test_a_truncated_svd_loses_exactly_the_dropped_singular_values():
     # The singular values are split evenly: A = U sqrt(S), B = V sqrt(S).
     low = LowRankLinear.from_linear(linear, 5)
     torch.testing.assert_close(low.up.weight.norm(dim=0), low.down.weight.norm(dim=1))
+
+
+def test_an_activation_aware_svd_is_exact_at_full_rank_and_best_for_its_inputs():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(24, 40)
+    weight = linear.weight.detach().double()
+    # Inputs with a few dominant directions, as sentence-embedding models' hidden states have.
+    inputs = torch.randn(500, 24, dtype=torch.float64) * torch.logspace(1, -2, 24).double()
+    moments = inputs.T @ inputs / len(inputs)
+    full = LowRankLinear.from_linear(linear, 24, moments)
+    torch.testing.assert_close((full.up.weight @ full.down.weight).detach().double(), weight,
+                               atol=1e-5, rtol=1e-5)  # fmt: skip
+    # What it minimises: the output error on these inputs plus the floor's weight error
+    # (MOMENT_FLOOR x the mean eigenvalue): the dropped singular values of W (C + floor)^½.
+    values, vectors = torch.linalg.eigh(moments)
+    floor = MOMENT_FLOOR * values.mean()
+    root = (vectors * (values + floor).sqrt()) @ vectors.T
+    sigma = torch.linalg.svdvals(weight @ root)
+    for rank in (10, 3):
+        aware = LowRankLinear.from_linear(linear, rank, moments)
+        plain = LowRankLinear.from_linear(linear, rank)
+        errors = {}
+        for name, low in (("aware", aware), ("plain", plain)):
+            delta = weight - (low.up.weight @ low.down.weight).detach().double()
+            output = (inputs @ delta.T).pow(2).sum(1).mean()
+            errors[name] = output, output + floor * delta.pow(2).sum()
+        torch.testing.assert_close(errors["aware"][1], sigma[rank:].pow(2).sum(), rtol=1e-4,
+                                   atol=1e-6)  # fmt: skip
+        assert errors["aware"][1] <= errors["plain"][1]
+        # On inputs this uneven, the outputs' error is several times smaller.
+        assert errors["aware"][0] * 3 < errors["plain"][0], (rank, errors)
+    # Isotropic inputs: the plain SVD's product.
+    eye = LowRankLinear.from_linear(linear, 5, torch.eye(24, dtype=torch.float64))
+    low = LowRankLinear.from_linear(linear, 5)
+    torch.testing.assert_close(eye.up.weight @ eye.down.weight, low.up.weight @ low.down.weight,
+                               atol=1e-5, rtol=1e-4)  # fmt: skip
+
+
+def test_input_moments_count_real_tokens_of_the_first_examples_only():
+    model = model_of("bert")
+    batch = tiny_batch(batch=3, length=9)  # row 0 ends in 3 padding tokens
+    paths = [{"attention.self.query": 4, "output.dense": 4}] + [{}] * 3
+    moments = input_moments(model, [batch], paths, examples=2)
+    # The same two examples one at a time, their padding cut off: the same moments.
+    alone = [{k: v[i : i + 1, : 6 if i == 0 else 9] for k, v in batch.items()} for i in (0, 1)]
+    expected = input_moments(model, alone, paths, examples=2)
+    for path in paths[0]:
+        size = (
+            model.config.intermediate_size if path == "output.dense" else model.config.hidden_size
+        )
+        assert moments[0][path].shape == (size, size)
+        torch.testing.assert_close(moments[0][path], expected[0][path], atol=1e-6, rtol=1e-5)
+    assert moments[1:] == [{}] * 3
+    # The third example changes them.
+    three = input_moments(model, [batch], paths, examples=3)
+    assert not torch.allclose(three[0]["output.dense"], moments[0]["output.dense"])
+
+
+def test_the_activation_aware_start_needs_training_data_and_fits_every_encoder_matrix():
+    original = model_of("bert")
+    with pytest.raises(MethodConfigError, match="svd 'frobenius'"):
+        LadaBERTConfig(svd="frobenius").validate()
+    with pytest.raises(MethodConfigError):
+        LadaBERTConfig(calibration_examples=0).validate()
+    config = LadaBERTConfig(preset="ladabert-1", svd="activation", calibration_examples=3)
+    with pytest.raises(MethodError, match="training data"):
+        factorised(original, config)
+    batches = [{**tiny_batch(seed=s), "labels": torch.tensor([0, 1, 1])} for s in (1, 2)]
+    aware = factorised(original, config, lambda: iter(batches))
+    plain = factorised(original, LadaBERTConfig(preset="ladabert-1"))
+    assert aware.config.layer_ranks == plain.config.layer_ranks
+    assert aware.config.embedding_rank == plain.config.embedding_rank
+    # Layer 0's query sees the embeddings, the same in both: fitted to them, its output on
+    # those inputs is closer to the predecessor's than the plain SVD's.
+    states = original(**tiny_batch(), output_hidden_states=True).hidden_states[0]
+    query = {name: m.base_model.encoder.layer[0].attention.self.query for name, m in
+             (("aware", aware), ("plain", plain))}  # fmt: skip
+    target = original.bert.encoder.layer[0].attention.self.query(states)
+    with torch.no_grad():
+        error = {name: float((q(states) - target).pow(2).mean()) for name, q in query.items()}
+    assert error["aware"] < error["plain"], error
 
 
 def test_a_mask_keeps_exactly_the_target_fraction_of_the_largest_entries():
@@ -237,7 +321,7 @@ def test_compress_runs_every_iteration_and_the_result_reloads_and_exports(
 ):
     out = tmp_path / "lada"
     args = ["--preset", "ladabert-2", "--prune-iterations", "2", "--max-steps", "16",
-            "--eval-steps", "4"]  # fmt: skip
+            "--eval-steps", "4", "--svd", "activation", "--calibration-examples", "20"]  # fmt: skip
     assert main(compress(dropout_bert_dir, sst2_dir, out, *args)) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     stages = [s["stage"] for s in metrics["stages"]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 from transformers import (
     MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
@@ -90,10 +91,13 @@ def factorize(
     model: PreTrainedModel,
     ranks: Sequence[dict[str, int]],
     embedding_rank: int | None = None,
+    moments: Sequence[dict[str, torch.Tensor]] | None = None,
 ) -> CompactPreTrainedModel:
     """A compact copy of `model` in which, per layer, each linear named in `ranks[i]` (its
     dotted name inside the layer) is the truncated SVD of its weight at that rank, and, with
-    `embedding_rank`, the word-embedding table is too.
+    `embedding_rank`, the word-embedding table is too. With `moments[i][name]`, the second
+    moment of that linear's inputs, its factors are the best for those inputs
+    (`svd_factors`).
 
     >>> low = factorize(bert, [{"intermediate.dense": 16, "output.dense": 16}] + [{}] * 3)
     """
@@ -121,7 +125,8 @@ def factorize(
                 )
             del state[f"{prefix}.{i}.{path}.weight"]
             state.pop(f"{prefix}.{i}.{path}.bias", None)
-            low = LowRankLinear.from_linear(linear, rank).state_dict()
+            given = moments[i].get(path) if moments is not None else None
+            low = LowRankLinear.from_linear(linear, rank, given).state_dict()
             state.update({f"{prefix}.{i}.{path}.{k}": v for k, v in low.items()})
             merged[i][path] = rank
     target = copy.deepcopy(config)

@@ -5,14 +5,37 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# Share of the mean eigenvalue of E[x xᵀ] added to every eigenvalue (a ridge: the weights'
+# own error, at 1% of the weight an average input direction gets).
+MOMENT_FLOOR = 1e-2
 
-def svd_factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+
+def svd_factors(
+    weight: torch.Tensor, rank: int, moments: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The best rank-`rank` factors of an m x n matrix (truncated SVD): left = U sqrt(S)
     (m x rank) and right = sqrt(S) Vᵀ (rank x n), so left @ right approximates it. The
-    singular values are split evenly, so both factors are scaled alike."""
-    u, s, vh = torch.linalg.svd(weight.float(), full_matrices=False)
+    singular values are split evenly, so both factors are scaled alike.
+
+    With `moments`, the n x n second moment E[x xᵀ] of the inputs the matrix multiplies, the
+    factors are the best for those inputs instead: they minimise E|(W - left @ right) x|²
+    (the SVD of W C^½, mapped back by C^-½; activation-aware or whitened SVD, as in ASVD and
+    SVD-LLM), where the plain SVD minimises |W - left @ right|_F and so spends rank equally on
+    directions the inputs never use and on the few they use most.
+    """
+    if moments is None:
+        u, s, vh = torch.linalg.svd(weight.float(), full_matrices=False)
+        root = s[:rank].sqrt()
+        return u[:, :rank] * root[None, :], root[:, None] * vh[:rank]
+    values, vectors = torch.linalg.eigh(moments.double())
+    # A floor at a small share of the mean input energy keeps C^-½ bounded where the inputs
+    # have (numerically) no variance; there the weights' own error counts instead.
+    values = values.clamp_min(0.0) + MOMENT_FLOOR * values.clamp_min(0.0).mean()
+    scale = (vectors * values.sqrt()) @ vectors.T
+    unscale = (vectors / values.sqrt()) @ vectors.T
+    u, s, vh = torch.linalg.svd(weight.double() @ scale, full_matrices=False)
     root = s[:rank].sqrt()
-    return u[:, :rank] * root[None, :], root[:, None] * vh[:rank]
+    return (u[:, :rank] * root[None, :]).float(), (root[:, None] * (vh[:rank] @ unscale)).float()
 
 
 class LowRankLinear(nn.Module):
@@ -36,10 +59,13 @@ class LowRankLinear(nn.Module):
         return self.up(self.down(x))
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, rank: int) -> LowRankLinear:
-        """The best rank-`rank` approximation of `linear` (truncated SVD), bias kept."""
+    def from_linear(
+        cls, linear: nn.Linear, rank: int, moments: torch.Tensor | None = None
+    ) -> LowRankLinear:
+        """The best rank-`rank` approximation of `linear` (truncated SVD; for inputs with
+        second moment `moments`, if given), bias kept."""
         weight = linear.weight.detach()
-        left, right = svd_factors(weight, rank)
+        left, right = svd_factors(weight, rank, moments)
         low = cls(linear.in_features, linear.out_features, rank, linear.bias is not None)
         low.to(device=weight.device, dtype=weight.dtype)
         with torch.no_grad():

@@ -12,31 +12,44 @@ predecessor. The result is a compact model (low-rank layers, pruned entries stor
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable
 
 from transformers import PreTrainedModel
 
 from ...compact import factorize
 from ...runs import write_atomic
 from ...training.stages import Stage
-from ..registry import ReportInput, register_method
+from ..registry import MethodError, ReportInput, register_method
 from .budget import budget_table, embedding_rank, encoder_ranks, format_budget, svd_rank
+from .calibration import input_moments
 from .config import PRESETS, LadaBERTConfig
 from .method import LadaBERTMethod
 from .pruning import Masks, magnitude_mask, prunable
 
 
-def factorised(predecessor: PreTrainedModel, config: LadaBERTConfig) -> PreTrainedModel:
+def factorised(
+    predecessor: PreTrainedModel,
+    config: LadaBERTConfig,
+    batches: Callable[[], Iterable[dict]] | None = None,
+) -> PreTrainedModel:
     """The student stage "factorise" starts from: a new model with every encoder matrix at
     the SVD rank that keeps P_svd and the word table at P_embd (a plain copy where both keep
-    everything); the predecessor is unchanged.
+    everything); the predecessor is unchanged. With `config.svd == "activation"`, each
+    matrix's factors are fitted to its inputs on the first examples of `batches()`.
 
     >>> student = factorised(predecessor, LadaBERTConfig(preset="ladabert-1"))
     """
     p_embd, p_svd, _ = config.kept()
     ranks, rank = encoder_ranks(predecessor, p_svd), embedding_rank(predecessor, p_embd)
-    if any(ranks) or rank is not None:
-        return factorize(predecessor, ranks, embedding_rank=rank)
-    return copy.deepcopy(predecessor)
+    if not any(ranks) and rank is None:
+        return copy.deepcopy(predecessor)
+    moments = None
+    if config.svd == "activation" and any(ranks):
+        if batches is None:
+            raise MethodError("--svd activation fits the factors to training inputs: pass the "
+                              "training data (compress and compare do)")  # fmt: skip
+        moments = input_moments(predecessor, batches(), ranks, config.calibration_examples)
+    return factorize(predecessor, ranks, embedding_rank=rank, moments=moments)
 
 
 def build(context, config: LadaBERTConfig) -> list[Stage]:
@@ -45,7 +58,8 @@ def build(context, config: LadaBERTConfig) -> list[Stage]:
     share = config.compress_share / (1 + len(keeps))  # the SVD and each pruning step alike
 
     def factorise(predecessor):
-        student = factorised(predecessor, config).to(context.device)
+        student = factorised(predecessor, config, context.train_batches)
+        student = student.to(context.device)
         return student, LadaBERTMethod(student, teacher, config, None, regression, "factorise")
 
     def prune(keep: float | None, name: str):
@@ -117,6 +131,7 @@ __all__ = [
     "embedding_rank",
     "encoder_ranks",
     "factorised",
+    "input_moments",
     "magnitude_mask",
     "prunable",
     "svd_rank",

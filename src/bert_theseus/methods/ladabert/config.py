@@ -18,6 +18,10 @@ PRESETS: dict[str, tuple[float, float, float]] = {
     "ladabert-4": (5.0, 2.5, 5.45),
 }
 
+# How an encoder matrix is factorised: for its own Frobenius error (the paper) or for its
+# inputs' (calibration.py).
+SVD_KINDS = ("weight", "activation")
+
 
 @dataclass
 class LadaBERTConfig(LayerwiseWeights):
@@ -57,6 +61,18 @@ class LadaBERTConfig(LayerwiseWeights):
         metadata={
             "help": "P_weight: kept fraction of each factor after magnitude pruning (1: none)"
         },
+    )
+    svd: str = field(
+        default="weight",
+        metadata={
+            "help": "how each encoder matrix is factorised: 'weight' (the paper: truncated SVD "
+            "of the weights) or 'activation' (the factors best for the inputs the matrix sees "
+            "on --calibration-examples training examples)"
+        },
+    )
+    calibration_examples: int = field(
+        default=256,
+        metadata={"help": "training examples (file order) whose inputs --svd activation fits"},
     )
     prune_iterations: int = field(
         default=3,
@@ -103,6 +119,14 @@ class LadaBERTConfig(LayerwiseWeights):
                 raise MethodConfigError(
                     f"{name} {value} must be a kept fraction in (0, 1], e.g. --{flag} 0.5"
                 )
+        if self.svd not in SVD_KINDS:
+            raise MethodConfigError(
+                f"svd '{self.svd}' is not one of {', '.join(SVD_KINDS)}: e.g. --svd activation"
+            )
+        if self.calibration_examples < 1:
+            raise MethodConfigError(
+                f"calibration_examples {self.calibration_examples} must be >= 1"
+            )
         if self.prune_iterations < 1:
             raise MethodConfigError(f"prune_iterations {self.prune_iterations} must be >= 1")
         if not 0.0 < self.compress_share < 1.0:

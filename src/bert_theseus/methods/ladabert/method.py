@@ -99,6 +99,7 @@ class LadaBERTMethod(Method):
             "p_embd": p_embd,
             "p_svd": p_svd,
             "p_weight": p_weight,
+            "svd": self.config.svd,
             "keep": self.masks.keep if self.masks is not None else 1.0,
             "weights": [
                 self.config.embedding_weight,
