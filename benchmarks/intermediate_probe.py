@@ -7,8 +7,8 @@ Each STUDENT is a classifier folder (e.g. a stage's `model/`; a RefBERT folder r
 its own references), `start:N` for the teacher's bottom N layers (where RefBERT's and
 KD's students begin), or `ladabert:PRESET` for the teacher factorised at that preset's SVD
 and embedding ranks, untrained (where LadaBERT's student begins;
-`ladabert:PRESET:activation` fits the factors to the inputs of the first 256 training
-examples, as `--svd activation` does). For each student layer l and the teacher layer
+`ladabert:PRESET:weight` or `ladabert:PRESET:activation` picks the SVD as `--svd` does, the
+latter fitted to the first 256 training examples). For each student layer l and the teacher layer
 `--layers[l]` it learns from, on the first `--examples` dev inputs, in eval mode:
 
 - the hidden-state MSE over real tokens (what the stage minimises, which also counts
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
             student = truncate(teacher, int(name.split(":")[1])).eval()
         elif name.startswith("ladabert:"):
             _, preset, *svd = name.split(":")
-            config = LadaBERTConfig(preset=preset, svd=svd[0] if svd else "weight")
+            config = LadaBERTConfig(preset=preset, **({"svd": svd[0]} if svd else {}))
             calibration = []
             if config.svd == "activation":
                 calibration = train_features(args.teacher, args.task, args.data_dir,

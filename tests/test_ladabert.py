@@ -135,7 +135,7 @@ def test_the_activation_aware_start_needs_training_data_and_fits_every_encoder_m
         factorised(original, config)
     batches = [{**tiny_batch(seed=s), "labels": torch.tensor([0, 1, 1])} for s in (1, 2)]
     aware = factorised(original, config, lambda: iter(batches))
-    plain = factorised(original, LadaBERTConfig(preset="ladabert-1"))
+    plain = factorised(original, LadaBERTConfig(preset="ladabert-1", svd="weight"))
     assert aware.config.layer_ranks == plain.config.layer_ranks
     assert aware.config.embedding_rank == plain.config.embedding_rank
     # Layer 0's query sees the embeddings, the same in both: fitted to them, its output on
@@ -320,8 +320,9 @@ def test_compress_runs_every_iteration_and_the_result_reloads_and_exports(
     dropout_bert_dir, sst2_dir, tmp_path
 ):
     out = tmp_path / "lada"
+    # The paper's SVD here; the resume test below runs the default (activation).
     args = ["--preset", "ladabert-2", "--prune-iterations", "2", "--max-steps", "16",
-            "--eval-steps", "4", "--svd", "activation", "--calibration-examples", "20"]  # fmt: skip
+            "--eval-steps", "4", "--svd", "weight"]  # fmt: skip
     assert main(compress(dropout_bert_dir, sst2_dir, out, *args)) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     stages = [s["stage"] for s in metrics["stages"]]

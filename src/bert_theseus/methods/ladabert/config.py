@@ -63,11 +63,12 @@ class LadaBERTConfig(LayerwiseWeights):
         },
     )
     svd: str = field(
-        default="weight",
+        default="activation",
         metadata={
-            "help": "how each encoder matrix is factorised: 'weight' (the paper: truncated SVD "
-            "of the weights) or 'activation' (the factors best for the inputs the matrix sees "
-            "on --calibration-examples training examples)"
+            "help": "how each encoder matrix is factorised: 'activation' (the factors best for "
+            "the inputs the matrix sees on --calibration-examples training examples) or "
+            "'weight' (the paper: truncated SVD of the weights, which on sentence-embedding "
+            "predecessors can start as a constant; docs/results.md section 8)"
         },
     )
     calibration_examples: int = field(
