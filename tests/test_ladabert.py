@@ -20,6 +20,7 @@ from test_resume import interrupt
 from tiny import VOCAB, tiny_batch
 from transformers import AutoModelForSequenceClassification
 
+from bert_theseus.arch import model_type_of
 from bert_theseus.cli import main
 from bert_theseus.compact import LowRankLinear, factorize, layout_for
 from bert_theseus.compact.layer import MOMENT_FLOOR
@@ -124,29 +125,46 @@ def test_input_moments_count_real_tokens_of_the_first_examples_only():
     assert not torch.allclose(three[0]["output.dense"], moments[0]["output.dense"])
 
 
-def test_the_activation_aware_start_needs_training_data_and_fits_every_encoder_matrix():
-    original = model_of("bert")
+def test_the_activation_aware_start_is_checked_and_needs_training_data():
     with pytest.raises(MethodConfigError, match="svd 'frobenius'"):
         LadaBERTConfig(svd="frobenius").validate()
     with pytest.raises(MethodConfigError):
         LadaBERTConfig(calibration_examples=0).validate()
-    config = LadaBERTConfig(preset="ladabert-1", svd="activation", calibration_examples=3)
+    config = LadaBERTConfig(preset="ladabert-1", svd="activation")
     with pytest.raises(MethodError, match="training data"):
-        factorised(original, config)
+        factorised(model_of("bert"), config)
+
+
+@pytest.mark.parametrize("arch", SUPPORTED)
+def test_the_activation_aware_start_fits_each_matrix_to_its_own_inputs(arch):
+    original = model_of(arch)
+    config = LadaBERTConfig(preset="ladabert-1", svd="activation", calibration_examples=3)
     batches = [{**tiny_batch(seed=s), "labels": torch.tensor([0, 1, 1])} for s in (1, 2)]
     aware = factorised(original, config, lambda: iter(batches))
     plain = factorised(original, LadaBERTConfig(preset="ladabert-1", svd="weight"))
     assert aware.config.layer_ranks == plain.config.layer_ranks
     assert aware.config.embedding_rank == plain.config.embedding_rank
-    # Layer 0's query sees the embeddings, the same in both: fitted to them, its output on
-    # those inputs is closer to the predecessor's than the plain SVD's.
-    states = original(**tiny_batch(), output_hidden_states=True).hidden_states[0]
-    query = {name: m.base_model.encoder.layer[0].attention.self.query for name, m in
-             (("aware", aware), ("plain", plain))}  # fmt: skip
-    target = original.bert.encoder.layer[0].attention.self.query(states)
-    with torch.no_grad():
-        error = {name: float((q(states) - target).pow(2).mean()) for name, q in query.items()}
-    assert error["aware"] < error["plain"], error
+    # The first example batch is the calibration (3 examples): on the inputs the
+    # predecessor's first and last layers' matrices saw there, the fitted factors' outputs
+    # are closer to the predecessor's than the weights' SVD's.
+    layout = layout_for(model_type_of(original.config))
+    real = batches[0]["attention_mask"].bool()
+    for index, path in ((0, layout.linears()[0]), (-1, layout.linears()[-1])):
+        linears = {
+            name: m.base_model.get_submodule(layout.layers)[index].get_submodule(path)
+            for name, m in (("original", original), ("aware", aware), ("plain", plain))
+        }
+        seen = []
+        hook = linears["original"].register_forward_pre_hook(
+            lambda m, a, seen=seen: seen.append(a[0])
+        )
+        with torch.no_grad():
+            original(**{k: v for k, v in batches[0].items() if k != "labels"})
+            hook.remove()
+            x = seen[0][real]
+            target = linears["original"](x)
+            error = {n: float((linears[n](x) - target).pow(2).mean()) for n in ("aware", "plain")}
+        assert error["aware"] < error["plain"], (index, path, error)
 
 
 def test_a_mask_keeps_exactly_the_target_fraction_of_the_largest_entries():
