@@ -280,6 +280,29 @@ def test_scores_stay_fp32_under_bf16_autocast_and_regression_distils_the_output_
     torch.testing.assert_close(method.last["logits"], expected, atol=1e-6, rtol=1e-5)
 
 
+def test_an_unweighted_attention_term_computes_no_scores(monkeypatch):
+    weighted = LadaBERTConfig(preset="ladabert-3")
+    original, student, _ = ladabert_student("bert", weighted)
+    batch = {**tiny_batch(), "labels": torch.tensor([0, 1, 1])}
+    method = method_for(student, original, weighted)
+    full = method.loss(student, batch)
+    terms = dict(method.last)
+    assert terms["attention"] > 0
+
+    def refuse(self, mask):
+        raise AssertionError("attention scores computed for a zero-weighted term")
+
+    monkeypatch.setattr(AttentionScores, "per_layer", refuse)
+    config = LadaBERTConfig(preset="ladabert-3", attention_weight=0.0)
+    method = method_for(student, original, config)
+    loss = method.loss(student, batch)
+    assert float(method.last["attention"]) == 0.0
+    for name in ("embedding", "hidden", "logits"):
+        torch.testing.assert_close(method.last[name], terms[name])
+    torch.testing.assert_close(loss, full - terms["attention"])
+    assert method.after_backward(student, 1)["attention"] == 0.0
+
+
 def test_pruned_entries_stay_zero_through_optimizer_steps():
     config = LadaBERTConfig(preset="ladabert-2")
     original, student, masks = ladabert_student("bert", config, keep=0.4)

@@ -3,6 +3,8 @@ keeping the pruned weights at zero."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torch import nn
 from transformers import PreTrainedModel
@@ -57,14 +59,18 @@ class LadaBERTMethod(Method):
         if next(self.teacher.parameters()).device != device:
             self.teacher.to(device)  # once: the loop decides the device after construction
         mask = inputs.get("attention_mask")
-        with torch.no_grad(), self.teacher_scores:
+        # The scores cost a Q Kᵀ per layer in both models, and their backward: only when used.
+        scored = config.attention_weight > 0
+        with torch.no_grad(), self.teacher_scores if scored else nullcontext():
             teacher = self.teacher(**inputs, output_hidden_states=True)
-        teacher_scores = self.teacher_scores.per_layer(mask)
+        teacher_scores = self.teacher_scores.per_layer(mask) if scored else []
         labels = config.label_weight > 0
-        with self.student_scores:
+        with self.student_scores if scored else nullcontext():
             student = model(**(batch if labels else inputs), output_hidden_states=True)
-        terms = layerwise_losses(student, teacher, self.student_scores.per_layer(mask),
-                                 teacher_scores, self.regression)  # fmt: skip
+        student_scores = self.student_scores.per_layer(mask) if scored else []
+        terms = layerwise_losses(student, teacher, student_scores, teacher_scores, self.regression)
+        if not scored:
+            terms["attention"] = student.logits.new_zeros((), dtype=torch.float32)
         weights = (config.embedding_weight, config.attention_weight, config.hidden_weight,
                    config.logit_weight)  # fmt: skip
         loss = sum(w * terms[name] for name, w in zip(TERMS, weights, strict=True))
