@@ -40,6 +40,7 @@ from bert_theseus.methods.dynabert import (
     teacher_match,
 )
 from bert_theseus.methods.dynabert.adaptive import kept_neurons
+from bert_theseus.methods.dynabert.grid import ONE_ANSWER, write_grid
 from bert_theseus.training.loop import Method, _backward_parts
 
 CELLS = [(w, d) for d in (1.0, 0.75, 0.5) for w in (1.0, 0.75, 0.5, 0.25)]
@@ -237,6 +238,20 @@ def compress(predecessor, data, output, *extra) -> list[str]:
     ]  # fmt: skip
 
 
+def test_the_grid_marks_cells_that_give_one_answer(tmp_path):
+    rows = [
+        {"width": w, "depth": d, "score": score, "retention_percent": 90.0, "parameters": 1e6,
+         "latency_ms": 1.0, "speedup": 2.0, "one_answer": one}
+        for w, d, score, one in ((1.0, 1.0, 60.0, False), (0.5, 0.5, 52.71, True))
+    ]  # fmt: skip
+    write_grid(tmp_path, rows, "fp32", "rte")
+    lines = (tmp_path / "grid.md").read_text().splitlines()
+    marked = [line for line in lines if line.startswith("| ") and ONE_ANSWER in line]
+    assert marked == ["| 0.5 | 0.5 | 52.71 | 90.0% | 1.0M | 1.0 | 2.00x | " + ONE_ANSWER + " |"]
+    table = list(csv.DictReader((tmp_path / "grid.csv").open()))
+    assert [row["one_answer"] for row in table] == ["False", "True"]
+
+
 def test_compress_writes_the_grid_and_extract_and_export_accept_a_cell(
     dropout_bert_dir, sst2_dir, tmp_path, capsys
 ):
@@ -249,8 +264,10 @@ def test_compress_writes_the_grid_and_extract_and_export_accept_a_cell(
     assert set(metrics["stages"][0]["dev"]) == {"dev", "dev@w1-d1", "dev@w0.5-d1"}
     cells = {(r["width"], r["depth"]): r for r in metrics["grid"]}
     assert list(cells) == [(1.0, 1.0), (0.5, 1.0), (1.0, 0.5), (0.5, 0.5)]
+    constant = metrics.get("constant_views_at_best", [])
     for (w, d), row in cells.items():
         assert row["score"] == round(100 * metrics["dev"][f"dev@w{w:g}-d{d:g}"]["score"], 2)
+        assert row["one_answer"] == (f"dev@w{w:g}-d{d:g}" in constant)
     assert cells[(1.0, 1.0)]["parameters"] == metrics["parameters"]
     assert cells[(0.5, 0.5)]["parameters"] < cells[(0.5, 1.0)]["parameters"] < metrics["parameters"]
     mean = sum(metrics["dev"][f"dev@w{w:g}-d{d:g}"]["score"] for w, d in cells) / 4

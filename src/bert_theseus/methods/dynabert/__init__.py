@@ -71,7 +71,8 @@ def report(config: DynaBERTConfig, run: ReportInput) -> dict:
     """The grid: every cell's dev score, retention, parameters and speed-up, side by side."""
     metrics = run.metrics
     rows = grid(run.model, run.predecessor, config.cells(), metrics["dev"],
-                metrics["predecessor_dev"], run.seq_length, run.bf16)  # fmt: skip
+                metrics["predecessor_dev"], run.seq_length, run.bf16,
+                constant=metrics.get("constant_views_at_best", []))  # fmt: skip
     if run.folder is not None:
         setting = speed_setting(run.seq_length, run.bf16)
         write_grid(run.folder, rows, setting, metrics["task"])

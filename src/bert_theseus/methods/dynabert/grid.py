@@ -18,7 +18,11 @@ from ...speed import count_parameters, measure_latency
 from .adaptive import cell_name, extract
 
 REPEATS = 5  # timed rounds per model; a grid times 13 models, so fewer than a compress's 10
-COLUMNS = ("width", "depth", "score", "retention_percent", "parameters", "latency_ms", "speedup")
+COLUMNS = ("width", "depth", "score", "retention_percent", "parameters", "latency_ms", "speedup",
+           "one_answer")  # fmt: skip
+# What grid.md says of a cell that answers one class (or one value) for every dev example:
+# its retention is a constant predictor's, not a kept score.
+ONE_ANSWER = "one answer for every example"
 
 
 def grid(
@@ -30,8 +34,11 @@ def grid(
     seq_length: int = 128,
     bf16: bool = False,
     repeats: int = REPEATS,
+    constant: list[str] = (),
 ) -> list[dict]:
-    """One row per cell: dev score (x 100), retention, parameters, latency and speed-up.
+    """One row per cell: dev score (x 100), retention, parameters, latency and speed-up, and
+    whether the cell's view ("split@cell") is in `constant` (the loop's detector: it gives
+    one answer for every example).
 
     `dev` is the run's best dev metrics (with "split@cell" entries), `before` the
     predecessor's dev metrics; the first split is reported.
@@ -54,6 +61,7 @@ def grid(
                 "parameters": count_parameters(models[name]),
                 "latency_ms": round(1000 * times[name], 1),
                 "speedup": round(times["predecessor"] / times[name], 2),
+                "one_answer": f"{split}@{name}" in constant,
             }
         )
     return rows
@@ -77,14 +85,16 @@ def write_grid(folder: Path, rows: list[dict], setting: str, task: str) -> None:
         "",
         f"Dev score of each (width, depth) at the selected checkpoint; speed: {setting}.",
         "Trained without TinyBERT data augmentation (the paper's numbers use it).",
+        f"A cell marked '{ONE_ANSWER}' ignores its input: its retention is a constant's.",
         "",
-        "| width | depth | score | retention | parameters | latency ms | speed-up |",
-        "|---|---|---|---|---|---|---|",
+        "| width | depth | score | retention | parameters | latency ms | speed-up | note |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['width']:g} | {r['depth']:g} | {r['score']:.2f} | {r['retention_percent']}% "
-            f"| {r['parameters'] / 1e6:.1f}M | {r['latency_ms']:.1f} | {r['speedup']:.2f}x |"
+            f"| {r['parameters'] / 1e6:.1f}M | {r['latency_ms']:.1f} | {r['speedup']:.2f}x "
+            f"| {ONE_ANSWER if r.get('one_answer') else ''} |"
         )
     write_atomic(folder / "grid.md", "\n".join(lines) + "\n")
     _plot(rows, folder / "grid.png", task)
@@ -101,6 +111,10 @@ def _plot(rows: list[dict], path: Path, task: str) -> None:
         cells = [r for r in rows if r["depth"] == depth]
         axis.plot([r["speedup"] for r in cells], [r["score"] for r in cells], "o-",
                   label=f"depth {depth:g}")  # fmt: skip
+    constant = [r for r in rows if r.get("one_answer")]
+    if constant:
+        axis.plot([r["speedup"] for r in constant], [r["score"] for r in constant], "kx",
+                  markersize=9, label="one answer for every example")  # fmt: skip
         for r in cells:
             axis.annotate(f"w{r['width']:g}", (r["speedup"], r["score"]), fontsize=7,
                           xytext=(3, 3), textcoords="offset points")  # fmt: skip
