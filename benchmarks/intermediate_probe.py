@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         elif name.startswith("ladabert:"):
             _, preset, *svd = name.split(":")
             config = LadaBERTConfig(preset=preset, **({"svd": svd[0]} if svd else {}))
+            config.validate()  # a misspelt kind or preset says so
             calibration = []
             if config.svd == "activation":
                 calibration = train_features(args.teacher, args.task, args.data_dir,

@@ -123,6 +123,11 @@ def test_input_moments_count_real_tokens_of_the_first_examples_only():
     # The third example changes them.
     three = input_moments(model, [batch], paths, examples=3)
     assert not torch.allclose(three[0]["output.dense"], moments[0]["output.dense"])
+    # A feed-forward run in chunks of the sequence cannot be matched to the token mask.
+    for layer in model.bert.encoder.layer:
+        layer.chunk_size_feed_forward = 3
+    with pytest.raises(MethodError, match="layer 0 'output.dense' .* use --svd weight"):
+        input_moments(model, [batch], paths, examples=3)
 
 
 def test_the_activation_aware_start_is_checked_and_needs_training_data():

@@ -17,12 +17,15 @@ def svd_factors(
     (m x rank) and right = sqrt(S) Vᵀ (rank x n), so left @ right approximates it. The
     singular values are split evenly, so both factors are scaled alike.
 
-    With `moments`, the n x n second moment E[x xᵀ] of the inputs the matrix multiplies, the
-    factors are the best for those inputs instead: they minimise E|(W - left @ right) x|²
-    (the SVD of W C^½, mapped back by C^-½; activation-aware or whitened SVD, as in ASVD and
-    SVD-LLM), where the plain SVD minimises |W - left @ right|_F and so spends rank equally on
+    With `moments`, the n x n second moment C = E[x xᵀ] of the inputs the matrix multiplies,
+    the factors are the best for those inputs instead: they minimise E|(W - left @ right) x|²
+    plus the ridge MOMENT_FLOOR x mean eigenvalue x |W - left @ right|_F² (the SVD of
+    W (C + ridge)^½, mapped back by its inverse; activation-aware or whitened SVD, as in ASVD
+    and SVD-LLM). The plain SVD minimises |W - left @ right|_F, so it spends rank alike on
     directions the inputs never use and on the few they use most.
     """
+    if moments is not None and not bool((moments.diagonal() > 0).any()):
+        moments = None  # inputs that were all zero: no direction to prefer
     if moments is None:
         u, s, vh = torch.linalg.svd(weight.float(), full_matrices=False)
         root = s[:rank].sqrt()

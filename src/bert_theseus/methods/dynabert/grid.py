@@ -111,13 +111,13 @@ def _plot(rows: list[dict], path: Path, task: str) -> None:
         cells = [r for r in rows if r["depth"] == depth]
         axis.plot([r["speedup"] for r in cells], [r["score"] for r in cells], "o-",
                   label=f"depth {depth:g}")  # fmt: skip
-    constant = [r for r in rows if r.get("one_answer")]
-    if constant:
-        axis.plot([r["speedup"] for r in constant], [r["score"] for r in constant], "kx",
-                  markersize=9, label="one answer for every example")  # fmt: skip
         for r in cells:
             axis.annotate(f"w{r['width']:g}", (r["speedup"], r["score"]), fontsize=7,
                           xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    constant = [r for r in rows if r.get("one_answer")]
+    if constant:
+        axis.plot([r["speedup"] for r in constant], [r["score"] for r in constant], "kx",
+                  markersize=9, label=ONE_ANSWER)  # fmt: skip
     axis.set_xlabel("speed-up over the predecessor")
     axis.set_ylabel("dev score x 100")
     axis.set_title(f"DynaBERT sub-networks, {task}")

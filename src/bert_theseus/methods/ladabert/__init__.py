@@ -37,7 +37,8 @@ def factorised(
     everything); the predecessor is unchanged. With `config.svd == "activation"`, each
     matrix's factors are fitted to its inputs on the first examples of `batches()`.
 
-    >>> student = factorised(predecessor, LadaBERTConfig(preset="ladabert-1"))
+    >>> student = factorised(predecessor, LadaBERTConfig(preset="ladabert-1"), train_batches)
+    >>> paper = factorised(predecessor, LadaBERTConfig(preset="ladabert-1", svd="weight"))
     """
     p_embd, p_svd, _ = config.kept()
     ranks, rank = encoder_ranks(predecessor, p_svd), embedding_rank(predecessor, p_embd)

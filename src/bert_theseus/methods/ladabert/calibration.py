@@ -10,6 +10,7 @@ from transformers import PreTrainedModel
 
 from ...arch import model_type_of
 from ...compact import layout_for
+from ..registry import MethodError
 
 
 @torch.no_grad()
@@ -31,6 +32,11 @@ def input_moments(
 
     def hook(i: int, path: str):
         def record(module, args):
+            if args[0].shape[:2] != real[0].shape:
+                raise MethodError(
+                    f"layer {i} '{path}' sees inputs of shape {tuple(args[0].shape)}, not (batch, "
+                    "length, features): --svd activation cannot calibrate it; use --svd weight"
+                )
             x = args[0][real[0]].double()  # (tokens, in_features)
             gram = x.T @ x
             sums[i][path] = gram if sums[i][path] is None else sums[i][path] + gram
