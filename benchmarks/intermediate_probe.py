@@ -8,8 +8,8 @@ its own references), `start:N` for the teacher's bottom N layers (where RefBERT'
 KD's students begin), or `ladabert:PRESET` for the teacher factorised at that preset's SVD
 and embedding ranks, untrained (where LadaBERT's student begins;
 `ladabert:PRESET:weight` or `ladabert:PRESET:activation` picks the SVD as `--svd` does, the
-latter fitted to the first 256 training examples). For each student layer l and the teacher layer
-`--layers[l]` it learns from, on the first `--examples` dev inputs, in eval mode:
+latter fitted to the first 256 training examples). For each student layer l and the teacher
+layer `--layers[l]` it learns from, on the first `--examples` dev inputs, in eval mode:
 
 - the hidden-state MSE over real tokens (what the stage minimises, which also counts
   padding), and at [CLS] alone (what the classification head reads);
@@ -24,6 +24,7 @@ lower the all-token MSE while its [CLS] stays constant: [CLS] is one position of
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 import numpy as np
 import torch
@@ -84,12 +85,12 @@ def main(argv: list[str] | None = None) -> None:
             _, preset, *svd = name.split(":")
             config = LadaBERTConfig(preset=preset, **({"svd": svd[0]} if svd else {}))
             config.validate()  # a misspelt kind or preset says so
-            calibration = []
+            calibrate = None  # the weights' SVD reads no data
             if config.svd == "activation":
                 calibration = train_features(args.teacher, args.task, args.data_dir,
                                              config.calibration_examples)  # fmt: skip
-            loader = make_loader(calibration, tokenizer, 32, False) if calibration else []
-            student = factorised(teacher, config, lambda loader=loader: iter(loader)).eval()
+                calibrate = partial(iter, make_loader(calibration, tokenizer, 32, False))
+            student = factorised(teacher, config, calibrate).eval()
         else:
             student, _ = load_model(name, with_tokenizer=False)
             student.eval()

@@ -66,5 +66,6 @@ def input_moments(
             handle.remove()
         model.train(was_training)
     if tokens == 0:
-        raise ValueError("no calibration tokens: the activation-aware SVD needs training data")
+        raise MethodError("no calibration tokens: --svd activation needs training examples "
+                          "with text (or use --svd weight)")  # fmt: skip
     return [{path: gram / tokens for path, gram in layer.items()} for layer in sums]
