@@ -28,7 +28,8 @@ from transformers import (
 )
 
 from bert_theseus.cli import main
-from bert_theseus.compact import layout_for
+from bert_theseus.compact import compact_from, layout_for
+from bert_theseus.methods import MethodConfigError
 from bert_theseus.methods.dynabert import (
     AdaptiveModel,
     DynaBERTMethod,
@@ -101,6 +102,62 @@ def test_sizes_layers_and_teacher_matches_follow_the_spec():
     assert teacher_match(0.5, 12) == [0, 2, 4, 6, 8, 10, 12]
     assert teacher_match(0.75, 12) == [0, 1, 2, 4, 5, 6, 8, 9, 10, 12]
     assert kept_layers(0.5, 6) == [0, 2, 4] and kept_layers(0.75, 6) == [0, 1, 2, 4]
+
+
+def test_the_first_dropped_rule_keeps_the_top_layer_and_matches_each_output_to_its_own():
+    assert kept_layers(0.5, 12, "first") == [1, 3, 5, 7, 9, 11]
+    assert kept_layers(0.75, 12, "first") == [1, 2, 3, 5, 6, 7, 9, 10, 11]
+    assert kept_layers(0.5, 6, "first") == [1, 3, 5]
+    assert kept_layers(0.75, 6, "first") == [1, 3, 4, 5]
+    assert kept_layers(1.0, 6, "first") == list(range(6))
+    # A kept layer's output is matched to the teacher's output of that same layer.
+    assert teacher_match(0.5, 12, "first") == [0, 2, 4, 6, 8, 10, 12]
+    assert teacher_match(0.75, 6, "first") == [0, 2, 4, 5, 6]
+    assert teacher_match(1.0, 6, "first") == teacher_match(1.0, 6) == list(range(7))
+    for layers in (4, 6, 12, 24):
+        for depth in (0.75, 0.5, 0.25):
+            paper, first = kept_layers(depth, layers), kept_layers(depth, layers, "first")
+            assert len(first) == len(paper) and first[-1] == layers - 1 and paper[0] == 0
+            match = teacher_match(depth, layers, "first")
+            assert match[0] == 0 and match[-1] == layers and match == sorted(set(match))
+    with pytest.raises(MethodConfigError, match="dropped layer 'middle'"):
+        kept_layers(0.5, 6, "middle")
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet"])
+def test_the_depth_rule_is_trained_recorded_and_extracted(arch, tmp_path):
+    _, model = rewired(arch)
+    adaptive = AdaptiveModel(model, "first")
+    with adaptive.sub_network(0.5, 0.5):
+        expected = logits(model)
+    # Depth 0.5 of 4 layers keeps layers 1 and 3: the same as the model cut to those two.
+    cut = compact_from(model, layers=[1, 3])
+    with adaptive.sub_network(1.0, 0.5):
+        torch.testing.assert_close(logits(model), logits(cut), atol=1e-5, rtol=0)
+    # The method trains it: at depth 0.75 (layers 1, 2, 3) each output is matched to the same
+    # layer's output in the teacher, [0, 2, 3, 4]; the paper's rule would give [0, 1, 2, 4].
+    teacher = copy.deepcopy(model)
+    method = DynaBERTMethod(
+        model, [(1.0, 0.75)], teacher=teacher, hidden_weight=1.0, logit_weight=0.0, dropped="first"
+    )
+    (loss,) = method.losses(model, labelled([4])[0])
+    with adaptive.sub_network(1.0, 0.75):
+        student = outputs(model, tiny_batch(seed=4)).hidden_states
+    target = outputs(teacher, tiny_batch(seed=4)).hidden_states
+    expected_loss = sum(
+        torch.nn.functional.mse_loss(student[j], target[t]) for j, t in enumerate([0, 2, 3, 4])
+    )
+    assert loss.item() == pytest.approx(expected_loss.item(), rel=1e-5) and loss.item() > 1e-3
+    method.finalize(model)
+    assert model.config.dynabert["dropped_layer"] == "first"
+    assert method.settings()["dropped_layer"] == "first"
+    model.save_pretrained(tmp_path / "dynabert")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "dynabert")
+    small = extract(reloaded, 0.5, 0.5)  # the rule comes from the saved config
+    assert small.config.num_hidden_layers == 2
+    torch.testing.assert_close(logits(small), expected, atol=1e-5, rtol=0)
+    paper = extract(reloaded, 0.5, 0.5, "last")
+    assert not torch.allclose(logits(paper), expected, atol=1e-3)
 
 
 @pytest.mark.parametrize("arch", ["bert", "mpnet", "distilbert"])
@@ -276,7 +333,8 @@ def test_compress_writes_the_grid_and_extract_and_export_accept_a_cell(
     grid_md = (out / "grid.md").read_text()
     assert "| 0.5 | 0.5 |" in grid_md and "fp32, median of 5, interleaved" in grid_md
     config = json.loads((out / "config.json").read_text())
-    assert config["dynabert"] == {"widths": [1.0, 0.5], "depths": [1.0, 0.5]}
+    trained = {"widths": [1.0, 0.5], "depths": [1.0, 0.5], "dropped_layer": "last"}
+    assert config["dynabert"] == trained
     card = (out / "README.md").read_text()
     assert "This model holds 4 sub-networks" in card and "| 0.5 | 0.5 |" in card
     assert "dev@" not in card.split("---")[1], "views are not dataset splits in model-index"
@@ -287,6 +345,7 @@ def test_compress_writes_the_grid_and_extract_and_export_accept_a_cell(
     )
     info = json.loads((small / "extract.json").read_text())
     assert info["parameters"] == cells[(0.5, 0.5)]["parameters"] and info["layers"] == 2
+    assert info["kept_layers"] == [0, 2]
     assert info["dev"]["dev"] == metrics["dev"]["dev@w0.5-d0.5"]
     assert "dynabert" not in json.loads((small / "config.json").read_text())
     full = AutoModelForSequenceClassification.from_pretrained(out)
@@ -399,6 +458,7 @@ def test_settings_and_predecessors_that_cannot_be_sliced_are_refused():
         ({"depths": [1.0, 0.0]}, r"multipliers in \(0, 1\]"),
         ({"teacher_width": "half"}, "teacher_width"),
         ({"widths": [1.0, 0.5, 0.5]}, "twice"),
+        ({"dropped_layer": "top"}, "dropped_layer 'top' is not one of last, first"),
     ]:
         with pytest.raises(MethodConfigError, match=match):
             DynaBERTConfig(**bad).validate()

@@ -40,6 +40,7 @@ def build(context, config: DynaBERTConfig) -> list[Stage]:
             output_mse=config.output_mse,
             name="dynabert-width",
             rewiring=order,
+            dropped=config.dropped_layer,
         )
         return student, method
 
@@ -55,11 +56,15 @@ def build(context, config: DynaBERTConfig) -> list[Stage]:
             output_mse=config.output_mse,
             same_width_teacher=config.teacher_width == "same",
             name="dynabert",
+            dropped=config.dropped_layer,
         )
         return dynabert_w, method
 
     def finetune(dynabert):
-        return dynabert, DynaBERTMethod(dynabert, config.cells(), name="dynabert-finetune")
+        method = DynaBERTMethod(
+            dynabert, config.cells(), name="dynabert-finetune", dropped=config.dropped_layer
+        )
+        return dynabert, method
 
     stages = [Stage("width", width), Stage("width-depth", width_depth)]
     if config.final_finetune:

@@ -2,9 +2,10 @@
 
 A sub-network at width m_w keeps, in every layer, the first round(m_w * heads) attention
 heads and the first int(heads' / heads * d_ff) FFN neurons (after rewiring, the most
-important ones); at depth m_d it keeps the layers floor(i / m_d), i < round(m_d * L). Its
-linears use the top-left block of the shared weights, so a step at width 0.25 costs what a
-quarter-width model costs, and a backward pass reaches only the kept weights.
+important ones); at depth m_d it keeps round(m_d * L) layers, one dropped from each group of
+1 / (1 - m_d): the group's last (the paper) or its first (`kept_layers`). Its linears use
+the top-left block of the shared weights, so a step at width 0.25 costs what a quarter-width
+model costs, and a backward pass reaches only the kept weights.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from transformers import PreTrainedModel
 from ...arch import model_type_of
 from ...compact import compact_from, layout_for, to_stock_if_possible
 from ..registry import MethodConfigError
+from .config import DROPPED_LAYERS
 
 
 def kept_heads(width: float, heads: int) -> int:
@@ -38,26 +40,45 @@ def kept_neurons(width: float, heads: int, neurons: int) -> int:
     return int(kept_heads(width, heads) / heads * neurons)
 
 
-def kept_layers(depth: float, layers: int) -> list[int]:
-    """Layer indices a sub-network of `depth` keeps: floor(i / depth) for i < round(depth * L).
+def kept_layers(depth: float, layers: int, dropped: str = "last") -> list[int]:
+    """Layer indices a sub-network of `depth` keeps, round(depth * L) of them.
+
+    `dropped="last"` is the paper's rule, floor(i / depth): every group loses its last layer,
+    so below full depth the top layer is dropped. `dropped="first"` is the same rule counted
+    from the top: every group loses its first layer, and the top layer, the one the head
+    reads, is always kept (docs/results.md section 7: in sentence-embedding predecessors only
+    the top layers write the input into [CLS]).
 
     >>> kept_layers(0.75, 12)
     [0, 1, 2, 4, 5, 6, 8, 9, 10]
+    >>> kept_layers(0.5, 6, dropped="first")
+    [1, 3, 5]
     """
+    if dropped not in DROPPED_LAYERS:
+        raise MethodConfigError(
+            f"dropped layer '{dropped}' is not one of {', '.join(DROPPED_LAYERS)}"
+        )
     count = round(depth * layers)
     if count < 1:
         raise MethodConfigError(
             f"depth {depth} keeps no layer of {layers}: use depths >= {1 / layers:.3g}"
         )
     # The small epsilon keeps i / depth from landing just below an integer (e.g. 3 / 0.75).
-    return [math.floor(i / depth + 1e-9) for i in range(count)]
+    paper = [math.floor(i / depth + 1e-9) for i in range(count)]
+    return paper if dropped == "last" else sorted(layers - 1 - k for k in paper)
 
 
-def teacher_match(depth: float, layers: int) -> list[int]:
+def teacher_match(depth: float, layers: int, dropped: str = "last") -> list[int]:
     """For each of a sub-network's hidden states (embeddings, then each kept layer's output),
-    the teacher's hidden-state index it learns: kept + [L]. The output of a kept layer before
-    a dropped one is matched to the teacher's output after the dropped layer."""
-    return kept_layers(depth, layers) + [layers]
+    the teacher's hidden-state index (0: embeddings, L: the last output) it learns.
+
+    Either way each state is matched at the end of its group, and the last output to the
+    teacher's last. The paper's rule keeps the first layers of each group, so a kept layer's
+    output is matched to the teacher's input to the next kept layer (kept + [L]); the
+    first-dropped rule keeps the last, so it is matched to the same layer's output.
+    """
+    kept = kept_layers(depth, layers, dropped)
+    return kept + [layers] if dropped == "last" else [0] + [k + 1 for k in kept]
 
 
 def cell_name(width: float, depth: float) -> str:
@@ -113,9 +134,10 @@ class AdaptiveModel:
     >>> adaptive.remove()  # plain nn.Linear again, e.g. before saving
     """
 
-    def __init__(self, model: PreTrainedModel):
+    def __init__(self, model: PreTrainedModel, dropped: str = "last"):
         config = model.config
         self.model, self.layout = model, layout_for(model_type_of(config))
+        self.dropped = dropped
         self.encoder_path, _, self.list_name = self.layout.layers.rpartition(".")
         self.layers = model.base_model.get_submodule(self.layout.layers)
         self.heads = config.num_attention_heads
@@ -145,7 +167,7 @@ class AdaptiveModel:
         """Run the model as the sub-network (width, depth) inside the block."""
         self._set_width(width)
         encoder = self.model.base_model.get_submodule(self.encoder_path)
-        kept = kept_layers(depth, len(self.layers))
+        kept = kept_layers(depth, len(self.layers), self.dropped)
         setattr(encoder, self.list_name, nn.ModuleList([self.layers[i] for i in kept]))
         try:
             yield
@@ -184,17 +206,21 @@ class AdaptiveModel:
         return self.model
 
 
-def extract(model: PreTrainedModel, width: float, depth: float) -> PreTrainedModel:
+def extract(
+    model: PreTrainedModel, width: float, depth: float, dropped: str | None = None
+) -> PreTrainedModel:
     """A standalone model of the sub-network (width, depth) of `model` (a trained DynaBERT
     model, stock or compact): only its kept heads, neurons and layers, as the predecessor's
     own class where the cut fits it (full width), else a compact model. Its logits equal the
-    sub-network's.
+    sub-network's. The depth rule is `dropped`, else the one the model was trained with
+    (its config's `dynabert` entry; the paper's where there is none).
 
     >>> small = extract(model, width=0.25, depth=0.5)
     >>> small.save_pretrained("runs/dynabert-w0.25-d0.5")
     """
     config = model.config
     heads, layers = config.num_attention_heads, config.num_hidden_layers
+    dropped = dropped or trained_rule(model)
     layout = layout_for(model_type_of(config))
     neurons = model.base_model.get_submodule(layout.layers)[0].get_submodule(layout.ffn_in)
     h, n = kept_heads(width, heads), kept_neurons(width, heads, neurons.out_features)
@@ -202,6 +228,12 @@ def extract(model: PreTrainedModel, width: float, depth: float) -> PreTrainedMod
         model,
         heads=[range(h)] * layers,
         neurons=[range(n)] * layers,
-        layers=kept_layers(depth, layers),
+        layers=kept_layers(depth, layers, dropped),
     )
     return to_stock_if_possible(small)
+
+
+def trained_rule(model: PreTrainedModel) -> str:
+    """The depth rule a saved DynaBERT model was trained with; models saved before the rule
+    was recorded used the paper's."""
+    return (getattr(model.config, "dynabert", None) or {}).get("dropped_layer", "last")

@@ -11,6 +11,7 @@ from ...compact import CompactConfig, UnsupportedArchitectureError, layout_for
 from ..registry import MethodConfigError
 
 TEACHER_WIDTHS = ("same", "full")
+DROPPED_LAYERS = ("last", "first")  # of each group of layers a shallower sub-network loses
 
 
 @dataclass
@@ -33,8 +34,17 @@ class DynaBERTConfig:
     depths: list[float] = field(
         default_factory=lambda: [1.0, 0.75, 0.5],
         metadata={
-            "help": "depth multipliers m_d: round(m_d * layers) layers kept, layer floor(i / m_d) "
-            "for i = 0, 1, ...; the width stage trains at depth 1 only"
+            "help": "depth multipliers m_d: round(m_d * layers) layers kept, one dropped from "
+            "each group of 1 / (1 - m_d) (--dropped-layer); the width stage trains at depth 1 "
+            "only"
+        },
+    )
+    dropped_layer: str = field(
+        default="last",
+        metadata={
+            "help": "which layer of each group a shallower sub-network drops: 'last' (the "
+            "paper: layers 0, 2, 4 of 6 at depth 0.5, so the top layer goes) or 'first' "
+            "(1, 3, 5: the top layer, which writes [CLS] in sentence-embedding models, stays)"
         },
     )
     rewire: bool = field(
@@ -94,6 +104,10 @@ class DynaBERTConfig:
             # The width stage's teacher is the full model, and the depth stage's the full depth.
             raise MethodConfigError(
                 f"widths {self.widths} and depths {self.depths} must include 1.0 (the full model)"
+            )
+        if self.dropped_layer not in DROPPED_LAYERS:
+            raise MethodConfigError(
+                f"dropped_layer '{self.dropped_layer}' is not one of {', '.join(DROPPED_LAYERS)}"
             )
         if self.teacher_width not in TEACHER_WIDTHS:
             raise MethodConfigError(

@@ -40,8 +40,10 @@ class DynaBERTMethod(Method):
         same_width_teacher: bool = False,
         name: str = "dynabert",
         rewiring: str | None = None,
+        dropped: str = "last",
     ):
-        self.adaptive, self.cells, self.name = AdaptiveModel(model), list(cells), name
+        self.adaptive, self.cells, self.name = AdaptiveModel(model, dropped), list(cells), name
+        self.dropped = dropped
         self.regression, self.hidden_weight = regression, hidden_weight
         self.logit_weight, self.output_mse = logit_weight, output_mse
         self.teacher, self.teacher_adaptive = teacher, None
@@ -77,7 +79,7 @@ class DynaBERTMethod(Method):
             loss = self.logit_weight * soft_target_loss(output.logits, teacher.logits, 1.0)
         if self.hidden_weight > 0:
             layers = len(teacher.hidden_states) - 1
-            match = teacher_match(depth, layers)
+            match = teacher_match(depth, layers, self.dropped)
             hidden = sum(
                 F.mse_loss(student.float(), teacher.hidden_states[t].float())
                 for student, t in zip(output.hidden_states, match, strict=True)
@@ -111,11 +113,12 @@ class DynaBERTMethod(Method):
 
     def finalize(self, model: PreTrainedModel) -> PreTrainedModel:
         """The trained model, full size with plain linears: every sub-network is in it. Its
-        config records the trained widths and depths, which `extract` offers."""
+        config records the trained widths, depths and depth rule, which `extract` uses."""
         self.adaptive.remove()
         model.config.dynabert = {
             "widths": sorted({w for w, _ in self.cells}, reverse=True),
             "depths": sorted({d for _, d in self.cells}, reverse=True),
+            "dropped_layer": self.dropped,
         }
         return model
 
@@ -127,5 +130,6 @@ class DynaBERTMethod(Method):
             "logit_weight": self.logit_weight,
             "output_mse": self.output_mse,
             "same_width_teacher": self.same_width_teacher,
+            "dropped_layer": self.dropped,
             **({"rewiring": self.rewiring} if self.rewiring else {}),
         }

@@ -11,7 +11,7 @@ from pathlib import Path
 from ...models import ModelError, load_model
 from ...runs import OutputDir, write_json
 from ...speed import count_parameters
-from .adaptive import cell_name, extract
+from .adaptive import cell_name, extract, kept_layers, trained_rule
 
 ATTRIBUTE = "dynabert"  # config.json entry of a trained model: its widths and depths
 
@@ -52,6 +52,7 @@ def extract_to(
         "width": width,
         "depth": depth,
         "layers": small.config.num_hidden_layers,
+        "kept_layers": kept_layers(depth, source.config.num_hidden_layers, trained_rule(source)),
         "parameters": count_parameters(small),
         "source_parameters": count_parameters(source),
         "class": type(small).__name__,
