@@ -8,7 +8,10 @@ its own references), `start:N` for the teacher's bottom N layers (where RefBERT'
 KD's students begin), or `ladabert:PRESET` for the teacher factorised at that preset's SVD
 and embedding ranks, untrained (where LadaBERT's student begins;
 `ladabert:PRESET:weight` or `ladabert:PRESET:activation` picks the SVD as `--svd` does, the
-latter fitted to the first 256 training examples). For each student layer l and the teacher
+latter fitted to the first 256 training examples; `ladabert:PRESET:SVD:PRUNING` then prunes
+it through the preset's schedule to P_weight with no recovery between the steps, ranking
+entries as `--pruning PRUNING` does: where LadaBERT's student would be if recovery did
+nothing). For each student layer l and the teacher
 layer `--layers[l]` it learns from, on the first `--examples` dev inputs, in eval mode:
 
 - the hidden-state MSE over real tokens (what the stage minimises, which also counts
@@ -31,7 +34,7 @@ import torch
 from probe_data import dev_features, score, train_features
 
 from bert_theseus.data.loading import make_loader
-from bert_theseus.methods.ladabert import LadaBERTConfig, factorised
+from bert_theseus.methods.ladabert import LadaBERTConfig, Masks, factorised, pruning_scales
 from bert_theseus.methods.theseus.init import cls_spread
 from bert_theseus.methods.truncated.student import truncate
 from bert_theseus.models import load_model
@@ -82,15 +85,18 @@ def main(argv: list[str] | None = None) -> None:
         if name.startswith("start:"):
             student = truncate(teacher, int(name.split(":")[1])).eval()
         elif name.startswith("ladabert:"):
-            _, preset, *svd = name.split(":")
-            config = LadaBERTConfig(preset=preset, **({"svd": svd[0]} if svd else {}))
+            _, preset, *kinds = name.split(":")
+            chosen = dict(zip(("svd", "pruning"), kinds, strict=False))
+            config = LadaBERTConfig(preset=preset, **chosen)
             config.validate()  # a misspelt kind or preset says so
-            calibrate = None  # the weights' SVD reads no data
-            if config.svd == "activation":
+            calibrate = None  # the weights' SVD and |w| read no data
+            if "activation" in (config.svd, config.pruning):
                 calibration = train_features(args.teacher, args.task, args.data_dir,
                                              config.calibration_examples)  # fmt: skip
                 calibrate = partial(iter, make_loader(calibration, tokenizer, 32, False))
             student = factorised(teacher, config, calibrate).eval()
+            for keep in config.keep_schedule() if "pruning" in chosen else []:
+                Masks(student, keep, pruning_scales(student, config, calibrate)).apply()
         else:
             student, _ = load_model(name, with_tokenizer=False)
             student.eval()

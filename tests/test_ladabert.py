@@ -34,10 +34,13 @@ from bert_theseus.methods.ladabert import (
     encoder_ranks,
     factorised,
     input_moments,
+    input_scales,
     magnitude_mask,
     prunable,
+    prunable_modules,
     svd_rank,
 )
+from bert_theseus.methods.ladabert import build as build_ladabert
 from bert_theseus.methods.registry import MethodConfigError, MethodError
 from bert_theseus.methods.tinybert import AttentionScores
 
@@ -133,6 +136,8 @@ def test_input_moments_count_real_tokens_of_the_first_examples_only():
 def test_the_activation_aware_start_is_checked_and_needs_training_data():
     with pytest.raises(MethodConfigError, match="svd 'frobenius'"):
         LadaBERTConfig(svd="frobenius").validate()
+    with pytest.raises(MethodConfigError, match="pruning 'movement'"):
+        LadaBERTConfig(pruning="movement").validate()
     with pytest.raises(MethodConfigError):
         LadaBERTConfig(calibration_examples=0).validate()
     config = LadaBERTConfig(preset="ladabert-1", svd="activation")
@@ -184,6 +189,78 @@ def test_a_mask_keeps_exactly_the_target_fraction_of_the_largest_entries():
     # Pruning again at a lower fraction keeps a subset: pruned entries are the smallest.
     pruned = weight * magnitude_mask(weight, 0.5)
     assert not (magnitude_mask(pruned, 0.3) & (pruned == 0)).any()
+
+
+def test_an_input_aware_mask_drops_what_adds_least_to_the_output():
+    torch.manual_seed(0)
+    weight = torch.randn(17, 23)
+    scale = torch.randn(23).mul(2).exp()  # input features of very different sizes
+
+    def dropped(mask):  # E|(W - W*M) x|^2 for independent features of these scales
+        return float(((weight * scale) ** 2)[~mask].sum())
+
+    for keep in (0.64, 0.3, 0.05):
+        aware, plain = magnitude_mask(weight, keep, scale), magnitude_mask(weight, keep)
+        assert int(aware.sum()) == int(plain.sum()) == round(keep * weight.numel())
+        score = weight.abs() * scale
+        assert score[~aware].max() <= score[aware].min()
+        # The least output lost of any mask of its size; the paper's |w| loses more here.
+        assert dropped(aware) < dropped(plain)
+        for _ in range(5):
+            shuffled = aware.flatten()[torch.randperm(aware.numel())].view_as(aware)
+            assert dropped(aware) <= dropped(shuffled)
+    assert torch.equal(magnitude_mask(weight, 0.3, torch.ones(23)), magnitude_mask(weight, 0.3))
+    # Pruned entries stay pruned, even beside kept ones whose input is always zero.
+    pruned = weight * magnitude_mask(weight, 0.5, scale)
+    dead = scale.clone()
+    dead[:5] = 0.0
+    mask = magnitude_mask(pruned, 0.3, dead)
+    assert not (mask & (pruned == 0)).any()
+
+
+def test_input_scales_are_the_root_of_the_moments_diagonal():
+    model = model_of("bert")
+    batch = tiny_batch(batch=3, length=9)
+    paths = [{"attention.self.query": 4, "output.dense": 4}] + [{}] * 3
+    moments = input_moments(model, [batch], paths, examples=3)
+    layer = model.bert.encoder.layer[0]
+    modules = {path: layer.get_submodule(path) for path in paths[0]}
+    scales = input_scales(model, [batch], modules, examples=3)
+    for path in paths[0]:
+        torch.testing.assert_close(
+            scales[path], moments[0][path].diagonal().sqrt().float(), atol=1e-6, rtol=1e-5
+        )
+
+
+@pytest.mark.parametrize("pruning", ["weight", "activation"])
+def test_a_pruning_step_ranks_entries_as_configured(pruning):
+    from bert_theseus.methods import MethodContext
+
+    config = LadaBERTConfig(preset="ladabert-2", svd="weight", pruning=pruning,
+                            calibration_examples=3, prune_iterations=2)  # fmt: skip
+    original = model_of("bert")
+    batches = [{**tiny_batch(seed=s), "labels": torch.tensor([0, 1, 1])} for s in (1, 2)]
+    context = MethodContext(original, train_batches=lambda: iter(batches))
+    stages = build_ladabert(context, config)
+    assert [stage.name for stage in stages] == ["factorise", "prune-1", "prune-2", "recover"]
+    student, _ = stages[0].start(original)
+    keep = config.keep_schedule()[0]
+    _, method = stages[1].start(student)
+    scales = input_scales(student, batches, prunable_modules(student), 3)
+    for name, weight in prunable(student).items():
+        aware, plain = magnitude_mask(weight, keep, scales[name]), magnitude_mask(weight, keep)
+        assert torch.equal(method.masks.masks[name], aware if pruning == "activation" else plain)
+    weights = prunable(student).items()
+    differ = [
+        n
+        for n, w in weights
+        if not torch.equal(magnitude_mask(w, keep, scales[n]), magnitude_mask(w, keep))
+    ]
+    assert differ, "the test needs inputs whose scales change the ranking"
+    if pruning == "activation":
+        without_data = build_ladabert(MethodContext(original), config)
+        with pytest.raises(MethodError, match="--pruning activation reads training inputs"):
+            without_data[1].start(student)
 
 
 def test_presets_are_table_2_and_settings_are_checked():
@@ -402,8 +479,9 @@ def test_compress_runs_every_iteration_and_the_result_reloads_and_exports(
 
 
 def test_a_run_killed_mid_iteration_resumes_bit_identically(dropout_bert_dir, sst2_dir, tmp_path):
+    # The default SVD and the input-aware pruning: both read training inputs as a stage starts.
     args = ["--preset", "ladabert-2", "--prune-iterations", "1", "--max-steps", "80",
-            "--eval-steps", "10", "--save-steps", "2"]  # fmt: skip
+            "--eval-steps", "10", "--save-steps", "2", "--pruning", "activation"]  # fmt: skip
     straight = tmp_path / "straight"
     assert main(compress(dropout_bert_dir, sst2_dir, straight, *args)) == 0
     out = tmp_path / "killed"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable
 
+import torch
 from transformers import PreTrainedModel
 
 from ...compact import factorize
@@ -21,10 +22,10 @@ from ...runs import write_atomic
 from ...training.stages import Stage
 from ..registry import MethodError, ReportInput, register_method
 from .budget import budget_table, embedding_rank, encoder_ranks, format_budget, svd_rank
-from .calibration import input_moments
+from .calibration import input_moments, input_scales
 from .config import PRESETS, LadaBERTConfig
 from .method import LadaBERTMethod
-from .pruning import Masks, magnitude_mask, prunable
+from .pruning import Masks, magnitude_mask, prunable, prunable_modules
 
 
 def factorised(
@@ -53,6 +54,22 @@ def factorised(
     return factorize(predecessor, ranks, embedding_rank=rank, moments=moments)
 
 
+def pruning_scales(
+    student: PreTrainedModel,
+    config: LadaBERTConfig,
+    batches: Callable[[], Iterable[dict]] | None,
+) -> dict[str, torch.Tensor] | None:
+    """Each prunable weight's input-feature scales on the student as it is, for
+    `config.pruning == "activation"`; None (rank by |w|) for the paper's pruning."""
+    if config.pruning != "activation":
+        return None
+    if batches is None:
+        raise MethodError("--pruning activation reads training inputs: pass the training data "
+                          "(compress and compare do)")  # fmt: skip
+    modules = prunable_modules(student)
+    return input_scales(student, batches(), modules, config.calibration_examples)
+
+
 def build(context, config: LadaBERTConfig) -> list[Stage]:
     keeps = config.keep_schedule()
     teacher, regression = context.predecessor, context.regression
@@ -63,9 +80,13 @@ def build(context, config: LadaBERTConfig) -> list[Stage]:
         student = student.to(context.device)
         return student, LadaBERTMethod(student, teacher, config, None, regression, "factorise")
 
-    def prune(keep: float | None, name: str):
+    def prune(keep: float | None, name: str, recover: bool = False):
         def start(model):
-            masks = Masks(model, keep) if keep is not None else None
+            masks = None
+            if keep is not None:
+                # The recovery keeps the last step's mask: the non-zero entries, by |w|.
+                scales = None if recover else pruning_scales(model, config, context.train_batches)
+                masks = Masks(model, keep, scales)
             return model, LadaBERTMethod(model, teacher, config, masks, regression, name)
 
         return start
@@ -74,7 +95,8 @@ def build(context, config: LadaBERTConfig) -> list[Stage]:
     for i, keep in enumerate(keeps):
         stages.append(Stage(f"prune-{i + 1}", prune(keep, f"prune-{i + 1}"), share=share))
     final = keeps[-1] if keeps else None  # the last pruning's zeros stay zero
-    stages.append(Stage("recover", prune(final, "recover"), share=1 - config.compress_share))
+    recover = prune(final, "recover", recover=True)
+    stages.append(Stage("recover", recover, share=1 - config.compress_share))
     # Each stage is a fresh run of the loop, whose data order comes from its seed: with one
     # seed, stages shorter than an epoch would all train on the same first batches.
     for index, stage in enumerate(stages):
@@ -133,7 +155,9 @@ __all__ = [
     "encoder_ranks",
     "factorised",
     "input_moments",
+    "input_scales",
     "magnitude_mask",
     "prunable",
+    "pruning_scales",
     "svd_rank",
 ]

@@ -1,11 +1,13 @@
-"""What the inputs of each encoder matrix look like: the second moments an activation-aware
-SVD needs (`LadaBERTConfig.svd = "activation"`)."""
+"""What the inputs of each encoder matrix look like, on the first training examples: the
+second moments an activation-aware SVD needs (`LadaBERTConfig.svd = "activation"`) and the
+per-feature scales an activation-aware pruning needs (`LadaBERTConfig.pruning`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
+from torch import nn
 from transformers import PreTrainedModel
 
 from ...arch import model_type_of
@@ -13,7 +15,6 @@ from ...compact import layout_for
 from ..registry import MethodError
 
 
-@torch.no_grad()
 def input_moments(
     model: PreTrainedModel,
     batches: Iterable[dict],
@@ -25,29 +26,55 @@ def input_moments(
 
     >>> moments = input_moments(predecessor, train_batches(), encoder_ranks(predecessor, 0.5), 256)
     """
-    layout = layout_for(model_type_of(model.config))
-    layers = model.base_model.get_submodule(layout.layers)
-    sums = [{path: None for path in wanted} for wanted in paths]
+    layers = model.base_model.get_submodule(layout_for(model_type_of(model.config)).layers)
+    modules = {
+        f"layer {i} '{path}'": layers[i].get_submodule(path)
+        for i, wanted in enumerate(paths)
+        for path in wanted
+    }
+    means = _over_real_tokens(model, batches, modules, examples, lambda x: x.T @ x, "--svd")
+    return [{path: means[f"layer {i} '{path}'"] for path in wanted} for i, wanted in
+            enumerate(paths)]  # fmt: skip
+
+
+def input_scales(
+    model: PreTrainedModel, batches: Iterable[dict], modules: dict[str, nn.Module], examples: int
+) -> dict[str, torch.Tensor]:
+    """For each named module: the root mean square of each input feature, over the real tokens
+    of the first `examples` examples of `batches`, the model in eval mode (fp32)."""
+    means = _over_real_tokens(
+        model, batches, modules, examples, lambda x: x.pow(2).sum(0), "--pruning"
+    )
+    return {name: mean.sqrt().float() for name, mean in means.items()}
+
+
+@torch.no_grad()
+def _over_real_tokens(
+    model: PreTrainedModel,
+    batches: Iterable[dict],
+    modules: dict[str, nn.Module],
+    examples: int,
+    statistic: Callable[[torch.Tensor], torch.Tensor],
+    flag: str,
+) -> dict[str, torch.Tensor]:
+    """For each named module, `statistic` of its inputs (tokens, features), in float64,
+    summed over the real tokens of the first `examples` examples and divided by their count."""
+    sums: dict[str, torch.Tensor | None] = dict.fromkeys(modules)
     real: list[torch.Tensor] = []  # the current batch's token mask, read by the hooks
 
-    def hook(i: int, path: str):
+    def hook(name: str):
         def record(module, args):
             if args[0].shape[:2] != real[0].shape:
                 raise MethodError(
-                    f"layer {i} '{path}' sees inputs of shape {tuple(args[0].shape)}, not (batch, "
-                    "length, features): --svd activation cannot calibrate it; use --svd weight"
+                    f"{name} sees inputs of shape {tuple(args[0].shape)}, not (batch, length, "
+                    f"features): {flag} activation cannot calibrate it; use {flag} weight"
                 )
-            x = args[0][real[0]].double()  # (tokens, in_features)
-            gram = x.T @ x
-            sums[i][path] = gram if sums[i][path] is None else sums[i][path] + gram
+            value = statistic(args[0][real[0]].double())  # over (tokens, in_features)
+            sums[name] = value if sums[name] is None else sums[name] + value
 
         return record
 
-    handles = [
-        layers[i].get_submodule(path).register_forward_pre_hook(hook(i, path))
-        for i, wanted in enumerate(paths)
-        for path in wanted
-    ]
+    handles = [module.register_forward_pre_hook(hook(name)) for name, module in modules.items()]
     was_training, device = model.training, next(model.parameters()).device
     model.eval()
     tokens, seen = 0, 0
@@ -66,6 +93,6 @@ def input_moments(
             handle.remove()
         model.train(was_training)
     if tokens == 0:
-        raise MethodError("no calibration tokens: --svd activation needs training examples "
-                          "with text (or use --svd weight)")  # fmt: skip
-    return [{path: gram / tokens for path, gram in layer.items()} for layer in sums]
+        raise MethodError(f"no calibration tokens: {flag} activation needs training examples "
+                          f"with text (or use {flag} weight)")  # fmt: skip
+    return {name: total / tokens for name, total in sums.items()}

@@ -18,9 +18,10 @@ PRESETS: dict[str, tuple[float, float, float]] = {
     "ladabert-4": (5.0, 2.5, 5.45),
 }
 
-# How an encoder matrix is factorised: for its own Frobenius error (the paper) or for its
-# inputs' (calibration.py).
+# How an encoder matrix is factorised, and how a factor's entries are ranked for pruning: by
+# the weights alone (the paper) or with the inputs they see (calibration.py).
 SVD_KINDS = ("weight", "activation")
+PRUNING_KINDS = ("weight", "activation")
 
 
 @dataclass
@@ -71,9 +72,21 @@ class LadaBERTConfig(LayerwiseWeights):
             "predecessors can start as a constant; docs/results.md section 8)"
         },
     )
+    pruning: str = field(
+        default="weight",
+        metadata={
+            "help": "how each pruning step ranks a factor's entries: 'weight' (the paper: |w|) "
+            "or 'activation' (|w| times the root mean square of the input feature it "
+            "multiplies, on --calibration-examples training examples, measured on the student "
+            "as the step starts)"
+        },
+    )
     calibration_examples: int = field(
         default=256,
-        metadata={"help": "training examples (file order) whose inputs --svd activation fits"},
+        metadata={
+            "help": "training examples (file order) whose inputs --svd activation and "
+            "--pruning activation read"
+        },
     )
     prune_iterations: int = field(
         default=3,
@@ -123,6 +136,11 @@ class LadaBERTConfig(LayerwiseWeights):
         if self.svd not in SVD_KINDS:
             raise MethodConfigError(
                 f"svd '{self.svd}' is not one of {', '.join(SVD_KINDS)}: e.g. --svd activation"
+            )
+        if self.pruning not in PRUNING_KINDS:
+            raise MethodConfigError(
+                f"pruning '{self.pruning}' is not one of {', '.join(PRUNING_KINDS)}: e.g. "
+                "--pruning activation"
             )
         if self.calibration_examples < 1:
             raise MethodConfigError(

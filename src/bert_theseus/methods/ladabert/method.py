@@ -106,6 +106,7 @@ class LadaBERTMethod(Method):
             "p_svd": p_svd,
             "p_weight": p_weight,
             "svd": self.config.svd,
+            "pruning": self.config.pruning,
             "keep": self.masks.keep if self.masks is not None else 1.0,
             "weights": [
                 self.config.embedding_weight,
