@@ -27,6 +27,7 @@ from probe_data import dev_features, score
 
 from bert_theseus.data.loading import make_loader
 from bert_theseus.methods.dynabert import cell_name, extract, importance, rewire
+from bert_theseus.methods.dynabert.adaptive import trained_rule
 from bert_theseus.methods.dynabert.config import DROPPED_LAYERS
 from bert_theseus.models import load_model
 from bert_theseus.speed import count_parameters
@@ -50,8 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--widths", nargs="+", type=float, default=[1.0, 0.75, 0.5, 0.25])
     parser.add_argument("--depths", nargs="+", type=float, default=[1.0, 0.75, 0.5])
-    parser.add_argument("--dropped-layer", choices=DROPPED_LAYERS, default="last",
-                        help="the depth rule (compress --dropped-layer)")  # fmt: skip
+    parser.add_argument("--dropped-layer", choices=DROPPED_LAYERS,
+                        help="the depth rule (compress --dropped-layer); default: the one the "
+                        "model was trained with, else the paper's")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
 
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     full = score(predecessor, labels, task)
     print(f"{args.model}: {task.name} dev, {len(labels)} examples, fp32, no training; "
           f"predecessor {full:.2f}, output spread {spread(predecessor):.3f}; "
-          f"depth rule: drop the {args.dropped_layer} layer of each group")  # fmt: skip
+          f"depth rule: drop the {args.dropped_layer or trained_rule(model)} layer of each "
+          "group")  # fmt: skip
     print("| cell (width, depth) | parameters | as it is | rewired | retention, rewired "
           "| output spread, rewired |")  # fmt: skip
     print("|---|---|---|---|---|---|")

@@ -20,6 +20,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging
 
 from bert_theseus.methods.dynabert import AdaptiveModel, cell_name, extract
+from bert_theseus.methods.dynabert.adaptive import trained_rule
 from bert_theseus.speed import count_parameters, measure_latency
 
 
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
 
     full = AutoModelForSequenceClassification.from_pretrained(args.model).eval()
     shared = AutoModelForSequenceClassification.from_pretrained(args.model).eval()
-    adaptive = AdaptiveModel(shared)
+    adaptive = AdaptiveModel(shared, trained_rule(shared))  # the depth rule it was trained with
     cells = [(w, d) for d in args.depths for w in args.widths]
     models: dict[str, nn.Module] = {"full": full}
     for w, d in cells:

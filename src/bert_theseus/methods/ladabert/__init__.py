@@ -82,7 +82,7 @@ def build(context, config: LadaBERTConfig) -> list[Stage]:
 
     def prune(keep: float | None, name: str, recover: bool = False):
         def start(model):
-            masks = None
+            masks, model = None, model.to(context.device)  # calibrate where the run trains
             if keep is not None:
                 # The recovery keeps the last step's mask: the non-zero entries, by |w|.
                 scales = None if recover else pruning_scales(model, config, context.train_batches)
