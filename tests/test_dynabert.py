@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from test_compact import SUPPORTED, logits, model_of
-from tiny import tiny_batch
+from tiny import collapsed_bottom, tiny_batch
 from transformers import (
     AutoModelForSequenceClassification,
     BertConfig,
@@ -33,6 +33,7 @@ from bert_theseus.methods import MethodConfigError
 from bert_theseus.methods.dynabert import (
     AdaptiveModel,
     DynaBERTMethod,
+    choose_dropped_layer,
     extract,
     importance,
     kept_heads,
@@ -41,6 +42,7 @@ from bert_theseus.methods.dynabert import (
     teacher_match,
 )
 from bert_theseus.methods.dynabert.adaptive import kept_neurons
+from bert_theseus.methods.dynabert.depth_rule import output_spread
 from bert_theseus.methods.dynabert.grid import ONE_ANSWER, write_grid
 from bert_theseus.training.loop import Method, _backward_parts
 
@@ -122,6 +124,52 @@ def test_the_first_dropped_rule_keeps_the_top_layer_and_matches_each_output_to_i
             assert match[0] == 0 and match[-1] == layers and match == sorted(set(match))
     with pytest.raises(MethodConfigError, match="dropped layer 'middle'"):
         kept_layers(0.5, 6, "middle")
+
+
+def cls_first(seeds=range(3)) -> list[dict]:
+    """Labelled batches whose first token is [CLS] (id 2), as a tokenizer makes them."""
+    batches = labelled(seeds)
+    for batch in batches:
+        batch["input_ids"][:, 0] = 2
+    return batches
+
+
+def test_auto_keeps_the_top_layer_only_where_the_papers_cut_is_constant():
+    batches = cls_first()  # 9 examples; [CLS] takes in the input in the top layer only
+    model = collapsed_bottom(layers=4, bottom=3)
+    choice = choose_dropped_layer(model, [1.0, 0.75, 0.5], iter(batches))
+    assert choice.dropped_layer == "first" and choice.depth == 0.5
+    assert choice.cut_spread == 0.0 < choice.full_spread and choice.share == 0.0
+    assert "dropped layer auto: first" in choice.describe()
+    adaptive = AdaptiveModel(model, "first")
+    with adaptive.sub_network(1.0, 0.5):  # layers 1 and 3: the top one reads the input
+        kept = torch.cat([logits(model, {k: v for k, v in b.items() if k != "labels"})
+                          for b in batches])  # fmt: skip
+    assert output_spread(kept) > 0.1 * choice.full_spread
+    ordinary = model_of("bert")
+    choice = choose_dropped_layer(ordinary, [1.0, 0.75, 0.5], iter(batches))
+    assert choice.dropped_layer == "last" and choice.share >= 0.1
+    assert choose_dropped_layer(ordinary, [1.0], iter(batches)).dropped_layer == "last"
+
+
+def test_the_width_depth_stage_resolves_auto_and_the_finetune_stage_keeps_it():
+    from bert_theseus.methods import MethodContext, MethodError
+    from bert_theseus.methods.dynabert import DynaBERTConfig, build
+
+    config = DynaBERTConfig(widths=[1.0, 0.5], depths=[1.0, 0.5], dropped_layer="auto",
+                            final_finetune=True)  # fmt: skip
+    model = collapsed_bottom(layers=4, bottom=3)
+    context = MethodContext(model, train_batches=lambda: iter(cls_first()))
+    stages = build(context, config)
+    student, method = stages[1].start(copy.deepcopy(model))
+    assert method.dropped == "first" and method.settings()["dropped_layer"] == "first"
+    student = method.finalize(student)
+    assert method.summary(student)["depth_rule"]["dropped_layer"] == "first"
+    assert student.config.dynabert["dropped_layer"] == "first"
+    _, finetune = stages[2].start(student)
+    assert finetune.dropped == "first"
+    with pytest.raises(MethodError, match="--dropped-layer auto measures"):
+        build(MethodContext(model), config)[1].start(copy.deepcopy(model))
 
 
 @pytest.mark.parametrize("arch", ["bert", "mpnet"])
@@ -458,7 +506,7 @@ def test_settings_and_predecessors_that_cannot_be_sliced_are_refused():
         ({"depths": [1.0, 0.0]}, r"multipliers in \(0, 1\]"),
         ({"teacher_width": "half"}, "teacher_width"),
         ({"widths": [1.0, 0.5, 0.5]}, "twice"),
-        ({"dropped_layer": "top"}, "dropped_layer 'top' is not one of last, first"),
+        ({"dropped_layer": "top"}, "dropped_layer 'top' is not one of auto, last, first"),
     ]:
         with pytest.raises(MethodConfigError, match=match):
             DynaBERTConfig(**bad).validate()

@@ -11,10 +11,20 @@ from __future__ import annotations
 
 import copy
 
+from ...pooling import say
 from ...training.stages import Stage
 from ..registry import MethodError, ReportInput, register_method
-from .adaptive import AdaptiveModel, cell_name, extract, kept_heads, kept_layers, teacher_match
+from .adaptive import (
+    AdaptiveModel,
+    cell_name,
+    extract,
+    kept_heads,
+    kept_layers,
+    teacher_match,
+    trained_rule,
+)
 from .config import DynaBERTConfig
+from .depth_rule import DepthRuleChoice, choose_dropped_layer
 from .grid import grid, speed_setting, write_grid
 from .importance import importance, rewire, rewiring_digest
 from .method import DynaBERTMethod
@@ -40,11 +50,18 @@ def build(context, config: DynaBERTConfig) -> list[Stage]:
             output_mse=config.output_mse,
             name="dynabert-width",
             rewiring=order,
-            dropped=config.dropped_layer,
         )
         return student, method
 
     def width_depth(dynabert_w):
+        dropped, choice = config.dropped_layer, None
+        if dropped == "auto":
+            if context.train_batches is None:
+                raise MethodError("--dropped-layer auto measures the model on training inputs: "
+                                  "build DynaBERT through compress, or choose a rule")  # fmt: skip
+            choice = choose_dropped_layer(dynabert_w, config.depths, context.train_batches())
+            dropped = choice.dropped_layer
+            say(choice.describe())
         teacher = copy.deepcopy(dynabert_w)
         method = DynaBERTMethod(
             dynabert_w,
@@ -56,13 +73,15 @@ def build(context, config: DynaBERTConfig) -> list[Stage]:
             output_mse=config.output_mse,
             same_width_teacher=config.teacher_width == "same",
             name="dynabert",
-            dropped=config.dropped_layer,
+            dropped=dropped,
+            depth_rule=choice,
         )
         return dynabert_w, method
 
     def finetune(dynabert):
+        # The rule stage 2 trained with (recorded in the model's config).
         method = DynaBERTMethod(
-            dynabert, config.cells(), name="dynabert-finetune", dropped=config.dropped_layer
+            dynabert, config.cells(), name="dynabert-finetune", dropped=trained_rule(dynabert)
         )
         return dynabert, method
 
@@ -105,9 +124,11 @@ register_method(
 
 __all__ = [
     "AdaptiveModel",
+    "DepthRuleChoice",
     "DynaBERTConfig",
     "DynaBERTMethod",
     "cell_name",
+    "choose_dropped_layer",
     "extract",
     "importance",
     "kept_heads",

@@ -12,6 +12,7 @@ from ..registry import MethodConfigError
 
 TEACHER_WIDTHS = ("same", "full")
 DROPPED_LAYERS = ("last", "first")  # of each group of layers a shallower sub-network loses
+DEPTH_RULES = ("auto", *DROPPED_LAYERS)  # "auto": chosen by a measurement (depth_rule.py)
 
 
 @dataclass
@@ -43,8 +44,10 @@ class DynaBERTConfig:
         default="last",
         metadata={
             "help": "which layer of each group a shallower sub-network drops: 'last' (the "
-            "paper: layers 0, 2, 4 of 6 at depth 0.5, so the top layer goes) or 'first' "
-            "(1, 3, 5: the top layer, which writes [CLS] in sentence-embedding models, stays)"
+            "paper: layers 0, 2, 4 of 6 at depth 0.5, so the top layer goes), 'first' (1, 3, "
+            "5: the top layer, which writes [CLS] in sentence-embedding models, stays) or "
+            "'auto' (the paper's unless its shallowest cell starts as a constant, measured on "
+            "training inputs as the width-and-depth stage starts)"
         },
     )
     rewire: bool = field(
@@ -105,9 +108,9 @@ class DynaBERTConfig:
             raise MethodConfigError(
                 f"widths {self.widths} and depths {self.depths} must include 1.0 (the full model)"
             )
-        if self.dropped_layer not in DROPPED_LAYERS:
+        if self.dropped_layer not in DEPTH_RULES:
             raise MethodConfigError(
-                f"dropped_layer '{self.dropped_layer}' is not one of {', '.join(DROPPED_LAYERS)}"
+                f"dropped_layer '{self.dropped_layer}' is not one of {', '.join(DEPTH_RULES)}"
             )
         if self.teacher_width not in TEACHER_WIDTHS:
             raise MethodConfigError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +13,7 @@ from transformers import PreTrainedModel
 from ...losses import soft_target_loss
 from ...training.loop import Method
 from .adaptive import AdaptiveModel, cell_name, teacher_match
+from .depth_rule import DepthRuleChoice
 
 
 class DynaBERTMethod(Method):
@@ -41,9 +43,10 @@ class DynaBERTMethod(Method):
         name: str = "dynabert",
         rewiring: str | None = None,
         dropped: str = "last",
+        depth_rule: DepthRuleChoice | None = None,
     ):
         self.adaptive, self.cells, self.name = AdaptiveModel(model, dropped), list(cells), name
-        self.dropped = dropped
+        self.dropped, self.depth_rule = dropped, depth_rule  # what "auto" chose, and why
         self.regression, self.hidden_weight = regression, hidden_weight
         self.logit_weight, self.output_mse = logit_weight, output_mse
         self.teacher, self.teacher_adaptive = teacher, None
@@ -121,6 +124,11 @@ class DynaBERTMethod(Method):
             "dropped_layer": self.dropped,
         }
         return model
+
+    def summary(self, model: PreTrainedModel) -> dict:
+        if self.depth_rule is None:
+            return {}
+        return {"depth_rule": {**asdict(self.depth_rule), "share": self.depth_rule.share}}
 
     def settings(self) -> dict:
         return {
