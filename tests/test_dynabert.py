@@ -345,14 +345,16 @@ def compress(predecessor, data, output, *extra) -> list[str]:
 
 def test_the_grid_marks_cells_that_give_one_answer(tmp_path):
     rows = [
-        {"width": w, "depth": d, "score": score, "retention_percent": 90.0, "parameters": 1e6,
-         "latency_ms": 1.0, "speedup": 2.0, "one_answer": one}
+        {"width": w, "depth": d, "layers": "0 1", "score": score, "retention_percent": 90.0,
+         "parameters": 1e6, "latency_ms": 1.0, "speedup": 2.0, "one_answer": one}
         for w, d, score, one in ((1.0, 1.0, 60.0, False), (0.5, 0.5, 52.71, True))
     ]  # fmt: skip
     write_grid(tmp_path, rows, "fp32", "rte")
     lines = (tmp_path / "grid.md").read_text().splitlines()
     marked = [line for line in lines if line.startswith("| ") and ONE_ANSWER in line]
-    assert marked == ["| 0.5 | 0.5 | 52.71 | 90.0% | 1.0M | 1.0 | 2.00x | " + ONE_ANSWER + " |"]
+    assert marked == [
+        "| 0.5 | 0.5 | 0 1 | 52.71 | 90.0% | 1.0M | 1.0 | 2.00x | " + ONE_ANSWER + " |"
+    ]
     table = list(csv.DictReader((tmp_path / "grid.csv").open()))
     assert [row["one_answer"] for row in table] == ["False", "True"]
 
@@ -379,7 +381,8 @@ def test_compress_writes_the_grid_and_extract_and_export_accept_a_cell(
     assert metrics["dev"]["dev"]["score"] == pytest.approx(mean)  # selection: the mean of cells
     assert (out / "grid.png").is_file() and (out / "grid.csv").read_text().count("\n") == 5
     grid_md = (out / "grid.md").read_text()
-    assert "| 0.5 | 0.5 |" in grid_md and "fp32, median of 5, interleaved" in grid_md
+    assert "| 0.5 | 0.5 | 0 2 |" in grid_md and "fp32, median of 5, interleaved" in grid_md
+    assert cells[(1.0, 1.0)]["layers"] == "0 1 2 3" and cells[(1.0, 0.5)]["layers"] == "0 2"
     config = json.loads((out / "config.json").read_text())
     trained = {"widths": [1.0, 0.5], "depths": [1.0, 0.5], "dropped_layer": "last"}
     assert config["dynabert"] == trained

@@ -165,11 +165,12 @@ def _grid_lines(grid: list[dict], split: str) -> list[str]:
         f"- This model holds {len(grid)} sub-networks (`theseus extract` saves one); the "
         f"{split} score above is their mean. Each, with its speed-up over the predecessor:",
         "",
-        "| width | depth | score | retention | parameters | speed-up | note |",
-        "|---|---|---|---|---|---|---|",
+        "| width | depth | layers kept | score | retention | parameters | speed-up | note |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['width']:g} | {r['depth']:g} | {r['score']:.2f} | {r['retention_percent']}% "
+        f"| {r['width']:g} | {r['depth']:g} | {r.get('layers', '')} | {r['score']:.2f} "
+        f"| {r['retention_percent']}% "
         f"| {r['parameters']:,} | {r['speedup']}x "
         f"| {'one answer for every example' if r.get('one_answer') else ''} |"
         for r in grid

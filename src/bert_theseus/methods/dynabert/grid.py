@@ -15,11 +15,11 @@ from transformers import PreTrainedModel
 
 from ...runs import save_figure, write_atomic
 from ...speed import count_parameters, measure_latency
-from .adaptive import cell_name, extract
+from .adaptive import cell_name, extract, kept_layers, trained_rule
 
 REPEATS = 5  # timed rounds per model; a grid times 13 models, so fewer than a compress's 10
-COLUMNS = ("width", "depth", "score", "retention_percent", "parameters", "latency_ms", "speedup",
-           "one_answer")  # fmt: skip
+COLUMNS = ("width", "depth", "layers", "score", "retention_percent", "parameters", "latency_ms",
+           "speedup", "one_answer")  # fmt: skip
 # What grid.md says of a cell that answers one class (or one value) for every dev example:
 # its retention is a constant predictor's, not a kept score.
 ONE_ANSWER = "one answer for every example"
@@ -45,6 +45,7 @@ def grid(
     """
     split = next(iter(before))
     reference = before[split]["score"]
+    rule, depth_of = trained_rule(model), model.config.num_hidden_layers
     models = {"predecessor": predecessor}
     models.update({cell_name(w, d): extract(model, w, d) for w, d in cells})
     times = measure_latency(models, 32, seq_length, repeats=repeats, warmup=1, bf16=bf16)
@@ -56,6 +57,8 @@ def grid(
             {
                 "width": width,
                 "depth": depth,
+                # which layers the cell keeps (0-based), as the depth rule it trained with
+                "layers": " ".join(map(str, kept_layers(depth, depth_of, rule))),
                 "score": round(100 * score, 2),
                 "retention_percent": round(100 * score / reference, 2) if reference else None,
                 "parameters": count_parameters(models[name]),
@@ -87,12 +90,14 @@ def write_grid(folder: Path, rows: list[dict], setting: str, task: str) -> None:
         "Trained without TinyBERT data augmentation (the paper's numbers use it).",
         f"A cell marked '{ONE_ANSWER}' ignores its input: its retention is a constant's.",
         "",
-        "| width | depth | score | retention | parameters | latency ms | speed-up | note |",
-        "|---|---|---|---|---|---|---|---|",
+        "| width | depth | layers kept | score | retention | parameters | latency ms | speed-up "
+        "| note |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['width']:g} | {r['depth']:g} | {r['score']:.2f} | {r['retention_percent']}% "
+            f"| {r['width']:g} | {r['depth']:g} | {r['layers']} | {r['score']:.2f} "
+            f"| {r['retention_percent']}% "
             f"| {r['parameters'] / 1e6:.1f}M | {r['latency_ms']:.1f} | {r['speedup']:.2f}x "
             f"| {ONE_ANSWER if r.get('one_answer') else ''} |"
         )
