@@ -19,7 +19,9 @@ DEPTH_RULES = ("auto", *DROPPED_LAYERS)  # "auto": chosen by a measurement (dept
 class DynaBERTConfig:
     """Which sub-networks share the model, and how each of the three stages trains them.
 
-    Defaults are the official code's (Hou et al., NeurIPS 2020; ../shared/methods/dynabert.md):
+    Defaults are the official code's (Hou et al., NeurIPS 2020; ../shared/methods/dynabert.md),
+    but for the depth rule: "auto" keeps the paper's unless its shallowest cell starts as a
+    constant (`dropped_layer="last"` is the paper's always):
 
     >>> DynaBERTConfig(widths=[1.0, 0.75, 0.5, 0.25], depths=[1.0, 0.75, 0.5])
     >>> DynaBERTConfig(teacher_width="full", final_finetune=True)  # the released code's teacher
@@ -41,7 +43,7 @@ class DynaBERTConfig:
         },
     )
     dropped_layer: str = field(
-        default="last",
+        default="auto",
         metadata={
             "help": "which layer of each group a shallower sub-network drops: 'last' (the "
             "paper: layers 0, 2, 4 of 6 at depth 0.5, so the top layer goes), 'first' (1, 3, "
