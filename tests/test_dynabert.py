@@ -149,7 +149,8 @@ def test_auto_keeps_the_top_layer_only_where_the_papers_cut_is_constant():
     ordinary = model_of("bert")
     choice = choose_dropped_layer(ordinary, [1.0, 0.75, 0.5], iter(batches))
     assert choice.dropped_layer == "last" and choice.share >= 0.1
-    assert choose_dropped_layer(ordinary, [1.0], iter(batches)).dropped_layer == "last"
+    full_depth = choose_dropped_layer(ordinary, [1.0], iter(batches))
+    assert full_depth.dropped_layer == "last" and full_depth.share == 1.0  # nothing measured
 
 
 def test_the_width_depth_stage_resolves_auto_and_the_finetune_stage_keeps_it():

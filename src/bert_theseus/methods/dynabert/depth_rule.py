@@ -13,7 +13,6 @@ unless its shallowest cell's output is a constant, as Theseus's `successor_init 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -61,8 +60,8 @@ def choose_dropped_layer(
     """Measure the paper's cut of `model` at its shallowest depth (full width) against the
     full model on the first `EXAMPLES` inputs of `batches`; choose the rule."""
     depth = min(depths)
-    if depth == 1.0:
-        return DepthRuleChoice("last", 1.0, math.nan, math.nan)
+    if depth == 1.0:  # no layer is dropped: nothing to measure (spreads 0, valid JSON)
+        return DepthRuleChoice("last", 1.0, 0.0, 0.0)
     cut = extract(model, 1.0, depth, "last").eval()
     was_training, device = model.training, next(model.parameters()).device
     model.eval()
