@@ -182,3 +182,19 @@ def test_metrics_match_reference_implementations():
     assert stsb["score"] == pytest.approx(expected)
     assert compute_metrics("accuracy", [1, 0, 1, 1], [1, 1, 1, 1])["score"] == 0.75
     assert compute_metrics("pearson_spearman", [1.0, 1.0, 1.0], [0.0, 1.0, 2.0])["score"] == 0.0
+
+
+def test_first_inputs_gives_exactly_the_first_examples_without_labels():
+    import torch
+
+    from bert_theseus.data.loading import first_inputs
+
+    batches = [
+        {"input_ids": torch.arange(i, i + 3).view(3, 1), "labels": torch.zeros(3)}
+        for i in (0, 3, 6)
+    ]
+    given = list(first_inputs(iter(batches), 5, "cpu"))
+    assert [sorted(b) for b in given] == [["input_ids"], ["input_ids"]]  # labels dropped
+    assert torch.cat([b["input_ids"] for b in given]).flatten().tolist() == [0, 1, 2, 3, 4]
+    # The third batch is never drawn; fewer examples than asked gives all there are.
+    assert sum(len(b["input_ids"]) for b in first_inputs(iter(batches), 20, "cpu")) == 9

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,3 +204,16 @@ def make_loader(
     return DataLoader(
         items, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, generator=generator
     )
+
+
+def first_inputs(batches: Iterable[dict], examples: int, device) -> Iterator[dict]:
+    """The model inputs (labels dropped) of the first `examples` examples of `batches`, moved
+    to `device`; the last batch is cut so exactly `examples` are given where there are as many.
+    The probes that read a model on a few training inputs share this."""
+    seen = 0
+    for batch in batches:
+        if seen >= examples:
+            return
+        inputs = {k: v[: examples - seen].to(device) for k, v in batch.items() if k != "labels"}
+        seen += len(inputs["input_ids"])
+        yield inputs

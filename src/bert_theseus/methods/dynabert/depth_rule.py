@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel
 
+from ...data.loading import first_inputs
 from ..theseus.init import COLLAPSED_SHARE
 from .adaptive import extract
 
@@ -63,25 +64,19 @@ def choose_dropped_layer(
     if depth == 1.0:  # no layer is dropped: nothing to measure (spreads 0, valid JSON)
         return DepthRuleChoice("last", 1.0, 0.0, 0.0)
     cut = extract(model, 1.0, depth, "last").eval()
-    was_training, device = model.training, next(model.parameters()).device
+    was_training = model.training
     model.eval()
-    full, shallow, seen = [], [], 0
+    full, shallow = [], []
     try:
-        for batch in batches:
-            inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+        for inputs in first_inputs(batches, EXAMPLES, next(model.parameters()).device):
             full.append(model(**inputs).logits)
             shallow.append(cut(**inputs).logits)
-            seen += len(inputs["input_ids"])
-            if seen >= EXAMPLES:
-                break
     finally:
         model.train(was_training)
-    if seen < 2:
+    if sum(len(logits) for logits in full) < 2:
         raise ValueError("dropped_layer auto needs at least 2 training examples to measure")
-    full_spread = output_spread(torch.cat(full)[:EXAMPLES])
-    choice = DepthRuleChoice(
-        "last", depth, output_spread(torch.cat(shallow)[:EXAMPLES]), full_spread
-    )
+    full_spread = output_spread(torch.cat(full))
+    choice = DepthRuleChoice("last", depth, output_spread(torch.cat(shallow)), full_spread)
     if choice.share < COLLAPSED_SHARE:
         choice.dropped_layer = "first"
     return choice

@@ -12,6 +12,7 @@ from transformers import PreTrainedModel
 
 from ...arch import model_type_of
 from ...compact import layout_for
+from ...data.loading import first_inputs
 from ..registry import MethodError
 
 
@@ -75,19 +76,15 @@ def _over_real_tokens(
         return record
 
     handles = [module.register_forward_pre_hook(hook(name)) for name, module in modules.items()]
-    was_training, device = model.training, next(model.parameters()).device
+    was_training = model.training
     model.eval()
-    tokens, seen = 0, 0
+    tokens = 0
     try:
-        for batch in batches:
-            if seen >= examples:
-                break
-            inputs = {k: v[: examples - seen].to(device) for k, v in batch.items() if k != "labels"}
+        for inputs in first_inputs(batches, examples, next(model.parameters()).device):
             mask = inputs.get("attention_mask", torch.ones_like(inputs["input_ids"]))
             real[:] = [mask.bool()]
             model(**inputs)
             tokens += int(mask.sum())
-            seen += len(inputs["input_ids"])
     finally:
         for handle in handles:
             handle.remove()

@@ -21,6 +21,7 @@ import torch
 from transformers import PreTrainedModel
 
 from ...arch import find_layers_path
+from ...data.loading import first_inputs
 from .config import TheseusConfig
 
 # Below this, the bottom layers' [CLS] spread counts as constant. Not tuned: the runs that
@@ -88,15 +89,9 @@ def choose_successor_init(
 def _first_token_states(model, batches: Iterable[dict], layers: tuple[int, ...]) -> list:
     """The first token's hidden state after each of `layers`, for the first EXAMPLES inputs
     (only position 0 is kept, so batches of different lengths join)."""
-    device = next(model.parameters()).device
     kept: list[list[torch.Tensor]] = [[] for _ in layers]
-    seen = 0
-    for batch in batches:
-        inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+    for inputs in first_inputs(batches, EXAMPLES, next(model.parameters()).device):
         hidden = model(**inputs, output_hidden_states=True).hidden_states
         for states, layer in zip(kept, layers, strict=True):
             states.append(hidden[layer][:, :1])
-        seen += len(inputs["input_ids"])
-        if seen >= EXAMPLES:
-            break
-    return [torch.cat(states)[:EXAMPLES] for states in kept]
+    return [torch.cat(states) for states in kept]
