@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from test_compact import SUPPORTED, logits, model_of
 from test_resume import interrupt
 from tiny import VOCAB, tiny_batch
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from bert_theseus.arch import model_type_of
 from bert_theseus.cli import main
@@ -297,9 +297,14 @@ def method_for(student, original, config, masks=None, regression=False):
 @pytest.mark.parametrize("arch", SUPPORTED)
 def test_with_every_ratio_at_one_the_student_is_the_predecessor_and_every_loss_is_zero(arch):
     config = LadaBERTConfig(p_embd=1.0, p_svd=1.0, p_weight=1.0)
-    original, student, _ = ladabert_student(arch, config)
+    original = model_of(arch)
     assert not any(encoder_ranks(original, 1.0)) and embedding_rank(original, 1.0) is None
-    method = method_for(student, original, config)
+    # The path a run takes: the factorise stage's student, then a pruning step keeping all.
+    student = factorised(original, config)
+    masks = Masks(student, config.kept()[2])
+    masks.apply()
+    assert student is not original
+    method = method_for(student, original, config, masks)
     batch = {**tiny_batch(), "labels": torch.tensor([0, 1, 1])}
     method.loss(student, batch)
     assert all(abs(v.item()) < 1e-6 for v in method.last.values()), method.last
@@ -439,8 +444,8 @@ def compress(predecessor, data, output, *extra) -> list[str]:
     ]  # fmt: skip
 
 
-def test_compress_runs_every_iteration_and_the_result_reloads_and_exports(
-    dropout_bert_dir, sst2_dir, tmp_path
+def test_compress_runs_every_iteration_and_the_result_reloads_exports_and_serves(
+    dropout_bert_dir, sst2_dir, tmp_path, capsys
 ):
     out = tmp_path / "lada"
     # The paper's SVD here; the resume test below runs the default (activation).
@@ -476,6 +481,45 @@ def test_compress_runs_every_iteration_and_the_result_reloads_and_exports(
     onnx = tmp_path / "onnx"
     assert main(["export", str(out), "--onnx", "--output", str(onnx)]) == 0
     assert json.loads((onnx / "export.json").read_text())["fp32"]["max_abs_logit_diff"] < 1e-4
+    # evaluate scores the saved model as the run did; predict answers its argmax.
+    scores = tmp_path / "scores.json"
+    data = ["--task", "sst2", "--data-dir", str(sst2_dir), "--output", str(scores)]
+    assert main(["evaluate", "--model", str(out), *data]) == 0
+    accuracy = json.loads(scores.read_text())["dev"]["accuracy"]
+    assert accuracy == pytest.approx(metrics["dev"]["dev"]["accuracy"], abs=1e-9)
+    capsys.readouterr()
+    assert main(["predict", str(out), "--text", "w1 good"]) == 0
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    expected = int(logits(model, tokenizer(["w1 good"], return_tensors="pt")).argmax(-1))
+    assert capsys.readouterr().out.split("\t")[0] == model.config.id2label[expected]
+
+
+def test_free_ratios_on_the_command_line_override_the_preset(dropout_bert_dir, sst2_dir, tmp_path):
+    # The encoder factorised at P_svd 0.5, the word table and the factors left whole: no
+    # pruning stage, and nothing pruned in the saved model.
+    out = tmp_path / "free"
+    args = ["--preset", "ladabert-4", "--p-svd", "0.5", "--p-embd", "1", "--p-weight", "1",
+            "--max-steps", "4", "--svd", "weight"]  # fmt: skip
+    assert main(compress(dropout_bert_dir, sst2_dir, out, *args)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [s["stage"] for s in metrics["stages"]] == ["factorise", "recover"]
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    predecessor = AutoModelForSequenceClassification.from_pretrained(dropout_bert_dir)
+    assert model.config.layer_ranks == encoder_ranks(predecessor, 0.5)
+    assert model.config.embedding_rank is None
+    rows = {row["group"]: row for row in metrics["budget"]}
+    embeddings = rows["embeddings"]
+    assert embeddings["stored"] == embeddings["target"] == embeddings["parameters"]  # untouched
+    # Each m x n matrix at rank r stores (m + n) r instead of m n; biases stay as they were.
+    layout = layout_for(model_type_of(predecessor.config))
+    layers = predecessor.base_model.get_submodule(layout.layers)
+    saved = sum(
+        m * n - (m + n) * r
+        for layer, ranks in zip(layers, model.config.layer_ranks, strict=True)
+        for path, r in ranks.items()
+        for m, n in [layer.get_submodule(path).weight.shape]
+    )
+    assert saved > 0 and rows["encoder"]["parameters"] - rows["encoder"]["stored"] == saved
 
 
 def test_a_run_killed_mid_iteration_resumes_bit_identically(dropout_bert_dir, sst2_dir, tmp_path):
