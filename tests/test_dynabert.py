@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from test_compact import SUPPORTED, logits, model_of
-from tiny import collapsed_bottom, tiny_batch
+from tiny import collapsed_bottom, tiny_batch, tiny_model
 from transformers import (
     AutoModelForSequenceClassification,
     BertConfig,
@@ -302,6 +302,24 @@ def test_the_distillation_loss_is_zero_where_each_stage_starts(arch):
     assert all(parts[(w, d)] > 1e-3 for w, d in CELLS if d < 1.0)
     full_teacher = DynaBERTMethod(student, CELLS, teacher=copy.deepcopy(student), hidden_weight=1.0)
     assert next(full_teacher.losses(student, batch)).item() < 1e-6
+
+
+def test_regression_distils_hidden_states_and_the_output_only_with_output_mse():
+    teacher = tiny_model("bert", num_labels=1)
+    student = copy.deepcopy(teacher)
+    with torch.no_grad():  # move only the head's output: the hidden states stay the teacher's
+        student.classifier.bias.add_(0.5)
+    batch = {**tiny_batch(), "labels": torch.tensor([0.5, 2.0, 4.5])}
+    cells = [(1.0, 1.0)]
+
+    def loss(**settings) -> float:
+        method = DynaBERTMethod(student, cells, teacher=teacher, regression=True, **settings)
+        return next(method.losses(student, batch)).item()
+
+    # The official code: no output term for regression, so only hidden states count.
+    assert loss(hidden_weight=1.0) < 1e-10
+    # --output-mse adds the MSE between the outputs: here the bias shift squared.
+    assert loss(hidden_weight=1.0, output_mse=2.0) == pytest.approx(2.0 * 0.25, rel=1e-5)
 
 
 def test_the_parts_of_a_step_add_up_to_one_gradient():
