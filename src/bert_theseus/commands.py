@@ -142,11 +142,67 @@ def compress(
     training.validate()
     spec = method_for(config, method)
     out = OutputDir(output, overwrite, training.resume)
+    ready = prepare(model, data, training, trust_remote_code, partial(spec.check, config))
+    training, predecessor, tokenizer = ready.training, ready.predecessor, ready.tokenizer
+    return _run(
+        spec.stages(config, ready.context(training)),
+        predecessor,
+        tokenizer,
+        ready.task_data,
+        training,
+        out,
+        method_settings(model, data, spec, config),
+        (predecessor, ready.before),
+        ready.accelerator,
+        ready.features,
+        push_to_hub=push_to_hub,
+        trust_remote_code=trust_remote_code,
+        report=partial(spec.report, config) if spec.report else None,
+        train_features=ready.train_features,
+    )
+
+
+@dataclass
+class Prepared:
+    """What compress and compare do before any method trains: the predecessor loaded and
+    checked, the data read and encoded, and the predecessor's own scores."""
+
+    training: TrainingConfig  # max_length fitted to the predecessor
+    predecessor: PreTrainedModel
+    tokenizer: object
+    trust_remote_code: bool
+    task_data: TaskData
+    accelerator: object
+    features: dict  # each scored split's encoded examples
+    train_features: list[dict]
+    before: dict  # the predecessor's scores per split
+
+    def context(self, training: TrainingConfig) -> MethodContext:
+        """A method's view of the run, with batches drawn under `training` (its seed)."""
+        return MethodContext(
+            self.predecessor,
+            training.seed,
+            self.task_data.task,
+            self.trust_remote_code,
+            dev_batches(self.features, self.tokenizer, training),
+            self.accelerator.device,
+            train_batches(self.train_features, self.tokenizer, training),
+            self.tokenizer,
+        )
+
+
+def prepare(
+    model: str,
+    data: DataConfig,
+    training: TrainingConfig,
+    trust_remote_code: bool,
+    check: Callable[[MethodContext], None],
+) -> Prepared:
+    """Load the predecessor, run `check` on it (a bad size or architecture fails now, not
+    after reading data and scoring the model), then read, check and encode the data."""
     predecessor, tokenizer = load_model(model, trust_remote_code)
     training = fit_max_length(training, predecessor, model)
-    context = MethodContext(predecessor, training.seed, None, trust_remote_code)
-    # Fail on a bad size or architecture now, not after reading data and scoring the model.
-    spec.check(config, context)
+    check(MethodContext(predecessor, training.seed, None, trust_remote_code))
     say(pooling_note(model, pretraining_pooling(model, predecessor.config)))
     task_data = read_data(data, training, _model_labels(predecessor))
     _check_labels(predecessor, task_data)
@@ -155,27 +211,8 @@ def compress(
     before = _score(predecessor, features, tokenizer, training, task_data, accelerator)
     train_features = encode(task_data.train, tokenizer, training.max_length,
                             task_data.task.is_regression)  # fmt: skip
-    context.task = task_data.task
-    context.dev_batches = dev_batches(features, tokenizer, training)
-    context.train_batches = train_batches(train_features, tokenizer, training)
-    context.tokenizer = tokenizer
-    context.device = accelerator.device
-    return _run(
-        spec.stages(config, context),
-        predecessor,
-        tokenizer,
-        task_data,
-        training,
-        out,
-        method_settings(model, data, spec, config),
-        (predecessor, before),
-        accelerator,
-        features,
-        push_to_hub=push_to_hub,
-        trust_remote_code=trust_remote_code,
-        report=partial(spec.report, config) if spec.report else None,
-        train_features=train_features,
-    )
+    return Prepared(training, predecessor, tokenizer, trust_remote_code, task_data,
+                    accelerator, features, train_features, before)  # fmt: skip
 
 
 def _push(out: OutputDir, repo_id: str | None, metrics: dict) -> dict:

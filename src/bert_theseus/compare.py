@@ -25,27 +25,18 @@ from transformers import AutoModelForSequenceClassification
 from .commands import (
     DataConfig,
     ModelError,
-    _check_labels,
-    _encode_splits,
-    _model_labels,
     _run,
     _score,
-    dev_batches,
-    fit_max_length,
-    load_model,
     method_for,
     method_settings,
-    read_data,
+    prepare,
     speed_length,
-    train_batches,
 )
-from .data.loading import encode
-from .methods import MethodContext, get_method, methods
+from .methods import get_method, methods
 from .methods.registry import identity
-from .pooling import pooling_note, pretraining_pooling, say
 from .runs import OutputDir, RunError, save_figure, write_atomic, write_json
 from .speed import count_nonzero, count_parameters, is_pruned, measure_latency
-from .training import TrainingConfig, make_accelerator
+from .training import TrainingConfig
 from .training.stages import saved_progress
 
 
@@ -91,19 +82,15 @@ def compare(
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise RunError(f"--output {output} is a file: choose a folder path")
-    predecessor, tokenizer = load_model(model, trust_remote_code)
-    training = fit_max_length(training, predecessor, model)
-    context = MethodContext(predecessor, training.seed, None, trust_remote_code)
-    for name, spec in specs.items():  # fail now, not after the first methods have trained
-        spec.check(methods[name], context)
-    say(pooling_note(model, pretraining_pooling(model, predecessor.config)))
-    task_data = read_data(data, training, _model_labels(predecessor))
-    _check_labels(predecessor, task_data)
-    accelerator = make_accelerator(training)
-    features = _encode_splits(task_data, tokenizer, training)
-    before = _score(predecessor, features, tokenizer, training, task_data, accelerator)
-    train_features = encode(task_data.train, tokenizer, training.max_length,
-                            task_data.task.is_regression)  # fmt: skip
+
+    def check(context) -> None:  # every method fails now, not after the first have trained
+        for name, spec in specs.items():
+            spec.check(methods[name], context)
+
+    ready = prepare(model, data, training, trust_remote_code, check)
+    training, predecessor, tokenizer = ready.training, ready.predecessor, ready.tokenizer
+    task_data, accelerator, features = ready.task_data, ready.accelerator, ready.features
+    before = ready.before
 
     runs = []
     for name, spec in specs.items():
@@ -115,16 +102,7 @@ def compare(
             if metrics is None:
                 out = _output_dir(folder, overwrite)
                 # The stages copy what they train; the predecessor only serves as teacher.
-                run_context = MethodContext(
-                    predecessor,
-                    seed,
-                    task_data.task,
-                    trust_remote_code,
-                    dev_batches(features, tokenizer, run_training),
-                    accelerator.device,
-                    train_batches(train_features, tokenizer, run_training),
-                    tokenizer,
-                )
+                run_context = ready.context(run_training)
                 metrics = _run(
                     spec.stages(methods[name], run_context),
                     predecessor,
@@ -137,7 +115,7 @@ def compare(
                     accelerator,
                     features,
                     measure_speed=False,
-                    train_features=train_features,
+                    train_features=ready.train_features,
                     report=partial(spec.report, methods[name]) if spec.report else None,
                 )
             runs.append({"folder": folder, "seed": seed, **metrics})
