@@ -32,6 +32,7 @@ from bert_theseus.compact import compact_from, layout_for
 from bert_theseus.methods import MethodConfigError
 from bert_theseus.methods.dynabert import (
     AdaptiveModel,
+    DynaBERTConfig,
     DynaBERTMethod,
     choose_dropped_layer,
     extract,
@@ -316,10 +317,12 @@ def test_regression_distils_hidden_states_and_the_output_only_with_output_mse():
         method = DynaBERTMethod(student, cells, teacher=teacher, regression=True, **settings)
         return next(method.losses(student, batch)).item()
 
-    # The official code: no output term for regression, so only hidden states count.
-    assert loss(hidden_weight=1.0) < 1e-10
-    # --output-mse adds the MSE between the outputs: here the bias shift squared.
+    # The official code (--output-mse 0): no output term for regression, only hidden states.
+    assert loss(hidden_weight=1.0, output_mse=0.0) < 1e-10
+    # The default adds the MSE between the outputs at weight 1: here the bias shift squared.
+    assert loss(hidden_weight=1.0) == pytest.approx(0.25, rel=1e-5)
     assert loss(hidden_weight=1.0, output_mse=2.0) == pytest.approx(2.0 * 0.25, rel=1e-5)
+    assert DynaBERTConfig().output_mse == 1.0
 
 
 def test_the_parts_of_a_step_add_up_to_one_gradient():

@@ -38,7 +38,7 @@ class DynaBERTMethod(Method):
         regression: bool = False,
         hidden_weight: float = 0.0,
         logit_weight: float = 1.0,
-        output_mse: float = 0.0,
+        output_mse: float = 1.0,
         same_width_teacher: bool = False,
         name: str = "dynabert",
         rewiring: str | None = None,
