@@ -26,12 +26,11 @@ lower the all-token MSE while its [CLS] stays constant: [CLS] is one position of
 
 from __future__ import annotations
 
-import argparse
 from functools import partial
 
 import numpy as np
 import torch
-from probe_data import dev_features, score, train_features
+from probe_data import dev_features, probe_parser, score, train_features
 
 from bert_theseus.data.loading import make_loader
 from bert_theseus.methods.ladabert import LadaBERTConfig, Masks, factorised, pruning_scales
@@ -64,11 +63,7 @@ def compare(student, teacher, batches, layers: list[int]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("teacher")
-    parser.add_argument("students", nargs="+")
-    parser.add_argument("--task", required=True)
-    parser.add_argument("--data-dir", required=True)
+    parser = probe_parser(__doc__, "teacher")
     parser.add_argument("--layers", type=int, nargs="+", required=True,
                         help="the teacher layer (from 1) each student layer learns")  # fmt: skip
     parser.add_argument("--examples", type=int, default=256)

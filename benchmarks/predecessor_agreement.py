@@ -14,11 +14,9 @@ it agrees with it on most inputs. For a regression, the correlation of the two o
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
-from probe_data import dev_features, score, train_features
+from probe_data import dev_features, probe_parser, score, train_features
 
 from bert_theseus.data.loading import make_loader
 from bert_theseus.models import load_model
@@ -44,11 +42,7 @@ def agreement(ours: np.ndarray, theirs: np.ndarray, labels: np.ndarray, task) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("predecessor")
-    parser.add_argument("students", nargs="+")
-    parser.add_argument("--task", required=True)
-    parser.add_argument("--data-dir", required=True)
+    parser = probe_parser(__doc__, "predecessor")
     parser.add_argument("--train-examples", type=int, default=1000)
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)

@@ -3,6 +3,8 @@ official metric (imported by the probe scripts beside this file)."""
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 from transformers import AutoTokenizer
 
@@ -32,3 +34,14 @@ def score(outputs: np.ndarray, labels: np.ndarray, task) -> float:
     """The task's dev score x 100 from logits (a regression's single column, or class ids)."""
     predictions = outputs[:, 0] if task.is_regression else outputs.argmax(1)
     return 100 * compute_metrics(task.metric, predictions, labels)["score"]
+
+
+def probe_parser(doc: str, reference: str) -> argparse.ArgumentParser:
+    """The arguments every model-against-model probe takes: the `reference` model (the
+    teacher or predecessor), the students measured against it, the task and its data."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument(reference)
+    parser.add_argument("students", nargs="+")
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--data-dir", required=True)
+    return parser
