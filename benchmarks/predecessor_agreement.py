@@ -1,6 +1,6 @@
 """How much of its predecessor's function a student keeps, on training inputs and on dev.
 
-    python benchmarks/predecessor_agreement.py runs/teacher STUDENT [STUDENT ...] \
+    python benchmarks/predecessor_agreement.py runs/predecessor STUDENT [STUDENT ...] \
         --task rte --data-dir GLUE/RTE --train-examples 2490
 
 For a classifier, on dev and on the first `--train-examples` training examples (eval mode):
