@@ -22,8 +22,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
-from probe_data import dev_features, score
+from probe_data import dev_features, outputs, score
 
 from bert_theseus.data.loading import make_loader
 from bert_theseus.methods.dynabert import cell_name, extract, importance, rewire
@@ -31,12 +30,6 @@ from bert_theseus.methods.dynabert.adaptive import trained_rule
 from bert_theseus.methods.dynabert.config import DROPPED_LAYERS
 from bert_theseus.models import load_model
 from bert_theseus.speed import count_parameters
-
-
-@torch.no_grad()
-def outputs(model, batches) -> np.ndarray:
-    model.eval()
-    return torch.cat([model(**batch).logits.float() for batch in batches]).numpy()
 
 
 def spread(logits: np.ndarray) -> float:

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from probe_data import dev_features, probe_parser, score, train_features
+from probe_data import dev_features, outputs, probe_parser, score, train_features
 
 from bert_theseus.data.loading import make_loader
 from bert_theseus.models import load_model
 
 
-def outputs(folder: str, batches: list[dict]) -> np.ndarray:
+def split_outputs(folder: str, splits: dict) -> dict[str, np.ndarray]:
+    """The model's logits on each split's batches, the model loaded once."""
     model, _ = load_model(folder, with_tokenizer=False)
-    model.eval()
-    return torch.cat([model(**batch).logits.float() for batch in batches]).numpy()
+    return {name: outputs(model, batches) for name, (batches, _) in splits.items()}
 
 
 def agreement(ours: np.ndarray, theirs: np.ndarray, labels: np.ndarray, task) -> str:
@@ -52,12 +52,14 @@ def main(argv: list[str] | None = None) -> None:
     for name, features in (("train", train), ("dev", dev)):
         batches = list(make_loader(features, tokenizer, 64, False))
         labels = np.concatenate([batch.pop("labels").numpy() for batch in batches])
-        splits[name] = (batches, labels, outputs(args.predecessor, batches))
-    for name, (_, labels, theirs) in splits.items():
-        print(f"predecessor, {name} ({len(labels)}): {score(theirs, labels, task):.2f}")
+        splits[name] = (batches, labels)
+    theirs = split_outputs(args.predecessor, splits)
+    for name, (_, labels) in splits.items():
+        print(f"predecessor, {name} ({len(labels)}): {score(theirs[name], labels, task):.2f}")
     for folder in args.students:
-        for name, (batches, labels, theirs) in splits.items():
-            found = agreement(outputs(folder, batches), theirs, labels, task)
+        ours = split_outputs(folder, splits)
+        for name, (_, labels) in splits.items():
+            found = agreement(ours[name], theirs[name], labels, task)
             print(f"{folder}, {name}: {found}", flush=True)
 
 

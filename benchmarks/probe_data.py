@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import torch
 from transformers import AutoTokenizer
 
 from bert_theseus.commands import DataConfig, read_data
@@ -28,6 +29,13 @@ def train_features(model: str, task: str, data_dir: str, examples: int, max_leng
     tokenizer = AutoTokenizer.from_pretrained(model)
     data = read_data(DataConfig(task=task, data_dir=data_dir), TrainingConfig())
     return encode(data.train[:examples], tokenizer, max_length, data.task.is_regression)
+
+
+@torch.no_grad()
+def outputs(model, batches) -> np.ndarray:
+    """The model's logits over `batches`, in eval mode, as float32."""
+    model.eval()
+    return torch.cat([model(**batch).logits.float() for batch in batches]).numpy()
 
 
 def score(outputs: np.ndarray, labels: np.ndarray, task) -> float:
