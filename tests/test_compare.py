@@ -110,7 +110,22 @@ def test_compare_writes_every_table_and_the_plot(teacher, sst2_dir, tmp_path, ca
         assert saved.config.num_hidden_layers == 2
     report = (out / "results.md").read_text()
     assert "selected and reported on dev" in report and "mean ± sample std" in report
-    assert report.count("\n| ") == 7  # header and six rows
+    table, paired_section = report.split("## Paired over seeds")
+    assert table.count("\n| ") == 7  # header and six rows
+    # dev is 12 sentences of each class: one answer for all of them scores 50.
+    assert "One answer for every reported example scores at most 50.00." in table
+    assert paired_section.count("\n| ") == 11  # header and the ten pairs of five methods
+    results = json.loads((out / "results.json").read_text())
+    assert results["constant_score"] == 50.0 and len(results["paired"]) == 10
+    by_run = {(r["method"], int(r["seed"])): float(r["score"]) for r in runs}
+    for pair in results["paired"]:
+        assert pair["seeds"] == [1, 2]
+        differences = [by_run[pair["first"], s] - by_run[pair["second"], s] for s in (1, 2)]
+        assert pair["mean"] == pytest.approx(statistics.mean(differences), abs=0.011)
+        assert pair["higher"] + pair["level"] + pair["lower"] == 2
+        assert pair["interval"][0] <= pair["mean"] <= pair["interval"][1]
+        line = f"| {pair['first']} − {pair['second']} | 2 | {pair['mean']:+.2f} ± "
+        assert line in paired_section
     assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     assert not list(out.rglob(".*partial"))
 
@@ -298,3 +313,21 @@ def test_settings_resolve_local_paths_and_leave_other_strings_alone(tmp_path):
         "long": "x" * 5000,  # too long to be a file name: the OS refuses, the value stays
         "steps": 3,
     }
+
+
+def test_summary_pairs_methods_by_seed_but_not_two_views_of_one_run(tiny_bert_dir):
+    predecessor = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir)
+    correct = {"dynabert w1-d1": (150, 152), "dynabert w0.5-d1": (140, 141), "kd": (145, 146)}
+    runs = [
+        {"method": method, "seed": seed, "dev": {"dev": {"score": right / 277}}, "best_step": 1}
+        | {"parameters": 10, "layers": 2, "train_seconds": 1.0, "folder": f"{method}-{seed}"}
+        for method, counts in correct.items()
+        for seed, right in zip((1, 2), counts, strict=True)
+    ]
+    timings = {"seconds": {"predecessor": 2.0} | {run["folder"]: 1.0 for run in runs}}
+    summary = _summarise(runs, {"dev": {"score": 0.6}}, "dev", timings, predecessor)
+    pairs = {(row["first"], row["second"]): row for row in summary["paired"]}
+    assert list(pairs) == [("dynabert w1-d1", "kd"), ("dynabert w0.5-d1", "kd")]
+    # 5 and 6 more pairs right out of 277, in points, from the unrounded scores.
+    assert pairs["dynabert w1-d1", "kd"]["mean"] == round(100 * 5.5 / 277, 2) == 1.99
+    assert pairs["dynabert w0.5-d1", "kd"]["lower"] == 2

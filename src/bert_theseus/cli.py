@@ -386,7 +386,7 @@ def report(command: str, metrics) -> str:
     if command == "compare":
         from .compare import _markdown
 
-        return _markdown(metrics, metrics["methods"]) + f"(written to {metrics['output']})"
+        return _markdown(metrics, metrics) + f"(written to {metrics['output']})"
     if command == "evaluate":
         return "\n".join(
             f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in values.items())

@@ -34,6 +34,8 @@ from .commands import (
 )
 from .methods import get_method, methods
 from .methods.registry import identity
+from .metrics import constant_score
+from .paired import paired_differences
 from .runs import OutputDir, RunError, save_figure, write_atomic, write_json
 from .speed import count_nonzero, count_parameters, is_pruned, measure_latency
 from .training import TrainingConfig
@@ -134,6 +136,9 @@ def compare(
         return {"runs": runs, "output": str(output)}
     timings = _time_runs(predecessor, runs, config, accelerator.device)
     summary = _summarise(runs, before, reported, timings, predecessor)
+    task = task_data.task
+    labels = [example["labels"] for example in features[reported]]
+    constant = constant_score(task.metric, labels, None if task.is_regression else task.num_labels)
     setting = (
         f"batch {config.speed_batch_size} x {timings['length']} tokens, fp32, "
         f"{accelerator.device.type}, median of {config.speed_repeats} interleaved rounds "
@@ -151,11 +156,12 @@ def compare(
         "evaluation": evaluation,
         "speed": setting,
         "seeds": config.seeds,
+        "constant_score": round(100 * constant, 2),
     }
     output.mkdir(parents=True, exist_ok=True)
     write_atomic(output / "results.csv", _csv(summary["methods"]))
     write_atomic(output / "runs.csv", _csv(summary["runs"]))
-    write_atomic(output / "results.md", _markdown(header, summary["methods"]))
+    write_atomic(output / "results.md", _markdown(header, summary))
     _plot_pareto(summary, header, output / "pareto.png")
     write_json(output / "results.json", {**header, **summary})
     return {**header, **summary, "output": str(output)}
@@ -335,7 +341,16 @@ def _summarise(runs, before, reported, timings, predecessor) -> dict:
                 "constant_runs": sum(r["constant"] for r in rows),
             }
         )
-    return {"methods": method_rows, "runs": run_rows}
+    # Variants of one method share their training run, not only its seed: no pair of them.
+    by_method: dict[str, dict[int, float]] = {}
+    for row in run_rows:
+        by_method.setdefault(row["method"], {})[row["seed"]] = exact[row["folder"]]
+    paired = [
+        row
+        for row in paired_differences(by_method)
+        if row["first"].split(" ")[0] != row["second"].split(" ")[0]
+    ]
+    return {"methods": method_rows, "runs": run_rows, "paired": paired}
 
 
 def _csv(rows: list[dict]) -> str:
@@ -346,7 +361,7 @@ def _csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def _markdown(header: dict, rows: list[dict]) -> str:
+def _markdown(header: dict, summary: dict) -> str:
     lines = [
         f"# {header['task']}: methods compared on {header['predecessor']}",
         "",
@@ -355,13 +370,14 @@ def _markdown(header: dict, rows: list[dict]) -> str:
         f"- Speed: {header['speed']}; speed-up = predecessor latency / latency.",
         "- Per-run numbers: runs.csv; score against speed-up: pareto.png.",
         "- constant: runs whose saved model gives one answer (one class, or one value) for "
-        "every dev example; such a score is that of a constant, not of a classifier.",
+        "every dev example; such a score is that of a constant, not of a classifier. "
+        f"One answer for every reported example scores at most {header['constant_score']:.2f}.",
         "",
         "| method | layers | runs | score | retention | parameters | latency (ms) | speed-up "
         "| train time | constant |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in rows:
+    for row in summary["methods"]:
         std = f" ± {row['score_std']:.2f}" if row["score_std"] != "" else ""
         train = f"{row['train_seconds_mean']} s" if row["train_seconds_mean"] != "" else "–"
         lines.append(
@@ -370,7 +386,31 @@ def _markdown(header: dict, rows: list[dict]) -> str:
             f"| {row['latency_ms']:.1f} | {row['speedup']:.2f}x | {train} "
             f"| {_constant(row)} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _paired_markdown(summary["paired"])) + "\n"
+
+
+def _paired_markdown(paired: list[dict]) -> list[str]:
+    if not paired:
+        return []
+    lines = [
+        "",
+        "## Paired over seeds",
+        "",
+        "Score of the first method minus the second's at each seed both ran: mean ± sample "
+        "std, a 95% interval of the mean (Student's t), and at how many seeds the first is "
+        "higher / level / lower. An interval that contains 0 does not tell the two apart.",
+        "",
+        "| first − second | seeds | difference | 95% interval | higher / level / lower |",
+        "|---|---|---|---|---|",
+    ]
+    for row in paired:
+        low, high = row["interval"]
+        lines.append(
+            f"| {row['first']} − {row['second']} | {len(row['seeds'])} "
+            f"| {row['mean']:+.2f} ± {row['std']:.2f} | [{low:+.2f}, {high:+.2f}] "
+            f"| {row['higher']} / {row['level']} / {row['lower']} |"
+        )
+    return lines
 
 
 def _parameters(row: dict) -> str:

@@ -48,3 +48,20 @@ def compute_metrics(metric: str, predictions, labels) -> dict[str, float]:
 def _finite(value: float) -> float:
     # A constant prediction has no correlation; scipy returns NaN, a selection rule needs a number.
     return 0.0 if np.isnan(value) else float(value)
+
+
+def constant_score(metric: str, labels, num_labels: int | None) -> float:
+    """The best `score` a model that gives every example one answer can reach on `labels`.
+
+    It is the floor a score must clear to show the model reads its input: the majority
+    class's share for accuracy, 0 for Matthews correlation and for regression (a constant
+    output has no correlation), and for F1 the better of the two constant answers.
+
+    >>> constant_score("accuracy", [0, 1, 1, 1], 2)
+    0.75
+    """
+    if num_labels is None:
+        return 0.0
+    return max(
+        compute_metrics(metric, np.full(len(labels), c), labels)["score"] for c in range(num_labels)
+    )
