@@ -113,7 +113,7 @@ def test_compare_writes_every_table_and_the_plot(teacher, sst2_dir, tmp_path, ca
     table, paired_section = report.split("## Paired over seeds")
     assert table.count("\n| ") == 7  # header and six rows
     # dev is 12 sentences of each class: one answer for all of them scores 50.
-    assert "One answer for every reported example scores at most 50.00." in table
+    assert "A constant scores at most 50.00 here." in table
     assert paired_section.count("\n| ") == 11  # header and the ten pairs of five methods
     results = json.loads((out / "results.json").read_text())
     assert results["constant_score"] == 50.0 and len(results["paired"]) == 10

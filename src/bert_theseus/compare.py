@@ -371,7 +371,7 @@ def _markdown(header: dict, summary: dict) -> str:
         "- Per-run numbers: runs.csv; score against speed-up: pareto.png.",
         "- constant: runs whose saved model gives one answer (one class, or one value) for "
         "every dev example; such a score is that of a constant, not of a classifier. "
-        f"One answer for every reported example scores at most {header['constant_score']:.2f}.",
+        f"A constant scores at most {header['constant_score']:.2f} here.",
         "",
         "| method | layers | runs | score | retention | parameters | latency (ms) | speed-up "
         "| train time | constant |",
