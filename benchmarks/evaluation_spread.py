@@ -4,7 +4,11 @@ method name), the best dev score, the mean of all its evaluations, how much its
 evaluations vary within one run, and what picking the best of them adds. Then every two
 methods' difference seed by seed, as `compare` reports it.
 
-    python benchmarks/evaluation_spread.py compare/rte-5 compare/rte-seeds6-15
+    python benchmarks/evaluation_spread.py compare/rte-5 compare/rte-seeds6-15 --subsets 3 5
+
+With --subsets K it also says how often a verdict drawn from K of those seeds goes one way:
+of all sets of K shared seeds, in how many the first method's mean of best dev is at or
+above the second's mean minus its standard deviation.
 
 A run whose evaluations swing more has a higher expected maximum at the same level, so
 two methods can differ in best dev with no difference in what they learned. Reads the
@@ -14,6 +18,7 @@ runs' `train_log.jsonl` and `metrics.json`; trains and times nothing.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import statistics
@@ -50,7 +55,9 @@ def spread(values: list[float]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", help="compare output folders")
-    runs = read_runs(parser.parse_args(argv).folders)
+    parser.add_argument("--subsets", type=int, nargs="*", default=[], help="seeds per subset")
+    args = parser.parse_args(argv)
+    runs = read_runs(args.folders)
     print(
         "| method | seeds | best dev | mean of all evaluations | std of the evaluations "
         "within a run | best − mean of its evaluations | evaluations answering one class |"
@@ -83,6 +90,21 @@ def main(argv: list[str] | None = None) -> None:
                 f"{row['mean']:+.2f} ± {row['std']:.2f}, 95% interval [{low:+.2f}, {high:+.2f}], "
                 f"higher / level / lower at {row['higher']} / {row['level']} / {row['lower']}"
             )
+    for size in args.subsets:
+        for first, second in itertools.combinations(runs, 2):
+            print(bar_verdicts(runs[first], runs[second], size, f"{first} against {second}"))
+
+
+def bar_verdicts(first: dict, second: dict, size: int, name: str) -> str:
+    """In how many sets of `size` shared seeds first's mean best dev >= second's mean - std."""
+    seeds = sorted(set(first) & set(second))
+    subsets = list(itertools.combinations(seeds, size))
+    cleared = 0
+    for subset in subsets:
+        theirs = [second[s]["best"] for s in subset]
+        bar = statistics.mean(theirs) - statistics.stdev(theirs)
+        cleared += statistics.mean(first[s]["best"] for s in subset) >= bar
+    return f"{name}, sets of {size} seeds: clears the mean - std bar in {cleared} of {len(subsets)}"
 
 
 if __name__ == "__main__":
