@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("folders", nargs="+", help="compare output folders")
     parser.add_argument("--subsets", type=int, nargs="*", default=[], help="seeds per subset")
     args = parser.parse_args(argv)
+    if any(size < 2 for size in args.subsets):
+        parser.error("--subsets takes sizes of 2 or more: a standard deviation needs two seeds")
     runs = read_runs(args.folders)
     print(
         "| method | seeds | best dev | mean of all evaluations | std of the evaluations "
