@@ -1,9 +1,11 @@
 """Methods compared seed by seed: the difference of their scores at the seeds they share.
 
-Two methods run at the same seeds see the same data order and the same draws wherever
-their code consumes them alike, so the run-to-run spread they share cancels in the
-difference. The mean difference and how often one method is higher then say more than
-two means ± their standard deviations, whose spreads overlap at a handful of seeds.
+Two means ± their standard deviations overlap at a handful of seeds whether or not one
+method is ahead; the mean of the differences, with an interval, says whether it is. Where
+two methods' runs share part of their run-to-run spread (the same seed drawing what their
+code draws alike), that part cancels in the difference and the interval narrows; where they
+share none (MiniLM RTE: Theseus's and truncated fine-tuning's best dev correlate 0.07 over
+15 seeds), it is as wide as the unpaired one.
 """
 
 from __future__ import annotations
