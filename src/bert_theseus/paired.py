@@ -43,7 +43,7 @@ def paired_differences(scores: dict[str, dict[int, float]]) -> list[dict]:
                 "mean": round(mean, 2),
                 "std": round(std, 2),
                 "interval": [round(mean - half, 2), round(mean + half, 2)],
-                # Scores are in points rounded to 2 decimals: closer than that is level.
+                # Scores are in points, shown to 2 decimals: closer than that reads as level.
                 "higher": sum(d > 0.005 for d in differences),
                 "level": sum(abs(d) <= 0.005 for d in differences),
                 "lower": sum(d < -0.005 for d in differences),
