@@ -458,7 +458,8 @@ def _steps(folder) -> list[int]:
 def test_a_run_killed_in_the_second_stage_resumes_bit_identically(
     dropout_bert_dir, sst2_dir, tmp_path
 ):
-    args = [*SMALL, "--max-steps", "40", "--eval-steps", "20", "--save-steps", "2"]
+    # --max-steps is the run's: 40 steps for each of the two stages.
+    args = [*SMALL, "--max-steps", "80", "--eval-steps", "20", "--save-steps", "2"]
     straight = tmp_path / "straight"
     assert main(compress(dropout_bert_dir, sst2_dir, straight, *args)) == 0
     out = tmp_path / "killed"

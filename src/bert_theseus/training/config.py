@@ -20,9 +20,20 @@ class TrainingConfig:
     Defaults follow the paper's setup (AdamW, lr 2e-5, batch 32, linear decay, clip 1.0).
     """
 
-    epochs: float = field(default=3.0, metadata={"help": "passes over the training data"})
+    epochs: float = field(
+        default=3.0,
+        metadata={
+            "help": "passes over the training data; a method of several stages gives each "
+            "stage its share of them, or all of them where its stages each train fully "
+            "(its 'theseus methods' line says so)"
+        },
+    )
     max_steps: int | None = field(
-        default=None, metadata={"help": "optimizer steps; overrides --epochs when given"}
+        default=None,
+        metadata={
+            "help": "optimizer steps in all, overriding --epochs: a method of several stages "
+            "splits them over its stages (in proportion to the stages' epochs)"
+        },
     )
     batch_size: int = field(
         default=32,

@@ -23,7 +23,7 @@ from accelerate.utils import set_seed
 from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from .checkpoint import Checkpoint, list_checkpoints, load_checkpoint
-from .config import TrainingConfig
+from .config import TrainingConfig, TrainingConfigError
 from .loop import Method, TrainingError, TrainResult, trajectory
 
 STAGES_FOLDER = "stages"
@@ -38,8 +38,11 @@ class Stage:
     `start(model)` receives the previous stage's final model (the predecessor for the first
     stage, which it must not change: copy what it trains) and returns the model to train
     and the `Method` that trains it. `training` overrides TrainingConfig fields for this
-    stage only. `share` is the stage's part of the run's training budget: its epochs (or
-    max_steps) are the run's times `share` (LadaBERT splits one budget over its iterations).
+    stage only. `share` is the stage's part of the run's epochs: a stage trains the run's
+    epochs times `share` (1.0: all of them). A step budget (`max_steps`) is the whole run's:
+    `step_budgets` splits it over the stages in proportion to their shares, so
+    `--max-steps N` trains N optimizer steps in all, whatever the method. A stage whose
+    `training` fixes its own `max_steps` keeps them, outside the split.
 
     >>> Stage("width", lambda model: (copy.deepcopy(model), WidthMethod(...)), {"epochs": 1})
     """
@@ -49,18 +52,43 @@ class Stage:
     training: dict = field(default_factory=dict)
     share: float = 1.0
 
-    def config(self, training: TrainingConfig, before: float = 0.0) -> TrainingConfig:
-        """The run's training settings as this stage uses them; `before` is the share of
-        the budget the stages before it take. A step budget is cut at rounded cumulative
-        shares, so the stages' steps add up to it exactly."""
+    def config(self, training: TrainingConfig, steps: int | None = None) -> TrainingConfig:
+        """The run's training settings as this stage uses them; `steps` is its part of the
+        run's step budget (see `step_budgets`)."""
         config = replace(training, **self.training)
+        if "max_steps" not in self.training:
+            config = replace(config, max_steps=steps)
         if self.share == 1.0:
             return config
-        steps = config.max_steps
-        if steps:
-            end, start = round(steps * (before + self.share)), round(steps * before)
-            steps = max(1, end - start)
-        return replace(config, epochs=config.epochs * self.share, max_steps=steps)
+        return replace(config, epochs=config.epochs * self.share)
+
+
+def step_budgets(stages: list[Stage], max_steps: int | None) -> list[int | None]:
+    """Each stage's optimizer steps out of the run's `max_steps`, in proportion to the
+    stages' shares and adding up to it exactly (cut at rounded cumulative shares; a stage
+    rounded down to none takes one from the largest). Stages that fix their own max_steps
+    are left out of the split."""
+    split = [i for i, stage in enumerate(stages) if "max_steps" not in stage.training]
+    budgets: list[int | None] = [None] * len(stages)
+    if not max_steps or not split:
+        return budgets
+    if max_steps < len(split):
+        raise TrainingConfigError(
+            f"--max-steps {max_steps} is fewer than this method's {len(split)} training "
+            f"stages (each needs a step): give --max-steps {len(split)} or more"
+        )
+    total = sum(stages[i].share for i in split)
+    cuts, taken = [], 0.0
+    for i in split:
+        taken += stages[i].share
+        cuts.append(round(max_steps * taken / total))
+    steps = [end - start for start, end in zip([0, *cuts[:-1]], cuts, strict=True)]
+    while 0 in steps:  # rounding left a stage none: the largest gives it one
+        steps[steps.index(max(steps))] -= 1
+        steps[steps.index(0)] = 1
+    for i, count in zip(split, steps, strict=True):
+        budgets[i] = count
+    return budgets
 
 
 @dataclass
@@ -113,12 +141,10 @@ def run_stages(
     dirs = stage_dirs(partial, stages)
     explicit = _explicit_stage(resume, dirs) if resume not in (None, "auto") else None
     model, results = predecessor, []
-    shares = [0.0]  # the budget share taken by the stages before each
-    for stage in stages:
-        shares.append(shares[-1] + (stage.share if stage.share != 1.0 else 0.0))
+    budgets = step_budgets(stages, training.max_steps)
     for index, (stage, folder) in enumerate(zip(stages, dirs, strict=True)):
         last = index == len(stages) - 1
-        config = stage.config(training, shares[index])
+        config = stage.config(training, budgets[index])
         settings = {**(match or {}), **({"stage": stage.name} if len(stages) > 1 else {})}
         expected = {**settings, "training": stage_settings(config)}
         if resume is not None and not last and (folder / RESULT_FILE).is_file():

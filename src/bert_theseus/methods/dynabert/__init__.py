@@ -116,7 +116,7 @@ register_method(
     DynaBERTConfig,
     build,
     summary="one model whose width x depth sub-networks share weights, rewired by importance; "
-    "'theseus extract' cuts out any size",
+    "'theseus extract' cuts out any size; each of its 2-3 stages trains --epochs",
     paper="Hou et al., NeurIPS 2020 (DynaBERT), without TinyBERT data augmentation",
     report=report,
     variants=variants,
