@@ -4,7 +4,6 @@ from destroying an input or a file theseus did not write."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -15,6 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
+
+try:
+    import fcntl
+except ImportError:  # Windows has no flock: outputs go unlocked there
+    fcntl = None
 
 from .training.stages import STAGES_FOLDER, saved_progress
 
@@ -146,10 +150,10 @@ def check_not_inputs(output: str | Path, inputs: list[tuple[str, str]], flag="--
     symlink or another spelling of the same folder is caught."""
     target = Path(output).resolve()
     for name, value in inputs:
-        source = Path(value)
-        if not source.exists():  # a Hub id, or nothing on disk to protect
+        try:
+            source = Path(value).resolve(strict=True)
+        except (OSError, RuntimeError, ValueError):  # a Hub id: nothing on disk to protect
             continue
-        source = source.resolve()
         if target == source:
             relation = "is"
         elif source.is_relative_to(target):
@@ -229,6 +233,8 @@ class OutputLock:
 
     def check(self) -> None:
         """Refuse now, before any work, when another process holds the lock (creates nothing)."""
+        if fcntl is None:
+            return
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except OSError:  # no lock file (or no folder yet): no run is writing
@@ -236,7 +242,8 @@ class OutputLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise self._busy(fd) from None
+            if self._same_file(fd):  # else its holder is releasing it (and unlinked it)
+                raise self._busy(fd) from None
         finally:
             os.close(fd)  # closing releases a lock taken here
 
@@ -246,6 +253,8 @@ class OutputLock:
         if self._fd is not None:
             return
         self._make_parents()
+        if fcntl is None:
+            return
         for attempt in range(tries):
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -289,19 +298,20 @@ class OutputLock:
 
     def _same_file(self, fd: int) -> bool:
         try:
-            return os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            on_disk, held = os.stat(self.path), os.fstat(fd)
         except FileNotFoundError:
             return False
+        return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
 
     def _busy(self, fd: int) -> RunError:
         """The refusal, naming the holder's process (it writes its id right after locking)."""
-        holder = ""
+        holder: list[str] = []
         for _ in range(3):
             holder = os.pread(fd, 200, 0).decode(errors="replace").split()
             if holder:
                 break
             time.sleep(0.05)
-        pid, host = (holder + ["", ""])[:2] if holder else ("unknown", "")
+        pid, host = (holder + [""])[:2] if holder else ("unknown", "")
         where = f" on {host}" if host and host != socket.gethostname() else ""
         return RunError(
             f"--output {self.output} is being written by another run (process {pid}{where}, "
