@@ -489,7 +489,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         set_command(argv)
         args = parse(argv)
+        saved = _json_output(args)  # a JSON --output that cannot be written is refused now
         metrics = run(args)
+        if saved is not None and _main_process():
+            saved.write({"predictions": metrics} if args.command == "predict" else metrics)
     except KeyboardInterrupt:
         print("theseus: interrupted; no output folder was completed", file=sys.stderr)
         return 130
@@ -510,13 +513,17 @@ def main(argv: list[str] | None = None) -> int:
     if not _main_process():  # under several processes, one report
         return 0
     print(report(args.command, metrics))
-    if args.command in ("evaluate", "predict") and args.output:
-        from pathlib import Path
-
-        from .runs import write_json
-
-        write_json(Path(args.output), metrics)
     return 0
+
+
+def _json_output(args: argparse.Namespace):
+    """The JSON file evaluate or predict writes when done (see `runs.JsonOutput`); predict's
+    list of answers is written as {"written_by": ..., "predictions": [...]}."""
+    if args.command not in ("evaluate", "predict") or not args.output:
+        return None
+    from .runs import JsonOutput, input_paths
+
+    return JsonOutput(args.output, input_paths(args.model, args, file=getattr(args, "file", None)))
 
 
 def _quiet_transformers() -> None:

@@ -25,7 +25,7 @@ from .methods.registry import ReportInput, identity, validate
 from .models import ModelError, first_line, fit_max_length, load_model
 from .pooling import ATTRIBUTE as POOLING
 from .pooling import pooling_note, pretraining_pooling, say
-from .runs import OutputDir, RunError, plot_training, write_json
+from .runs import OutputDir, RunError, input_paths, plot_training, write_json
 from .speed import count_nonzero, count_parameters, measure_latency
 from .training import Method, TrainingConfig, evaluate, make_accelerator, train
 from .training.stages import Stage, merged_history, run_stages
@@ -95,7 +95,7 @@ def finetune(
     """Fine-tune a pretrained encoder on the task: the predecessor of a later `compress`.
     `push_to_hub` names a Hub repository to upload the finished folder to."""
     training.validate()
-    out = OutputDir(output, overwrite, training.resume)
+    out = OutputDir(output, overwrite, training.resume, input_paths(model, data))
     task_data = read_data(data, training)
     task = task_data.task
     set_seed(training.seed)  # a new classification head is drawn while loading
@@ -141,7 +141,7 @@ def compress(
     """
     training.validate()
     spec = method_for(config, method)
-    out = OutputDir(output, overwrite, training.resume)
+    out = OutputDir(output, overwrite, training.resume, input_paths(model, data))
     ready = prepare(model, data, training, trust_remote_code, partial(spec.check, config))
     training, predecessor, tokenizer = ready.training, ready.predecessor, ready.tokenizer
     return _run(

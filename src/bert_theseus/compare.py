@@ -36,7 +36,17 @@ from .methods import get_method, methods
 from .methods.registry import identity
 from .metrics import constant_score
 from .paired import paired_differences
-from .runs import OutputDir, RunError, save_figure, write_atomic, write_json
+from .runs import (
+    OutputDir,
+    OutputLock,
+    RunError,
+    check_not_inputs,
+    input_paths,
+    main_process,
+    save_figure,
+    write_atomic,
+    write_json,
+)
 from .speed import count_nonzero, count_parameters, is_pruned, measure_latency
 from .training import TrainingConfig
 from .training.stages import saved_progress
@@ -82,14 +92,20 @@ def compare(
         raise ModelError("no method to compare: pass --methods, e.g. --methods theseus kd")
     specs = {name: method_for(method_config, name) for name, method_config in methods.items()}
     output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise RunError(f"--output {output} is a file: choose a folder path")
+    lock = OutputLock(output)
+    _check_output(output, input_paths(model, data), lock)
 
     def check(context) -> None:  # every method fails now, not after the first have trained
         for name, spec in specs.items():
             spec.check(methods[name], context)
 
     ready = prepare(model, data, training, trust_remote_code, check)
+    with lock.held(main_process()):  # one comparison writes the folder at a time
+        return _compare(model, data, methods, specs, config, output, overwrite, ready)
+
+
+def _compare(model, data, methods, specs, config, output, overwrite, ready) -> dict:
+    """`compare`'s runs and tables, once the predecessor and data are ready."""
     training, predecessor, tokenizer = ready.training, ready.predecessor, ready.tokenizer
     task_data, accelerator, features = ready.task_data, ready.accelerator, ready.features
     before = ready.before
@@ -165,6 +181,42 @@ def compare(
     _plot_pareto(summary, header, output / "pareto.png")
     write_json(output / "results.json", {**header, **summary})
     return {**header, **summary, "output": str(output)}
+
+
+# What a comparison writes in its folder, besides runs/ (a run folder per method and seed).
+COMPARE_FILES = {"results.csv", "runs.csv", "results.md", "results.json", "pareto.png"}
+
+
+def _check_output(output: Path, inputs: list[tuple[str, str]], lock: OutputLock) -> None:
+    """Refuse, before any work, an output that is an input, is being written by another
+    comparison, or holds anything a comparison did not write: going on in the folder of an
+    earlier comparison is allowed (its finished runs are reused), with --overwrite too."""
+    check_not_inputs(output, inputs)
+    if main_process():
+        lock.check()
+    if output.exists() and not output.is_dir():
+        raise RunError(f"--output {output} is a file: choose a folder path")
+    if output.is_dir() and any(output.iterdir()) and not _compare_folder(output):
+        raise RunError(
+            f"--output {output} holds files a comparison did not write (it holds only "
+            f"runs/ and {', '.join(sorted(COMPARE_FILES))}): choose a new --output"
+        )
+
+
+def _compare_folder(folder: Path) -> bool:
+    """Whether `folder` holds only what a comparison writes: the tables, and under runs/
+    finished runs (run_config.json) and the partial folders and locks of unfinished ones."""
+
+    def own(entry: Path) -> bool:  # a partial file or folder, a lock, a run being replaced
+        return entry.name.startswith(".") and entry.name.endswith((".partial", ".lock", ".old"))
+
+    for entry in folder.iterdir():
+        if entry.name == "runs" and entry.is_dir():
+            if not all(own(run) or (run / "run_config.json").is_file() for run in entry.iterdir()):
+                return False
+        elif not (entry.name in COMPARE_FILES or own(entry)):
+            return False
+    return True
 
 
 def _finished(folder: Path, settings: dict, training: TrainingConfig, overwrite: bool):

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..commands import load_model
+from ..runs import JsonOutput, input_paths
 from ..speed import count_parameters, random_batch
 from .export import ExportConfig, export_onnx
 from .runtime import (
@@ -106,10 +107,9 @@ def benchmark(
     >>> benchmark(["runs/teacher", "runs/successor"], BenchmarkConfig(), "bench.json")
     """
     config.validate()
-    if output:  # find out now, not after minutes of timing, that it cannot be written
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        if Path(output).is_dir():
-            raise DeployError(f"--output {output} is a folder: name a JSON file")
+    # Find out now, not after minutes of timing, that it cannot be written; create nothing yet.
+    chart = Path(output).with_suffix(".png") if output else None
+    saved = JsonOutput(output, input_paths(models), beside=[chart]) if output else None
     threads = config.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory(prefix="theseus-bench-") as scratch:
@@ -132,11 +132,9 @@ def benchmark(
                   for e in entries]  # fmt: skip
     rows = _rows(entries, timings, memory, config)
     result = {"settings": {**asdict(config), "threads": threads, **_machine()}, "results": rows}
-    if output:
-        partial = Path(output).with_name(f".{Path(output).name}.partial")
-        partial.write_text(json.dumps(result, indent=2) + "\n")
-        partial.replace(output)
-        plot(result, Path(output).with_suffix(".png"))
+    if saved is not None:
+        saved.write(result)
+        plot(result, chart)
     return result
 
 

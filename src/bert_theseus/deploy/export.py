@@ -24,7 +24,7 @@ from ..data.loading import encode, make_loader
 from ..metrics import compute_metrics
 from ..models import ModelError, first_line, token_positions
 from ..pooling import say
-from ..runs import OutputDir, write_json
+from ..runs import OutputDir, input_paths, write_json
 from ..speed import random_batch
 from ..training import TrainingConfig
 from .runtime import (
@@ -134,7 +134,7 @@ def export_onnx(
     config.validate()
     if config.backend == "openvino":
         require_openvino()  # before any work
-    out = OutputDir(output, overwrite)
+    out = OutputDir(output, overwrite, inputs=input_paths(model, data))
     classifier, tokenizer = load_model(model, trust_remote_code)
     classifier.eval()
     names = model_inputs(classifier, tokenizer)

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from ...models import ModelError, load_model
-from ...runs import OutputDir, write_json
+from ...runs import OutputDir, input_paths, write_json
 from ...speed import count_parameters
 from .adaptive import cell_name, extract, kept_layers, trained_rule
 
@@ -30,6 +30,7 @@ def extract_to(
 
     >>> extract_to("runs/dynabert", width=0.25, depth=0.5, output="runs/dynabert-small")
     """
+    out = OutputDir(output, overwrite, inputs=input_paths(model))  # refused before any work
     source, tokenizer = load_model(model, trust_remote_code)
     trained = getattr(source.config, ATTRIBUTE, None)
     if not trained:
@@ -43,7 +44,6 @@ def extract_to(
             f"{' '.join(f'{w:g}' for w in trained['widths'])}; depths "
             f"{' '.join(f'{d:g}' for d in trained['depths'])}): pass one of those"
         )
-    out = OutputDir(output, overwrite)
     small = extract(source, width, depth)
     if hasattr(small.config, ATTRIBUTE):
         delattr(small.config, ATTRIBUTE)  # one fixed size now: nothing left to extract
