@@ -115,6 +115,15 @@ def garbled_header(folder: Path, model: Path) -> Path:
     return folder
 
 
+def export_without_tokenizer(folder: Path, model: Path) -> Path:
+    from bert_theseus.deploy import ExportConfig, export_onnx
+
+    export_onnx(str(model), str(folder), ExportConfig())
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink()
+    return folder
+
+
 def yaml_file(folder: Path, text: str) -> Path:
     folder.mkdir(exist_ok=True)
     (folder / "run.yaml").write_text(text)
@@ -283,6 +292,10 @@ CASES = {
             "--output",
             str(t / "out"),
         ],  # fmt: skip
+        "has no tokenizer vocabulary: copy the tokenizer files",
+    ),
+    "predict with an export without tokenizer files": (
+        lambda t, m, d, k: ["predict", str(export_without_tokenizer(t / "x", m)), "--text", "ok"],
         "has no tokenizer vocabulary: copy the tokenizer files",
     ),
     "tokenizer of another model": (

@@ -146,7 +146,7 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
         ) from None
 
 
-def check_tokenizer(tokenizer, model: PreTrainedModel, name: str) -> None:
+def check_tokenizer(tokenizer, model: PreTrainedModel | None, name: str) -> None:
     """Refuse a tokenizer that would read every word as unknown: without its files,
     transformers builds one of the special tokens alone, and a run trains (and saves) a model
     that sees nothing but [UNK]. Also refuse one whose ids lie beyond the model's embeddings
@@ -167,7 +167,7 @@ def check_tokenizer(tokenizer, model: PreTrainedModel, name: str) -> None:
         )
     try:
         rows = getattr(model.get_input_embeddings(), "num_embeddings", None)
-    except (AttributeError, NotImplementedError):  # a model of its own code may not say
+    except (AttributeError, NotImplementedError):  # no model (an export), or one that won't say
         rows = None
     if rows is not None and tokenizer.vocab_size > rows:
         raise ModelError(
