@@ -142,6 +142,61 @@ def test_user_regression_and_missing_column(tmp_path):
         )
 
 
+def test_empty_nan_and_null_labels_are_counted_not_classes(tmp_path):
+    # pandas writes NaN or nothing for a missing value; JSON Lines may hold null.
+    rows = ["text,label", "a,x", "b,", "c,NaN", "d,y", "e,nan", "f, ", "g,x", "h,", "k,"]
+    write(tmp_path, "train.csv", rows)
+    (tmp_path / "dev.jsonl").write_text(
+        '{"text": "i", "label": null}\n{"text": "j", "label": "y"}\n'
+    )
+    files = {"train_file": str(tmp_path / "train.csv"), "dev_file": str(tmp_path / "dev.jsonl")}
+    with pytest.raises(DataError) as refused:
+        load_task_data(**files)
+    assert str(refused.value) == (
+        f"{tmp_path / 'train.csv'}: 6 rows with an empty or NaN label (lines 3, 4, 6, 7, 9, "
+        "...): fill them in, or pass --drop-empty to drop them"
+    )
+    data = load_task_data(**files, drop_empty=True)
+    assert data.task.labels == ("x", "y")  # inferred without '' and 'NaN'
+    assert data.train == [(("a",), 0), (("d",), 1), (("g",), 0)]
+    assert data.dev == {"dev": [(("j",), 1)]}
+    assert data.empty_labels == {"train": 6, "dev": 1}
+    assert data.empty_note() == (
+        "note: dropped rows with an empty or NaN label (6 in train, 1 in dev) as --drop-empty asks"
+    )
+
+
+def test_a_regression_label_that_is_missing_is_refused_naming_the_rows(tmp_path):
+    write(tmp_path, "train.tsv", ["a\tscore", "x\t3.5", "y\tNaN"])
+    args = {"train_file": str(tmp_path / "train.tsv"), "dev_file": str(tmp_path / "train.tsv")}
+    with pytest.raises(DataError, match=r"train.tsv: 1 row with an empty or NaN label \(line 3\)"):
+        load_task_data(**args, text_columns=["a"], label_column="score", regression=True)
+    # Infinity is a number, not a missing one: still refused as not finite.
+    write(tmp_path, "train.tsv", ["a\tscore", "x\t3.5", "y\tinf"])
+    with pytest.raises(DataError, match="train.tsv:3: label 'inf' is not a finite number"):
+        load_task_data(**args, text_columns=["a"], label_column="score", regression=True)
+
+
+def test_every_label_missing_is_refused_even_when_dropping(tmp_path):
+    write(tmp_path, "train.tsv", ["sentence\tlabel", "a\t", "b\tnan"])
+    write(tmp_path, "dev.tsv", ["sentence\tlabel", "ok\t1"])
+    with pytest.raises(DataError, match="train.tsv: every row has an empty or NaN label"):
+        load_task_data("sst2", data_dir=str(tmp_path), drop_empty=True)
+
+
+def test_a_folder_where_a_file_belongs_and_the_reverse(tmp_path):
+    write(tmp_path / "SST-2", "train.tsv", ["sentence\tlabel", "good\t1"])
+    write(tmp_path / "SST-2", "dev.tsv", ["sentence\tlabel", "good\t1"])
+    folder = tmp_path / "SST-2"
+    with pytest.raises(DataError) as refused:
+        load_task_data("sst2", train_file=str(folder), dev_file=str(folder / "dev.tsv"))
+    assert str(refused.value) == (
+        f"{folder} is a folder, not a data file: pass the file itself, e.g. {folder / 'dev.tsv'}"
+    )
+    with pytest.raises(DataError, match="--data-dir .*train.tsv is a file, not a folder"):
+        load_task_data("sst2", data_dir=str(folder / "train.tsv"))
+
+
 def test_dataset_folder_goes_through_the_hub_loader(tmp_path):
     # datasets.load_dataset treats a local folder like a Hub repository id.
     (tmp_path / "train.csv").write_text("sentence,label\nnice,1\nawful,0\n")

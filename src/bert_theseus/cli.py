@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 import types
 import typing
@@ -58,7 +59,8 @@ def _add_dataclass(
                 _flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text
             )
         elif kind == list[list[int]]:
-            group.add_argument(_flag(f.name), type=json.loads, help=help_text + " (JSON)")
+            shape = JsonLists(f.metadata.get("shape", JsonLists.shape))
+            group.add_argument(_flag(f.name), type=shape, help=help_text + " (JSON)")
         elif typing.get_origin(kind) is list:
             item = typing.get_args(kind)[0]
             item = item if item in (int, float) else None
@@ -66,6 +68,35 @@ def _add_dataclass(
         else:
             shown = f" (default: {default})" if default is not None else ""
             group.add_argument(_flag(f.name), type=kind, help=help_text + shown)
+
+
+class JsonLists:
+    """The type of a JSON flag that holds a list of lists of integers (--grouping,
+    --layer-map): its value is checked here, so a wrong shape is one line naming the flag,
+    not a TypeError deep inside a method."""
+
+    shape = "a JSON list of lists of integers, e.g. [[0,1],[2,3]]"
+
+    def __init__(self, shape: str) -> None:
+        self.shape = shape
+
+    def __call__(self, text: str) -> list[list[int]]:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise argparse.ArgumentTypeError(
+                f"must be {self.shape}; {text!r} is not valid JSON ({error.msg})"
+            ) from None
+        return self.check(value, repr(text))
+
+    def check(self, value, shown: str) -> list[list[int]]:
+        def is_int(item) -> bool:
+            return isinstance(item, int) and not isinstance(item, bool)
+
+        lists = isinstance(value, list) and all(isinstance(v, list) for v in value)
+        if not lists or not all(is_int(i) for v in value for i in v):
+            raise argparse.ArgumentTypeError(f"must be {self.shape}, not {shown}")
+        return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         "progressive module replacing (BERT-of-Theseus) and the methods beside it.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        exit_on_error=False,  # a bad value is one line (see `parse`), not the whole usage
     )
     parser.add_argument("--version", action="version", version=f"bert-theseus {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -172,6 +204,7 @@ def _add_parser(commands, name: str, text: str) -> argparse.ArgumentParser:
         description=text,
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        exit_on_error=False,
     )
 
 
@@ -238,20 +271,80 @@ def parse(argv: list[str]) -> argparse.Namespace:
     from .runs import RunError, load_yaml_config
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse_args(parser, argv)
     if args.config:
         values = load_yaml_config(args.config)
         sub = parser._subparsers._group_actions[0].choices[args.command]
-        known = {action.dest for action in sub._actions}
-        unknown = sorted(set(values) - known)
+        known = {action.dest: action for action in sub._actions}
+        unknown = sorted(set(values) - set(known))
         if unknown:
             raise RunError(f"unknown option(s) in {args.config}: {', '.join(unknown)}")
-        for action in sub._actions:  # YAML "methods: theseus kd" means a list, as the flag does
-            if action.nargs in ("+", "*") and isinstance(values.get(action.dest), str):
-                values[action.dest] = values[action.dest].split()
+        values = {key: _yaml_value(known[key], value, args.config) for key, value in values.items()}
         sub.set_defaults(**values)
-        args = parser.parse_args(argv)
+        args = _parse_args(parser, argv)
     return args
+
+
+def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """argparse, with a flag's bad value as a RunError: one line naming the flag."""
+    from .runs import RunError
+
+    try:
+        return parser.parse_args(argv)
+    except argparse.ArgumentError as error:
+        name, message = error.argument_name, error.message
+        if name and message.startswith("must "):  # JsonLists: "--grouping must be ..."
+            message = f"{name} {message}"
+        elif name:
+            message = f"{name}: {message}"
+        raise RunError(message) from None
+
+
+def _yaml_value(action: argparse.Action, value, source: str):
+    """A --config value as the flag would give it, or a RunError naming the option and the
+    shape it takes. YAML "methods: theseus kd" (or a lone value) means a list, as the flag
+    does; numbers must be numbers, switches true or false, JSON flags lists of lists."""
+    from .runs import RunError
+
+    name = action.dest
+    if value is None:  # YAML null: not given
+        return None
+    if isinstance(action.type, JsonLists):
+        try:
+            return action.type(value) if isinstance(value, str) else action.type.check(value, "")
+        except argparse.ArgumentTypeError:
+            shape = action.type.shape.replace("a JSON list", "a list")
+            raise RunError(f"{name} in {source} must be {shape}, not {value!r}") from None
+    if action.nargs == 0:  # --x / --no-x and store_true switches
+        if not isinstance(value, bool):
+            raise RunError(f"{name} in {source} must be true or false, not {value!r}")
+        return value
+    if action.nargs in ("+", "*"):
+        items = value.split() if isinstance(value, str) else value
+        items = items if isinstance(items, list) else [items]
+        return [_yaml_item(action.type, item, f"a list of {_noun(action.type)}", name, source)
+                for item in items]  # fmt: skip
+    return _yaml_item(action.type, value, _noun(action.type, one=True), name, source)
+
+
+def _noun(kind, one: bool = False) -> str:
+    nouns = {int: ("integers", "an integer"), float: ("numbers", "a number")}
+    return nouns.get(kind, ("words", "a word or path"))[one]
+
+
+def _yaml_item(kind, value, shape: str, name: str, source: str):
+    """One YAML value converted as the flag converts its text (int, float or str)."""
+    from .runs import RunError
+
+    convert = kind if kind in (int, float) else str
+    # YAML reads 2.5 and yes as a number and a boolean: keep only what the flag would take.
+    allowed = (int, str) if convert is int else (int, float, str)
+    if isinstance(value, allowed) and not isinstance(value, bool):
+        try:
+            return convert(value)
+        except ValueError:
+            pass
+    raise RunError(f"{name} in {source} must be {shape}, not {value!r}")
 
 
 def _config(cls, args: argparse.Namespace):
@@ -479,6 +572,15 @@ def _main_process() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    previous = _sigterm_as_interrupt()
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:  # as it was: main() also runs inside other programs
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     from .card import set_command
     from .training import TrainingInterrupted
 
@@ -524,6 +626,21 @@ def _json_output(args: argparse.Namespace):
     from .runs import JsonOutput, input_paths
 
     return JsonOutput(args.output, input_paths(args.model, args, file=getattr(args, "file", None)))
+
+
+def _sigterm_as_interrupt():
+    """Make SIGTERM (`kill`, a scheduler's stop) raise KeyboardInterrupt as Ctrl-C does, so
+    the same clean-up runs: partial folders removed, one line, exit 130. (The training loop
+    catches both itself, to save a checkpoint first.) Returns the handler it replaced, or
+    None where signals cannot be set (not the main thread)."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:
+        return None
 
 
 def _quiet_transformers() -> None:

@@ -68,7 +68,10 @@ class DataConfig:
     )
     drop_empty: bool = field(
         default=False,
-        metadata={"help": "drop rows whose text is empty (by default they are kept and counted)"},
+        metadata={
+            "help": "drop rows whose text or label is empty (or NaN), and say how many; by "
+            "default empty texts are kept and counted, and empty labels refused"
+        },
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import struct
 from pathlib import Path
 
 import torch
@@ -45,6 +47,8 @@ def load_model(
             f"{name} is not a model folder (no config.json): pass a folder written by "
             "'theseus finetune' or save_pretrained, or a Hub id"
         )
+    if local.is_dir():
+        check_weights(local)
     try:
         other_task = False
         if head is not None:
@@ -57,7 +61,10 @@ def load_model(
             _fresh_head(model)
         tokenizer = None
         if with_tokenizer:
-            tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+            tokenizer = load_tokenizer(name, trust_remote_code)
+            check_tokenizer(tokenizer, model, name)
+    except ModelError:
+        raise
     except (OSError, ValueError) as error:
         if "custom code" in str(error):
             raise ModelError(
@@ -69,6 +76,104 @@ def load_model(
             "and network)"
         ) from None
     return model, tokenizer
+
+
+def check_weights(folder: Path) -> None:
+    """Refuse a truncated or corrupt safetensors file before loading it: what an interrupted
+    copy or download leaves would otherwise end in a traceback from deep inside the loader.
+    Reads only each file's header (an 8-byte little-endian length, then JSON that gives every
+    tensor's byte range), so it costs nothing on large models."""
+    for path in sorted(folder.glob("*.safetensors")):
+        problem = safetensors_problem(path)
+        if problem:
+            raise ModelError(
+                f"{path} is {problem}: an interrupted copy or download leaves such a file; "
+                "copy it again from where it came from"
+            )
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """What is wrong with the safetensors file at `path`, or None if its header and size agree."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(8)
+        if len(head) < 8:
+            return f"truncated ({size} bytes, not even the 8-byte header length)"
+        (length,) = struct.unpack("<Q", head)
+        if 8 + length > size:
+            return f"truncated (its header needs {8 + length} bytes, the file has {size})"
+        try:
+            header = json.loads(handle.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return "corrupt (its header is not valid JSON)"
+    if not isinstance(header, dict):
+        return "corrupt (its header is not a JSON object)"
+    ends = []
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(o, int) for o in offsets)
+            and 0 <= offsets[0] <= offsets[1]
+        ):
+            return f"corrupt (tensor {key!r} has no valid data offsets)"
+        ends.append(offsets[1])
+    needed = 8 + length + max(ends, default=0)
+    if needed > size:
+        return f"truncated ({size} bytes of the {needed} its header describes)"
+    if needed < size:
+        return f"corrupt ({size - needed} bytes more than its header describes)"
+    return None
+
+
+# Words, digits and punctuation: every usable vocabulary knows some of them.
+PROBE = "The film, 2 hours long, was good."
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    """The tokenizer of a folder or Hub id; a file it cannot read is a ModelError."""
+    try:
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except Exception as error:  # tokenizers raises its own types for a broken file
+        if "custom code" in str(error):
+            raise
+        raise ModelError(
+            f"cannot load the tokenizer of '{name}' ({first_line(error)}): copy the tokenizer "
+            "files of the model it was made from into it, or pass a folder that has them"
+        ) from None
+
+
+def check_tokenizer(tokenizer, model: PreTrainedModel | None, name: str) -> None:
+    """Refuse a tokenizer that would read every word as unknown: without its files,
+    transformers builds one of the special tokens alone, and a run trains (and saves) a model
+    that sees nothing but [UNK]. Also refuse one whose ids lie beyond the model's embeddings
+    (the files of another model)."""
+    fix = (
+        "copy the tokenizer files (tokenizer.json, or vocab.txt / vocab.json and merges.txt / "
+        "*.model, with tokenizer_config.json) of the model it was made from into it, or pass "
+        "a folder that has them"
+    )
+    specials = set(tokenizer.all_special_tokens)
+    if not set(tokenizer.get_vocab()) - specials:
+        raise ModelError(f"model folder '{name}' has no tokenizer vocabulary: {fix}")
+    known = set(tokenizer(PROBE, add_special_tokens=False)["input_ids"])
+    if not known - {tokenizer.unk_token_id}:
+        raise ModelError(
+            f"the tokenizer of '{name}' reads every word of {PROBE!r} as unknown "
+            f"({tokenizer.unk_token}): {fix}"
+        )
+    try:
+        rows = getattr(model.get_input_embeddings(), "num_embeddings", None)
+    except (AttributeError, NotImplementedError):  # no model (an export), or one that won't say
+        rows = None
+    if rows is not None and tokenizer.vocab_size > rows:
+        raise ModelError(
+            f"the tokenizer of '{name}' has {tokenizer.vocab_size} tokens but the model reads "
+            f"only {rows}: the tokenizer files belong to another model; {fix}"
+        )
 
 
 def _new_head(name: str, trust_remote_code: bool, head: dict):

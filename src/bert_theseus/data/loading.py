@@ -9,7 +9,15 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from .readers import DataError, Example, iter_rows, read_glue_split, read_hub_dataset, read_table
+from .readers import (
+    DataError,
+    Example,
+    iter_rows,
+    missing_label,
+    read_glue_split,
+    read_hub_dataset,
+    read_table,
+)
 from .tasks import Task, TaskError, custom_task, get_task
 
 
@@ -25,19 +33,37 @@ class TaskData:
     # Per split, the examples with an empty text: kept, or dropped with `drop_empty`.
     empty: dict[str, int] = field(default_factory=dict)
     dropped_empty: bool = False
+    # Per split, the rows dropped for an empty or NaN label (`drop_empty`; else refused).
+    empty_labels: dict[str, int] = field(default_factory=dict)
 
     def splits(self) -> dict[str, list[Example]]:
         named = {"train": self.train, **self.dev}
         return {**named, "test": self.test} if self.test is not None else named
 
     def empty_note(self) -> str | None:
-        """One line on rows with an empty text, if any (a tokenizer reads them as nothing)."""
-        if not self.empty:
-            return None
-        counts = ", ".join(f"{n} in {split}" for split, n in self.empty.items())
-        if self.dropped_empty:
-            return f"note: dropped rows with an empty text ({counts}) as --drop-empty asks"
-        return f"note: rows with an empty text ({counts}) are kept; --drop-empty drops them"
+        """A line on rows with an empty text (a tokenizer reads them as nothing), and one on
+        rows dropped for an empty label, if any."""
+        notes = []
+        if self.empty:
+            counts = _counts(self.empty)
+            if self.dropped_empty:
+                notes.append(
+                    f"note: dropped rows with an empty text ({counts}) as --drop-empty asks"
+                )
+            else:
+                notes.append(
+                    f"note: rows with an empty text ({counts}) are kept; --drop-empty drops them"
+                )
+        if self.empty_labels:
+            notes.append(
+                f"note: dropped rows with an empty or NaN label ({_counts(self.empty_labels)}) "
+                "as --drop-empty asks"
+            )
+        return "\n".join(notes) or None
+
+
+def _counts(per_split: dict[str, int]) -> str:
+    return ", ".join(f"{n} in {split}" for split, n in per_split.items())
 
 
 def load_task_data(
@@ -66,6 +92,12 @@ def load_task_data(
     >>> load_task_data(train_file="train.jsonl", dev_file="dev.jsonl",
     ...                text_columns=["text"], label_column="label")
     """
+    # Rows with an empty or NaN label: refused (None), or dropped and their lines kept here.
+    unlabelled: dict[str, list[int]] = {}
+
+    def drop(split: str) -> list[int] | None:
+        return unlabelled.setdefault(split, []) if drop_empty else None
+
     glue = get_task(task) if task else None
     if glue and (text_columns or label_column):
         glue = custom_task(
@@ -77,12 +109,18 @@ def load_task_data(
     if dataset:
         resolved = glue or _custom(text_columns, label_column, regression, model_labels, None)
         splits = _hub_splits(dataset)
-        return TaskData(
+        data = TaskData(
             resolved,
-            read_hub_dataset(dataset, dataset_config, "train", resolved) if need_train else [],
-            {split: read_hub_dataset(dataset, dataset_config, split, resolved) for split in splits},
+            read_hub_dataset(dataset, dataset_config, "train", resolved, drop("train"))
+            if need_train
+            else [],
+            {
+                split: read_hub_dataset(dataset, dataset_config, split, resolved, drop(split))
+                for split in splits
+            },
             sources={"dataset": dataset},
         )
+        return _count_empty_labels(data, unlabelled)
     if train_file or dev_file:
         if not dev_file or (need_train and not train_file):
             raise DataError("give both --train-file and --dev-file (evaluate needs --dev-file)")
@@ -91,8 +129,8 @@ def load_task_data(
         )
         data = TaskData(
             resolved,
-            read_table(train_file, resolved) if need_train else [],
-            {"dev": read_table(dev_file, resolved)},
+            read_table(train_file, resolved, unlabelled=drop("train")) if need_train else [],
+            {"dev": read_table(dev_file, resolved, unlabelled=drop("dev"))},
             sources={"train": str(train_file), "dev": str(dev_file)},
         )
     else:
@@ -102,16 +140,24 @@ def load_task_data(
             raise DataError(f"task '{glue.name}' needs --data-dir, the folder with its GLUE files")
         data = TaskData(
             glue,
-            read_glue_split(data_dir, glue, glue.train_file) if need_train else [],
-            {Path(f).stem: read_glue_split(data_dir, glue, f) for f in glue.dev_files},
+            read_glue_split(data_dir, glue, glue.train_file, drop("train")) if need_train else [],
+            {
+                Path(f).stem: read_glue_split(data_dir, glue, f, drop(Path(f).stem))
+                for f in glue.dev_files
+            },
             sources={"data_dir": str(data_dir)},
         )
     if test_file:
-        data.test = read_table(test_file, data.task)
+        data.test = read_table(test_file, data.task, unlabelled=drop("test"))
         data.sources["test"] = str(test_file)
     if max_train_samples:
         data.train = data.train[:max_train_samples]
-    return _count_empty(data, drop_empty)
+    return _count_empty(_count_empty_labels(data, unlabelled), drop_empty)
+
+
+def _count_empty_labels(data: TaskData, unlabelled: dict[str, list[int]]) -> TaskData:
+    data.empty_labels = {split: len(lines) for split, lines in unlabelled.items() if lines}
+    return data
 
 
 def _count_empty(data: TaskData, drop: bool) -> TaskData:
@@ -160,10 +206,13 @@ def _infer_labels(path, label_column: str) -> tuple[str, ...]:
 
 
 def _raw_labels(path: Path, label_column: str):
+    """The file's labels; empty and NaN ones are not classes (read_table refuses or drops
+    their rows)."""
     for line, row in iter_rows(path):
         if label_column not in row:
             raise DataError(f"{path}:{line}: no column {label_column!r}: pass --label-column")
-        yield str(row[label_column]).strip()
+        if not missing_label(row[label_column]):
+            yield str(row[label_column]).strip()
 
 
 def encode(examples: list[Example], tokenizer, max_length: int, regression: bool) -> list[dict]:

@@ -15,21 +15,34 @@ from pathlib import Path
 from .tasks import Task
 
 Example = tuple[tuple[str, ...], "int | float"]
+DATA_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json")
 
 
 class DataError(ValueError):
     """A data file is missing or malformed; the message names the file and line."""
 
 
-def read_glue_split(data_dir: str | Path, task: Task, file_name: str) -> list[Example]:
-    """Read one GLUE file as distributed: tab-separated, no quoting, header unless CoLA."""
+def read_glue_split(
+    data_dir: str | Path, task: Task, file_name: str, unlabelled: list[int] | None = None
+) -> list[Example]:
+    """Read one GLUE file as distributed: tab-separated, no quoting, header unless CoLA.
+    `unlabelled`: see `read_table`."""
+    if Path(data_dir).is_file():
+        raise DataError(
+            f"--data-dir {data_dir} is a file, not a folder: pass the folder that holds "
+            f"{task.train_file} and {', '.join(task.dev_files)}, or give your own files with "
+            "--train-file and --dev-file"
+        )
     path = Path(data_dir) / file_name
     if not path.is_file():
         raise DataError(
             f"missing data file {path}: point --data-dir at the task's GLUE folder "
             f"(it should hold {task.train_file} and {', '.join(task.dev_files)})"
         )
-    return read_table(path, task, delimiter="\t", quoting=csv.QUOTE_NONE, columns=task.columns)
+    return read_table(
+        path, task, delimiter="\t", quoting=csv.QUOTE_NONE, columns=task.columns,
+        unlabelled=unlabelled,
+    )  # fmt: skip
 
 
 def read_table(
@@ -38,14 +51,53 @@ def read_table(
     delimiter: str | None = None,
     quoting: int | None = None,
     columns: tuple[str, ...] | None = None,
+    unlabelled: list[int] | None = None,
 ) -> list[Example]:
-    """Read a .csv, .tsv or .jsonl/.json file with the task's named columns."""
+    """Read a .csv, .tsv or .jsonl/.json file with the task's named columns.
+
+    Rows whose label is empty, NaN or null are refused (DataError naming the file, their
+    count and first lines) unless a list is given as `unlabelled`: then they are left out
+    and their line numbers appended to it (--drop-empty)."""
     path = Path(path)
     rows = iter_rows(path, delimiter, quoting, columns)
-    examples = [_example(row, task, path, line) for line, row in rows]
+    examples, missing = [], []
+    for line, row in rows:
+        example = _example(row, task, path, line)
+        if example is None:
+            missing.append(line)
+        else:
+            examples.append(example)
+    _check_missing_labels(str(path), missing, "line", examples, unlabelled)
     if not examples:
         raise DataError(f"{path} has no examples: the split is empty")
     return examples
+
+
+def _check_missing_labels(
+    source: str, missing: list[int], unit: str, kept: list, unlabelled: list[int] | None
+) -> None:
+    """Refuse rows without a label, or hand their numbers to `unlabelled` to be dropped."""
+    if not missing:
+        return
+    first = ", ".join(str(n) for n in missing[:5]) + (", ..." if len(missing) > 5 else "")
+    rows = f"{len(missing)} rows" if len(missing) > 1 else "1 row"
+    where = f"{rows} with an empty or NaN label ({unit}{'s' * (len(missing) > 1)} {first})"
+    if unlabelled is None:
+        raise DataError(f"{source}: {where}: fill them in, or pass --drop-empty to drop them")
+    if not kept:
+        raise DataError(f"{source}: every row has an empty or NaN label: check --label-column")
+    unlabelled.extend(missing)
+
+
+def missing_label(raw) -> bool:
+    """An empty cell, a JSON null or a NaN (what pandas writes for a missing value): a label
+    that was never filled in, not a class of its own."""
+    if raw is None:
+        return True
+    if isinstance(raw, float):
+        return math.isnan(raw)
+    text = str(raw).strip()
+    return not text or text.lower() == "nan"
 
 
 def iter_rows(
@@ -55,6 +107,10 @@ def iter_rows(
     columns: tuple[str, ...] | None = None,
 ):
     """Yield `(line, row dict)` from a .jsonl/.json, .tsv (no quoting) or .csv file."""
+    if path.is_dir():
+        files = sorted(p.name for p in path.iterdir() if p.suffix in DATA_SUFFIXES)
+        example = f", e.g. {path / files[0]}" if files else " (.csv, .tsv or .jsonl)"
+        raise DataError(f"{path} is a folder, not a data file: pass the file itself{example}")
     if not path.is_file():
         raise DataError(f"missing data file {path}: check the path")
     if path.suffix in (".jsonl", ".json"):
@@ -134,13 +190,16 @@ def _json_rows(path: Path):
             yield line, row
 
 
-def _example(row: dict, task: Task, path: Path, line: int) -> Example:
+def _example(row: dict, task: Task, path: Path, line: int) -> Example | None:
+    """The row's example; None when its label is missing (the caller counts those)."""
     missing = [c for c in (*task.text_columns, task.label_column) if c not in row]
     if missing:
         raise DataError(
             f"{path}:{line}: no column {', '.join(map(repr, missing))}; columns are "
             f"{', '.join(map(repr, row))}: pass --text-columns/--label-column"
         )
+    if missing_label(row[task.label_column]):
+        return None
     texts = tuple(str(row[c]) for c in task.text_columns)
     return texts, parse_label(row[task.label_column], task, f"{path}:{line}")
 
@@ -165,7 +224,11 @@ def parse_label(raw, task: Task, where: str) -> int | float:
 
 
 def read_hub_dataset(
-    dataset: str, config_name: str | None, split: str, task: Task
+    dataset: str,
+    config_name: str | None,
+    split: str,
+    task: Task,
+    unlabelled: list[int] | None = None,
 ) -> list[Example]:
     """Read a split of a Hub dataset id (or a local dataset folder) with `datasets`.
 
@@ -180,14 +243,19 @@ def read_hub_dataset(
         raise DataError(f"cannot load split '{split}' of dataset '{dataset}': {error}") from None
     feature = data.features.get(task.label_column)
     names = getattr(feature, "names", None)
-    examples = []
+    examples, missing = [], []
     for index, row in enumerate(data):
         raw = row.get(task.label_column)
         if isinstance(raw, int) and task.labels is not None:
             # ClassLabel ids: use the name when the task knows it, else the id as GLUE writes it.
             in_names = names is not None and 0 <= raw < len(names) and names[raw] in task.labels
             raw = names[raw] if in_names else str(raw)
-        examples.append(_example({**row, task.label_column: raw}, task, Path(dataset), index))
+        example = _example({**row, task.label_column: raw}, task, Path(dataset), index)
+        if example is None:
+            missing.append(index)
+        else:
+            examples.append(example)
+    _check_missing_labels(f"split '{split}' of {dataset}", missing, "row", examples, unlabelled)
     if not examples:
         raise DataError(f"split '{split}' of dataset '{dataset}' is empty")
     return examples

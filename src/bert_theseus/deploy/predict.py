@@ -51,12 +51,15 @@ def predict_texts(
     >>> predict_texts("exports/successor", ["a fine film"], int8=True)
     [{'text': 'a fine film', 'label': 'positive', 'score': 0.97}]
     """
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
+
+    from ..models import check_tokenizer, load_tokenizer
 
     if is_onnx_folder(model):
         onnx = load_variant(model, variant or ("onnx-int8" if int8 else chosen_variant(model)))
         config = AutoConfig.from_pretrained(model)
-        tokenizer = AutoTokenizer.from_pretrained(model)
+        tokenizer = load_tokenizer(model)
+        check_tokenizer(tokenizer, None, model)  # an export copied without its tokenizer
 
         def run(batch):
             return onnx.logits(batch)

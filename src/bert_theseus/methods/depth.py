@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from transformers import PreTrainedModel
 
 from ..arch import find_layers_path
-from .registry import MethodConfigError
+from .registry import MethodConfigError, check_fields
 
 
 @dataclass
@@ -26,15 +26,16 @@ class DepthConfig:
     successor_layers: int | None = field(
         default=None,
         metadata={
-            "help": "successor (student) depth n; must divide the predecessor depth "
-            "(else use grouping)"
+            "help": "successor (student) depth n; fewer layers than the predecessor's, and "
+            "a divisor of its depth (else use grouping)"
         },
     )
     grouping: list[list[int]] | None = field(
         default=None,
         metadata={
             "help": "explicit modules as lists of consecutive predecessor layers, e.g. "
-            "[[0,1,2],[3,4],[5,6],[7,8],[9,10,11]] for 12 -> 5; overrides successor_layers"
+            "[[0,1,2],[3,4],[5,6],[7,8],[9,10,11]] for 12 -> 5; overrides successor_layers",
+            "shape": "a JSON list of lists of layer indices, e.g. [[0,1],[2,3]]",
         },
     )
     layers_path: str | None = field(
@@ -43,6 +44,7 @@ class DepthConfig:
     )
 
     def validate(self) -> None:
+        check_fields(self)  # modules() validates too: a grouping of another shape stops here
         if self.successor_layers is None and self.grouping is None:
             raise MethodConfigError(
                 "no successor size: pass successor_layers (--successor-layers 6) or a grouping"
@@ -57,7 +59,12 @@ class DepthConfig:
                 "the predecessor is a compact model (per-layer sizes): depth reduction of "
                 "compact models is not supported yet; compress the full-size model instead"
             )
-        self.depth(context.predecessor)
+        layers = self.layer_count(context.predecessor)
+        if self.depth(context.predecessor) == layers:
+            raise MethodConfigError(
+                f"the successor would keep all {layers} layers of the predecessor: nothing "
+                f"compressed; {_fewer(layers)}"
+            )
 
     def modules(self, predecessor_layers: int) -> list[list[int]]:
         """The predecessor layer indices of each module, checked against the depth."""
@@ -71,11 +78,15 @@ class DepthConfig:
                 )
             return [list(group) for group in self.grouping]
         n = self.successor_layers
-        if n > predecessor_layers or predecessor_layers % n:
+        if n > predecessor_layers:
+            raise MethodConfigError(
+                f"successor depth {n} is more than the predecessor's {predecessor_layers} "
+                f"layers: the successor must have fewer; {_fewer(predecessor_layers)}"
+            )
+        if predecessor_layers % n:
             raise MethodConfigError(
                 f"successor depth {n} does not divide the predecessor depth {predecessor_layers}: "
-                f"pick a divisor ({', '.join(str(d) for d in _divisors(predecessor_layers))}) "
-                "or pass an explicit grouping"
+                f"{_fewer(predecessor_layers)}, or pass an explicit grouping"
             )
         c = predecessor_layers // n
         return [list(range(i * c, (i + 1) * c)) for i in range(n)]
@@ -90,3 +101,11 @@ class DepthConfig:
 
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _fewer(layers: int) -> str:
+    """How to ask for a successor that compresses a predecessor of `layers` layers."""
+    smaller = [str(d) for d in _divisors(layers) if d < layers]
+    if not smaller:
+        return "a 1-layer model cannot lose layers: shrink its width instead (--method dynabert)"
+    return f"pass --successor-layers {' or '.join(smaller)}"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import types
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -144,9 +145,55 @@ def identity(config) -> dict:
 
 
 def validate(config) -> None:
+    """Check a method config: each setting's type (so a wrong shape is one line, not a
+    TypeError inside the method), then the config's own `validate()`."""
+    check_fields(config)
     check = getattr(config, "validate", None)
     if check is not None:
         check()
+
+
+def check_fields(config) -> None:
+    """Refuse a setting whose value does not fit its type hint (int, float, str, bool,
+    lists of them, optional ones); a hint of another kind is left to the config."""
+    if not dataclasses.is_dataclass(config):
+        return
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value, hint = getattr(config, f.name), hints[f.name]
+        if not _fits(value, hint):
+            shape = f.metadata.get("shape", "").replace("a JSON list", "a list") or _describe(hint)
+            raise MethodConfigError(f"{f.name} {value!r} must be {shape}")
+
+
+def _fits(value, hint) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:  # a path may be given as a Path
+        return isinstance(value, (str, os.PathLike))
+    if origin is list:
+        return isinstance(value, list) and all(_fits(item, args[0]) for item in value)
+    return True
+
+
+def _describe(hint, plural: bool = False) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a, plural) for a in args if a is not type(None))
+    if origin is list:
+        return ("lists of " if plural else "a list of ") + _describe(args[0], plural=True)
+    names = {bool: ("true or false", "booleans"), int: ("an integer", "integers"),
+             float: ("a number", "numbers"), str: ("a string", "strings")}  # fmt: skip
+    return names.get(hint, (getattr(hint, "__name__", str(hint)),) * 2)[plural]
 
 
 _REGISTRY: dict[str, MethodSpec] = {}

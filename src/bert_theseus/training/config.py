@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field, fields
 
 PRECISIONS = ("auto", "bf16", "fp16", "no")
 DEVICES = ("auto", "cpu", "cuda")
+# Below this many tokens, [CLS], [SEP] and a word or two are all a model reads of a text.
+USEFUL_MAX_LENGTH = 8
 
 
 class TrainingConfigError(ValueError):
@@ -120,6 +123,26 @@ class TrainingConfig:
                 raise TrainingConfigError(
                     _bad(name, getattr(self, name), f"must be one of {', '.join(allowed)}")
                 )
+        if self.mixed_precision == "fp16" and not self._on_cuda():
+            where = "--device cpu" if self.device == "cpu" else "no CUDA device is visible"
+            raise TrainingConfigError(
+                f"--mixed-precision fp16 needs a CUDA device, and this run is on the CPU "
+                f"({where}): pass --mixed-precision bf16, no or auto"
+            )
+        if self.max_length < USEFUL_MAX_LENGTH:
+            print(
+                f"warning: --max-length {self.max_length} keeps fewer than {USEFUL_MAX_LENGTH} "
+                "tokens of each example, special tokens included: the model reads little of "
+                "any text (default 128)",
+                file=sys.stderr,
+            )
+
+    def _on_cuda(self) -> bool:
+        if self.device == "cpu":
+            return False
+        import torch  # here: settings alone load without it
+
+        return torch.cuda.is_available()
 
 
 def _bad(name: str, value, rule: str) -> str:

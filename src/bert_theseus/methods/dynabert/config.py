@@ -155,7 +155,11 @@ def check_predecessor(model: PreTrainedModel, config: DynaBERTConfig) -> None:
         )
     heads = model.config.num_attention_heads
     layers = model.config.num_hidden_layers
-    for width in config.widths:
-        kept_heads(width, heads)
-    for depth in config.depths:
-        kept_layers(depth, layers)
+    sizes = {kept_heads(width, heads) for width in config.widths}
+    depths = {len(kept_layers(depth, layers)) for depth in config.depths}
+    if sizes == {heads} and depths == {layers}:
+        raise MethodConfigError(
+            f"widths {config.widths} and depths {config.depths} keep every head and layer of "
+            f"the {layers}-layer, {heads}-head model: nothing compressed; add smaller "
+            "multipliers, e.g. --widths 1.0 0.5 --depths 1.0 0.5"
+        )

@@ -170,6 +170,11 @@ class LadaBERTConfig(LayerwiseWeights):
         return [p_weight ** ((i + 1) / n) for i in range(n)]
 
     def check(self, context) -> None:
+        if self.kept() == (1.0, 1.0, 1.0):
+            raise MethodConfigError(
+                "p_embd, p_svd and p_weight are all 1: nothing compressed; keep less of one, "
+                "e.g. --p-svd 0.5, or pick a --preset"
+            )
         try:
             layout_for(model_type_of(context.predecessor.config))
         except UnsupportedArchitectureError as error:

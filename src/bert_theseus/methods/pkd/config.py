@@ -33,7 +33,8 @@ class PKDConfig(KDConfig):
         default=None,
         metadata={
             "help": "PKD: explicit [student layer, teacher layer] pairs, counted from 1 "
-            "(0 is the embeddings), e.g. [[1,2],[2,4]]; overrides pkd_strategy"
+            "(0 is the embeddings), e.g. [[1,2],[2,4]]; overrides pkd_strategy",
+            "shape": "a JSON list of [student, teacher] layer pairs, e.g. [[1,2],[2,4]]",
         },
     )
 
