@@ -15,16 +15,23 @@ import sys
 
 import pytest
 from test_deploy import _save
-from tiny import ARCHITECTURES, tiny_model
+from tiny import ARCHITECTURES, decisive, tiny_model
+from transformers import BertTokenizerFast
 
 from bert_theseus.cli import main
 from bert_theseus.deploy import ExportConfig, export_onnx, predict_texts
-from bert_theseus.deploy.export import _keeps_score
-from bert_theseus.deploy.runtime import EXPORT_VARIANTS, exported_variants
+from bert_theseus.deploy.export import SAMPLE_TEXTS, _keeps_score
+from bert_theseus.deploy.runtime import EXPORT_VARIANTS, accepted_inputs, exported_variants
 
 # ONNX Runtime's optimizer fuses attention in these (eager export); not in MPNet's (relative
 # position bias) or DeBERTa's (disentangled attention).
 FUSES_ATTENTION = {"bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert"}
+
+# int8 and bf16 logits stay this close to PyTorch's, and on the checked inputs the tiny
+# models' top logit leads by as much: 4x the largest int8 shift of that lead measured, on
+# CPUs with VNNI and without (docs/results.md), so a label flips only where a variant is
+# wrong, not where the CPU rounds differently.
+REDUCED_PRECISION_BOUND = 5e-3
 
 
 def auto_export(source, output, script: str = "") -> dict:
@@ -40,7 +47,13 @@ def auto_export(source, output, script: str = "") -> dict:
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_every_variant_matches_pytorch_and_auto_chooses_one(arch, tokenizer_dir, tmp_path):
-    source = _save(tiny_model(arch, layers=2), tmp_path / "model", tokenizer_dir)
+    model = tiny_model(arch, layers=2)
+    # What export checks without dev data: its sample texts, as the saved tokenizer pads them.
+    texts = BertTokenizerFast.from_pretrained(tokenizer_dir)(SAMPLE_TEXTS, padding=True,
+                                                             return_tensors="pt")  # fmt: skip
+    checked = {k: v for k, v in texts.items() if k in accepted_inputs(model)}
+    source = _save(decisive(model, checked, REDUCED_PRECISION_BOUND), tmp_path / "model",
+                   tokenizer_dir)  # fmt: skip
     report = auto_export(source, tmp_path / "export")
     assert list(report["variants"]) == list(EXPORT_VARIANTS)
     assert exported_variants(tmp_path / "export") == list(EXPORT_VARIANTS)
@@ -48,7 +61,8 @@ def test_every_variant_matches_pytorch_and_auto_chooses_one(arch, tokenizer_dir,
         if EXPORT_VARIANTS[name].exact:  # fp32: held to --tolerance (1e-3), far inside it
             assert check["max_abs_logit_diff"] < 1e-5, name
         else:  # int8 and bf16 keep every label of these inputs, and nearly the logits
-            assert check["label_agreement"] == 1.0 and check["max_abs_logit_diff"] < 5e-3, name
+            assert check["label_agreement"] == 1.0, name
+            assert check["max_abs_logit_diff"] < REDUCED_PRECISION_BOUND, name
     fused = "Attention" in report["fused_operators"]
     assert fused == (arch in FUSES_ATTENTION)
     notices = [n for n in report["notices"] if "fuses no attention" in n]
