@@ -13,9 +13,6 @@ import json
 import shlex
 from pathlib import Path
 
-import yaml
-
-from .speed import is_pruned
 from .training import TrainingConfig
 
 _command: str | None = None
@@ -31,6 +28,8 @@ def set_command(argv: list[str]) -> None:
 
 def write_model_card(folder: Path, metrics: dict, settings: dict, training: TrainingConfig):
     """Write `folder/README.md` for a finished run described by `metrics` and `settings`."""
+    import yaml
+
     name = Path(str(folder)).name.removeprefix(".").removesuffix(".partial")
     header = {
         "library_name": "bert-theseus",
@@ -154,6 +153,8 @@ def _body(name: str, metrics: dict, settings: dict, training: TrainingConfig) ->
 
 def _nonzero_row(metrics: dict) -> list[str]:
     """A row of non-zero parameters where pruning left zeros stored among the weights."""
+    from .speed import is_pruned
+
     nonzero = metrics.get("nonzero_parameters", metrics["parameters"])
     if not is_pruned(metrics["parameters"], nonzero):
         return []

@@ -15,6 +15,9 @@ import typing
 
 from . import __version__
 
+# Commands that need neither torch nor transformers: they must start in well under a second.
+LIGHT_COMMANDS = ("methods",)
+
 EXAMPLES = """\
 examples:
   theseus finetune --model PATH_OR_HUB_ID --task sst2 --data-dir GLUE/SST-2 --output runs/teacher
@@ -69,8 +72,9 @@ def _add_dataclass(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .commands import DataConfig
-    from .compare import CompareConfig
+    # Config modules only: building the parser (--help, 'theseus methods') loads no torch.
+    from .compare_config import CompareConfig
+    from .data.config import DataConfig
     from .methods import compare_defaults, default_method, methods
     from .training import TrainingConfig
 
@@ -186,8 +190,8 @@ def _add_common(sub: argparse.ArgumentParser) -> None:
 
 
 def _add_deploy_commands(commands) -> None:
-    from .commands import DataConfig
-    from .deploy import BenchmarkConfig, ExportConfig
+    from .data.config import DataConfig
+    from .deploy.config import BenchmarkConfig, ExportConfig
 
     def add(name: str, text: str, models: str):
         sub = _add_parser(commands, name, text)
@@ -235,11 +239,11 @@ def _add_deploy_commands(commands) -> None:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     """Parse flags over the YAML defaults of --config (flags win)."""
-    from .runs import RunError, load_yaml_config
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.config:
+        from .runs import RunError, load_yaml_config  # runs.py loads torch
+
         values = load_yaml_config(args.config)
         sub = parser._subparsers._group_actions[0].choices[args.command]
         known = {action.dest for action in sub._actions}
@@ -260,10 +264,6 @@ def _config(cls, args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace):
-    from .commands import DataConfig, compress, evaluate_model, finetune
-    from .compare import CompareConfig, compare
-    from .training import TrainingConfig
-
     trust = args.trust_remote_code
     if args.command in ("export", "benchmark", "predict"):
         return _run_deploy(args)
@@ -273,6 +273,10 @@ def run(args: argparse.Namespace):
         return extract_to(args.model, args.width, args.depth, args.output, args.overwrite, trust)
     if args.command == "methods":
         return _list_methods()
+    from .commands import DataConfig, compress, evaluate_model, finetune
+    from .compare import CompareConfig, compare
+    from .training import TrainingConfig
+
     data = _config(DataConfig, args)
     training = _config(TrainingConfig, args)
     if args.command == "finetune":
@@ -473,6 +477,8 @@ def _nonzero(metrics: dict) -> str:
 
 
 def _main_process() -> bool:
+    if "accelerate" not in sys.modules:  # a command that trained and ran nothing: one process
+        return True
     from accelerate import PartialState
 
     return PartialState().is_main_process
@@ -480,20 +486,19 @@ def _main_process() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     from .card import set_command
-    from .training import TrainingInterrupted
 
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
-    if not debug:
-        _quiet_transformers()
     try:
         set_command(argv)
         args = parse(argv)
+        if not debug and args.command not in LIGHT_COMMANDS:
+            _quiet_transformers()
         metrics = run(args)
     except KeyboardInterrupt:
         print("theseus: interrupted; no output folder was completed", file=sys.stderr)
         return 130
-    except TrainingInterrupted as error:
+    except _training_interrupted() as error:
         if _main_process():  # every process stopped at the same step; one says so
             print(f"theseus: {error}", file=sys.stderr)
         return 130
@@ -517,6 +522,13 @@ def main(argv: list[str] | None = None) -> int:
 
         write_json(Path(args.output), metrics)
     return 0
+
+
+def _training_interrupted() -> type[BaseException] | tuple:
+    """TrainingInterrupted, if the training loop was loaded (else nothing can have raised
+    it): importing it here would load torch on every exit, --help's included."""
+    loop = sys.modules.get("bert_theseus.training.loop")
+    return loop.TrainingInterrupted if loop is not None else ()
 
 
 def _quiet_transformers() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import partial
 
 from accelerate.utils import set_seed
@@ -19,6 +19,7 @@ from transformers import PreTrainedModel
 
 from .card import push_to_hub, write_model_card
 from .data import DataError, TaskData, load_task_data
+from .data.config import DataConfig
 from .data.loading import encode, make_loader
 from .methods import MethodContext, MethodError, MethodSpec, get_method, methods
 from .methods.registry import ReportInput, identity, validate
@@ -29,47 +30,6 @@ from .runs import OutputDir, RunError, plot_training, write_json
 from .speed import count_nonzero, count_parameters, measure_latency
 from .training import Method, TrainingConfig, evaluate, make_accelerator, train
 from .training.stages import Stage, merged_history, run_stages
-
-
-@dataclass
-class DataConfig:
-    """Where the examples come from (see `load_task_data`)."""
-
-    task: str | None = field(
-        default=None,
-        metadata={"help": "GLUE task: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli"},
-    )
-    data_dir: str | None = field(
-        default=None, metadata={"help": "folder with the task's GLUE files (train.tsv, dev.tsv)"}
-    )
-    train_file: str | None = field(
-        default=None, metadata={"help": "your own training file (.csv, .tsv or .jsonl)"}
-    )
-    dev_file: str | None = field(
-        default=None, metadata={"help": "your own dev file, used to select checkpoints"}
-    )
-    test_file: str | None = field(
-        default=None, metadata={"help": "a labelled test file, scored once at the end"}
-    )
-    text_columns: list[str] | None = field(
-        default=None, metadata={"help": "input column(s) of your files (one, or two for pairs)"}
-    )
-    label_column: str | None = field(
-        default=None, metadata={"help": "label column of your files (default: label)"}
-    )
-    dataset: str | None = field(
-        default=None, metadata={"help": "a Hub dataset id instead of files (needs the network)"}
-    )
-    dataset_config: str | None = field(
-        default=None, metadata={"help": "the Hub dataset's configuration, e.g. sst2 for glue"}
-    )
-    regression: bool = field(
-        default=False, metadata={"help": "your own files hold a numeric score, not classes"}
-    )
-    drop_empty: bool = field(
-        default=False,
-        metadata={"help": "drop rows whose text is empty (by default they are kept and counted)"},
-    )
 
 
 def read_data(data: DataConfig, training: TrainingConfig, model_labels=None, need_train=True):

@@ -16,7 +16,7 @@ import csv
 import io
 import json
 import statistics
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from .commands import (
     prepare,
     speed_length,
 )
+from .compare_config import CompareConfig
 from .methods import get_method, methods
 from .methods.registry import identity
 from .metrics import constant_score
@@ -40,22 +41,6 @@ from .runs import OutputDir, RunError, save_figure, write_atomic, write_json
 from .speed import count_nonzero, count_parameters, is_pruned, measure_latency
 from .training import TrainingConfig
 from .training.stages import saved_progress
-
-
-@dataclass
-class CompareConfig:
-    """Which seeds to run and how to time them (the methods are the configs passed in)."""
-
-    seeds: list[int] = field(
-        default_factory=lambda: [42], metadata={"help": "one run per method and seed"}
-    )
-    speed_batch_size: int = field(default=32, metadata={"help": "batch size of the timing"})
-    speed_length: int = field(default=128, metadata={"help": "tokens per example when timing"})
-    speed_repeats: int = field(default=10, metadata={"help": "timed rounds (median reported)"})
-
-    def validate(self) -> None:
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ModelError(f"seeds {self.seeds} must be distinct, e.g. --seeds 1 2 3")
 
 
 def compare(

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,8 @@ import torch
 
 from ..commands import load_model
 from ..speed import count_parameters, random_batch
-from .export import ExportConfig, export_onnx
+from .config import VARIANTS, BenchmarkConfig, ExportConfig  # noqa: F401  (VARIANTS: old home)
+from .export import export_onnx
 from .runtime import (
     EXPORT_VARIANTS,
     ONNX_FILE,
@@ -35,52 +36,6 @@ from .runtime import (
     load_variant,
     torch_logits,
 )
-
-VARIANTS = ("torch-fp32", "torch-bf16", *EXPORT_VARIANTS)
-DEFAULT_VARIANTS = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
-
-
-@dataclass
-class BenchmarkConfig:
-    """What to time and how often."""
-
-    variants: list[str] = field(
-        default_factory=lambda: list(DEFAULT_VARIANTS),
-        metadata={
-            "help": f"runtimes to time, of: {', '.join(VARIANTS)} (default: "
-            f"{' '.join(DEFAULT_VARIANTS)}; openvino-* need bert-theseus[openvino])"
-        },
-    )
-    lengths: list[int] = field(
-        default_factory=lambda: [32, 128], metadata={"help": "sequence lengths (tokens)"}
-    )
-    latency_batch_size: int = field(default=1, metadata={"help": "batch size of latency"})
-    throughput_batch_size: int = field(default=32, metadata={"help": "batch size of throughput"})
-    latency_repeats: int = field(default=30, metadata={"help": "timed rounds for latency"})
-    throughput_repeats: int = field(default=5, metadata={"help": "timed rounds for throughput"})
-    sweep_batch_sizes: list[int] = field(
-        default_factory=lambda: [1, 8, 32],
-        metadata={"help": "batch sizes of the throughput sweep, at the longest length"},
-    )
-    warmup: int = field(default=2, metadata={"help": "untimed rounds before each setting"})
-    threads: int | None = field(
-        default=None, metadata={"help": "threads for PyTorch and ONNX Runtime (default: all)"}
-    )
-    skip_memory: bool = field(
-        default=False,
-        metadata={"help": "skip peak memory (measured in one child process per variant)"},
-    )
-
-    def validate(self) -> None:
-        unknown = [v for v in self.variants if v not in VARIANTS]
-        if unknown or not self.variants:
-            raise DeployError(f"unknown variant(s) {unknown}: use any of {', '.join(VARIANTS)}")
-        if not self.lengths or min(self.lengths) < 2:
-            raise DeployError(f"lengths {self.lengths} must be at least 2 tokens each")
-        if self.sweep_batch_sizes and min(self.sweep_batch_sizes) < 1:
-            raise DeployError(f"sweep batch sizes {self.sweep_batch_sizes} must be at least 1")
-        if min(self.latency_repeats, self.throughput_repeats) < 1 or self.warmup < 0:
-            raise DeployError("repeats must be at least 1 and warm-up at least 0")
 
 
 @dataclass
