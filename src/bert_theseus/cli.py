@@ -417,7 +417,7 @@ def report(command: str, metrics) -> str:
     if "grid" in metrics:  # DynaBERT: the dev score above is the mean over its sub-networks
         lines.append(f"  {len(metrics['grid'])} sub-networks (dev score above: their mean):")
         lines += [
-            f"    width {r['width']:g} depth {r['depth']:g}: {r['score']:.2f} "
+            f"    width {r['width']:g} depth {r['depth']:g}: {r['score']:.4f} "
             f"({r['retention_percent']}%), {r['parameters'] / 1e6:.1f}M parameters, "
             f"{r['speedup']:.2f}x"
             for r in metrics["grid"]

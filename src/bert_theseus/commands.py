@@ -11,8 +11,9 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import partial
+from pathlib import Path
 
 from accelerate.utils import set_seed
 from transformers import PreTrainedModel
@@ -219,8 +220,10 @@ def method_settings(model: str, data: DataConfig, spec: MethodSpec, config) -> d
 def evaluate_model(
     model: str, data: DataConfig, training: TrainingConfig, trust_remote_code: bool = False
 ) -> dict:
-    """Score a saved model on the task's dev split(s), and on --test-file when given."""
+    """Score a saved model on the task's dev split(s), and on --test-file when given; with
+    no data settings given, on the data the model's run recorded (`run_config.json`)."""
     training.validate()
+    data = recorded_data(model, data)
     classifier, tokenizer = load_model(model, trust_remote_code)
     training = fit_max_length(training, classifier, model)
     task_data = read_data(data, training, _model_labels(classifier), need_train=False)
@@ -228,6 +231,34 @@ def evaluate_model(
     accelerator = make_accelerator(training)
     features = _encode_splits(task_data, tokenizer, training)
     return _score(classifier, features, tokenizer, training, task_data, accelerator)
+
+
+def recorded_data(model: str, data: DataConfig) -> DataConfig:
+    """`data`, or where it is all defaults (no data flag given) and `model` is a run's
+    folder, the data settings that run recorded in run_config.json (said in one line)."""
+    record = Path(model) / "run_config.json"
+    if data != DataConfig() or not record.is_file():
+        return data
+    try:
+        recorded = json.loads(record.read_text()).get("data")
+    except (OSError, ValueError, AttributeError):  # not a run record we can read: no default
+        return data
+    known = {f.name for f in fields(DataConfig)}
+    values = {k: v for k, v in recorded.items() if k in known} if isinstance(recorded, dict) else {}
+    chosen = DataConfig(**values)
+    if chosen == data:
+        return data
+    flags = " ".join(
+        f"--{name.replace('_', '-')}" + ("" if value is True else f" {_shown(value)}")
+        for name, value in asdict(chosen).items()
+        if value not in (None, False)
+    )
+    say(f"evaluate: no data flags given; using those {record} records: {flags}")
+    return chosen
+
+
+def _shown(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def _run(
@@ -303,6 +334,8 @@ def _run(
             # Evaluations where the model answered one class (or value) for all of dev.
             "constant_output_steps": [step + offset for step in result.constant_steps],
             "constant_at_best": result.best_step in result.constant_steps,
+            # What ran: --mixed-precision auto resolved (bf16, fp16 or no).
+            "mixed_precision": accelerator.mixed_precision,
         }
         if result.constant_views:  # the views (sub-networks) answering one thing at the best step
             at_best = [views for step, views in result.constant_views if step == result.best_step]
@@ -335,7 +368,7 @@ def _run(
             if len(stage_results) > 1:  # a one-stage run's log is written as it trains
                 _write_log(folder / "train_log.jsonl", history)
             plot_training(history, folder / "training.png")
-            write_model_card(folder, metrics, settings, training)
+            write_model_card(folder, metrics, settings, training, push_to_hub)
             write_json(folder / "metrics.json", metrics)  # last: its presence marks completion
             out.commit()
             _push(out, push_to_hub, metrics)

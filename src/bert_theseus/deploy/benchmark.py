@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..commands import load_model
+from ..pooling import say
 from ..speed import count_parameters, random_batch
 from .config import VARIANTS, BenchmarkConfig, ExportConfig  # noqa: F401  (VARIANTS: old home)
 from .export import export_onnx
@@ -68,23 +69,31 @@ def benchmark(
     threads = config.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory(prefix="theseus-bench-") as scratch:
-        entries = [e for m in models for e in _prepare(m, config, Path(scratch), threads, trust)]
+        entries = []
+        for index, model in enumerate(models):
+            say(f"benchmark: model {index + 1} of {len(models)}: loading {model}"
+                f"{_exporting(model, config)}")  # fmt: skip
+            entries += _prepare(model, config, Path(scratch), threads, trust)
         longest = min(min(e.positions for e in entries), max(config.lengths))
         if max(config.lengths) > longest:
             raise DeployError(
                 f"--lengths {max(config.lengths)} is longer than a model accepts ({longest})"
             )
         vocab = min(e.vocab for e in entries)
+        step = _steps("timing", 2 * len(config.lengths) + len(config.sweep_batch_sizes),
+                      f" ({_timed(entries)}, interleaved)")  # fmt: skip
         timings = {
-            "latency": _time(entries, config.latency_batch_size, config, vocab, latency=True),
-            "throughput": _time(entries, config.throughput_batch_size, config, vocab, False),
+            "latency": _time(entries, config.latency_batch_size, config, vocab, True, step),
+            "throughput": _time(entries, config.throughput_batch_size, config, vocab, False, step),
         }
         longest_length = max(config.lengths)
         sweep = replace(config, lengths=[longest_length])
-        timings["sweep"] = {size: _time(entries, size, sweep, vocab, False)[longest_length]
+        timings["sweep"] = {size: _time(entries, size, sweep, vocab, False, step)[longest_length]
                             for size in config.sweep_batch_sizes}  # fmt: skip
-        memory = [None if config.skip_memory or not e.memory else _peak_memory(e, config, threads)
-                  for e in entries]  # fmt: skip
+        measured = [e.memory and not config.skip_memory for e in entries]
+        step = _steps("peak memory", sum(measured))
+        memory = [_peak_memory(e, config, threads, step) if m else None
+                  for e, m in zip(entries, measured, strict=True)]  # fmt: skip
     rows = _rows(entries, timings, memory, config)
     result = {"settings": {**asdict(config), "threads": threads, **_machine()}, "results": rows}
     if output:
@@ -187,11 +196,40 @@ def _limits(model_config) -> tuple[int, int]:
     return positions, getattr(model_config, "vocab_size", 1000)
 
 
-def _time(entries, batch_size: int, config, vocab: int, latency: bool) -> dict:
-    """Seconds per call of each entry, per length; rounds interleave the entries."""
+def _steps(what: str, total: int, suffix: str = "") -> Callable[[str], None]:
+    """A progress line per step, "benchmark: timing 3 of 7: ..." (the timing takes minutes)."""
+    done = 0
+
+    def step(text: str) -> None:
+        nonlocal done
+        done += 1
+        say(f"benchmark: {what} {done} of {total}: {text}{suffix}")
+
+    return step
+
+
+def _exporting(model: str, config: BenchmarkConfig) -> str:
+    exported = [v for v in config.variants if v in EXPORT_VARIANTS]
+    if not exported or is_onnx_folder(model):
+        return ""
+    return f" and exporting it ({', '.join(exported)}, checked against PyTorch)"
+
+
+def _timed(entries: list[_Entry]) -> str:
+    """What each timing step runs: "torch-fp32, onnx-int8 of teacher, successor"."""
+    variants = dict.fromkeys(e.variant for e in entries)
+    models = dict.fromkeys(Path(e.model).name or e.model for e in entries)
+    return f"{', '.join(variants)} of {', '.join(models)}"
+
+
+def _time(entries, batch_size: int, config, vocab: int, latency: bool, step=None) -> dict:
+    """Seconds per call of each entry, per length; rounds interleave the entries. `step`
+    is told each setting as it starts."""
     repeats = config.latency_repeats if latency else config.throughput_repeats
     result = {}
     for length in config.lengths:
+        if step is not None:
+            step(f"{'latency' if latency else 'throughput'}, batch {batch_size} x {length} tokens")
         batch = random_batch(batch_size, length, vocab, token_types=True)
         inputs = [{k: v for k, v in batch.items() if k in e.inputs} for e in entries]
         times: list[list[float]] = [[] for _ in entries]
@@ -319,9 +357,11 @@ def _millions(count: int) -> str:
     return f"{count / 1e6:.1f}M" if count >= 1e5 else f"{count / 1e3:.1f}K"
 
 
-def _peak_memory(entry: _Entry, config: BenchmarkConfig, threads: int) -> dict:
+def _peak_memory(entry: _Entry, config: BenchmarkConfig, threads: int, step=None) -> dict:
     """Peak resident memory of a fresh process that loads only this entry and runs one
     throughput batch at the longest length."""
+    if step is not None:
+        step(f"{entry.model} {entry.variant}, in a process of its own")
     source = str(entry.onnx_folder) if entry.onnx_folder else entry.model
     command = [sys.executable, "-m", "bert_theseus.deploy.memory", source, entry.variant]
     command += [str(config.throughput_batch_size), str(max(config.lengths)), str(threads)]

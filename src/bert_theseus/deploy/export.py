@@ -290,8 +290,8 @@ def _keeps_score(name: str, report: dict, config) -> tuple[bool, str]:
     check = report["variants"][name]
     if "dev" in check:
         drop = 100 * (report["pytorch_fp32"]["score"] - check["dev"]["score"])
-        reason = (f"dev score {100 * check['dev']['score']:.2f} against PyTorch fp32's "
-                  f"{100 * report['pytorch_fp32']['score']:.2f}")  # fmt: skip
+        reason = (f"dev score {check['dev']['score']:.4f} against PyTorch fp32's "
+                  f"{report['pytorch_fp32']['score']:.4f}")  # fmt: skip
         return EXPORT_VARIANTS[name].exact or drop <= config.auto_tolerance, reason
     if EXPORT_VARIANTS[name].exact:
         return True, f"max |logit - PyTorch| {check['max_abs_logit_diff']:.1e}"

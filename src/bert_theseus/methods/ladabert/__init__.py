@@ -90,7 +90,7 @@ def iterations(stages: list[dict]) -> str:
             continue
         score = next(iter(stage["dev"].values()))["score"]
         cells = " | ".join(f"{r['kept']:.1%} ({r['target_kept']:.1%})" for r in rows)
-        lines.append(f"| {stage['stage']} | {100 * score:.2f} | {cells} |")
+        lines.append(f"| {stage['stage']} | {score:.4f} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
