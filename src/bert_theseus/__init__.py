@@ -6,6 +6,7 @@ transformers is imported, so `pipeline(..., model=folder)` loads a compact (or R
 """
 
 from .lazy import lazy_exports, when_imported
+from .methods import get_method, methods, register_method  # light: the registry and configs
 
 __version__ = "0.1.0"
 __all__ = [
@@ -34,13 +35,11 @@ __all__ = [
 __getattr__ = lazy_exports(
     __name__,
     {
+        "compact": ".compact",
         "Distiller": ".teacher",
         "SoftTargets": ".teacher",
         "patient_loss": ".losses",
         "soft_target_loss": ".losses",
-        "get_method": ".methods",
-        "methods": ".methods",
-        "register_method": ".methods",
         "KDConfig": ".methods.kd",
         "KDMethod": ".methods.kd",
         "PKDConfig": ".methods.pkd",

@@ -16,13 +16,16 @@ from collections.abc import Callable
 
 def lazy_exports(package: str, table: dict[str, str]) -> Callable[[str], object]:
     """A module `__getattr__` that imports each name of `table` from its submodule (relative
-    to `package`) the first time it is asked for."""
+    to `package`) the first time it is asked for; a name mapped to ".name" is that submodule.
+    """
 
     def __getattr__(name: str):
         module = table.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module, package), name)
+        value = importlib.import_module(module, package)
+        if module != "." + name:
+            value = getattr(value, name)
         setattr(sys.modules[package], name, value)  # found directly from now on
         return value
 
