@@ -65,6 +65,22 @@ def test_import_registers_the_model_families_once_transformers_is_imported():
     assert "torch" in _loaded_after(code)
 
 
+def test_a_lazily_exported_function_keeps_its_name_when_its_submodule_is_imported():
+    """`deploy.benchmark` is a function of the submodule deploy/benchmark.py: importing the
+    submodule first must not turn the package's name into the module (as eager imports
+    never did)."""
+    code = (
+        "import types, bert_theseus.deploy.benchmark, bert_theseus.methods.dynabert.importance\n"
+        "from bert_theseus.deploy import benchmark\n"
+        "from bert_theseus.methods.dynabert import importance\n"
+        "import bert_theseus\n"
+        "assert callable(benchmark) and not isinstance(benchmark, types.ModuleType)\n"
+        "assert callable(importance) and not isinstance(importance, types.ModuleType)\n"
+        "assert isinstance(bert_theseus.compact, types.ModuleType)"
+    )
+    assert "torch" in _loaded_after(code)
+
+
 FAST = ["--batch-size", "8", "--learning-rate", "2e-3"]
 
 

@@ -477,7 +477,7 @@ def _nonzero(metrics: dict) -> str:
 
 
 def _main_process() -> bool:
-    if "accelerate" not in sys.modules:  # a command that trained and ran nothing: one process
+    if "accelerate" not in sys.modules:  # nothing started processes (theseus methods): one
         return True
     from accelerate import PartialState
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import types
 from collections.abc import Callable
 
 
@@ -18,6 +19,9 @@ def lazy_exports(package: str, table: dict[str, str]) -> Callable[[str], object]
     """A module `__getattr__` that imports each name of `table` from its submodule (relative
     to `package`) the first time it is asked for; a name mapped to ".name" is that submodule.
     """
+
+    sys.modules[package].__class__ = _Package
+    sys.modules[package]._lazy_names = table
 
     def __getattr__(name: str):
         module = table.get(name)
@@ -30,6 +34,20 @@ def lazy_exports(package: str, table: dict[str, str]) -> Callable[[str], object]
         return value
 
     return __getattr__
+
+
+class _Package(types.ModuleType):
+    """A package with lazily exported names. Importing its submodule `benchmark` makes the
+    import system set the package's `benchmark` to that module; where the package exports a
+    `benchmark` of that submodule (deploy's function), the name keeps meaning the function,
+    as it did when the package imported it eagerly."""
+
+    def __setattr__(self, name: str, value) -> None:
+        lazy = self.__dict__.get("_lazy_names", {})
+        if isinstance(value, types.ModuleType) and lazy.get(name) == f".{name}":
+            # (A name that is the submodule itself, bert_theseus.compact, stays the module.)
+            value = getattr(value, name, value)
+        super().__setattr__(name, value)
 
 
 _waiting: dict[str, list[Callable[[], None]]] = {}
