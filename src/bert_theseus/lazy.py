@@ -123,4 +123,6 @@ class _ThenRun:
         _run_ready(module.__spec__.name)
 
     def __getattr__(self, name: str):  # resource readers and the like: the real loader's
+        if name == "loader":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
         return getattr(self.loader, name)
