@@ -26,7 +26,12 @@ import torch
 from ..commands import load_model
 from ..pooling import say
 from ..speed import count_parameters, random_batch
-from .config import VARIANTS, BenchmarkConfig, ExportConfig  # noqa: F401  (VARIANTS: old home)
+from .config import (  # noqa: F401  (the variant lists: imported from here before)
+    DEFAULT_VARIANTS,
+    VARIANTS,
+    BenchmarkConfig,
+    ExportConfig,
+)
 from .export import export_onnx
 from .runtime import (
     EXPORT_VARIANTS,

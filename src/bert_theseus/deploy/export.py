@@ -40,6 +40,7 @@ from .runtime import (
     torch_logits,
 )
 from .variants import (
+    BACKENDS,  # noqa: F401  (imported from here before the settings moved to config.py)
     attention_fused,
     fuse,
     openvino_fp32,

@@ -152,5 +152,8 @@ __getattr__ = lazy_exports(
         "DynaBERTMethod": ".method",
         "importance": ".importance",
         "rewire": ".importance",
+        "rewiring_digest": ".importance",
+        "trained_rule": ".adaptive",
+        **dict.fromkeys(("grid", "speed_setting", "write_grid"), ".grid"),
     },
 )

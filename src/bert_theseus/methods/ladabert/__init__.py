@@ -125,10 +125,13 @@ __all__ = [
 __getattr__ = lazy_exports(
     __name__,
     {
-        **dict.fromkeys(("budget_table", "embedding_rank", "encoder_ranks", "svd_rank"), ".budget"),
+        **dict.fromkeys(
+            ("budget_table", "embedding_rank", "encoder_ranks", "format_budget", "svd_rank"),
+            ".budget",
+        ),  # fmt: skip
         **dict.fromkeys(("factorised", "pruning_scales"), ".compression"),
         **dict.fromkeys(("input_moments", "input_scales"), ".calibration"),
         "LadaBERTMethod": ".method",
-        **dict.fromkeys(("Masks", "magnitude_mask", "prunable"), ".pruning"),
+        **dict.fromkeys(("Masks", "magnitude_mask", "prunable", "prunable_modules"), ".pruning"),
     },
 )

@@ -177,7 +177,14 @@ __getattr__ = lazy_exports(
         "RefBERTMethod": ".method",
         "student_of": ".method",
         **dict.fromkeys(
-            ("MODES", "ReferenceAttention", "ReferenceStudent", "ReferenceStudentConfig"), ".model"
+            (
+                "MODES",
+                "ReferenceAttention",
+                "ReferenceStudent",
+                "ReferenceStudentConfig",
+                "register",
+            ),
+            ".model",
         ),  # fmt: skip
         "ReferenceIndex": ".references",
         "References": ".references",
