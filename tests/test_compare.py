@@ -99,8 +99,8 @@ def test_compare_writes_every_table_and_the_plot(teacher, sst2_dir, tmp_path, ca
     for row in methods[1:]:
         assert all(row[column] != "" for column in METHOD_COLUMNS), row
         scores = [float(r["score"]) for r in runs if r["method"] == row["method"]]
-        assert float(row["score_mean"]) == pytest.approx(statistics.mean(scores), abs=0.01)
-        assert float(row["score_std"]) == pytest.approx(statistics.stdev(scores), abs=0.01)
+        assert float(row["score_mean"]) == pytest.approx(statistics.mean(scores), abs=1e-4)
+        assert float(row["score_std"]) == pytest.approx(statistics.stdev(scores), abs=1e-4)
         retention = 100 * float(row["score_mean"]) / reference
         assert float(row["retention_percent"]) == pytest.approx(retention, abs=0.02)  # rounding
         assert int(row["layers"]) == 2 and int(row["parameters"]) < int(methods[0]["parameters"])
@@ -112,19 +112,19 @@ def test_compare_writes_every_table_and_the_plot(teacher, sst2_dir, tmp_path, ca
     assert "selected and reported on dev" in report and "mean ± sample std" in report
     table, paired_section = report.split("## Paired over seeds")
     assert table.count("\n| ") == 7  # header and six rows
-    # dev is 12 sentences of each class: one answer for all of them scores 50.
-    assert "A constant scores at most 50.00 here." in table
+    # dev is 12 sentences of each class: one answer for all of them scores 0.5.
+    assert "A constant scores at most 0.5000 here." in table
     assert paired_section.count("\n| ") == 11  # header and the ten pairs of five methods
     results = json.loads((out / "results.json").read_text())
-    assert results["constant_score"] == 50.0 and len(results["paired"]) == 10
+    assert results["constant_score"] == 0.5 and len(results["paired"]) == 10
     by_run = {(r["method"], int(r["seed"])): float(r["score"]) for r in runs}
     for pair in results["paired"]:
         assert pair["seeds"] == [1, 2]
         differences = [by_run[pair["first"], s] - by_run[pair["second"], s] for s in (1, 2)]
-        assert pair["mean"] == pytest.approx(statistics.mean(differences), abs=0.011)
+        assert pair["mean"] == pytest.approx(statistics.mean(differences), abs=1.1e-4)
         assert pair["higher"] + pair["level"] + pair["lower"] == 2
         assert pair["interval"][0] <= pair["mean"] <= pair["interval"][1]
-        line = f"| {pair['first']} − {pair['second']} | 2 | {pair['mean']:+.2f} ± "
+        line = f"| {pair['first']} − {pair['second']} | 2 | {pair['mean']:+.4f} ± "
         assert line in paired_section
     assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     assert not list(out.rglob(".*partial"))
@@ -175,8 +175,8 @@ def test_compare_reports_on_the_test_file_when_given(teacher, sst2_dir, tmp_path
         metrics = json.loads(
             (out / "runs" / f"{run['method']}-seed42" / "metrics.json").read_text()
         )
-        assert float(run["score"]) == pytest.approx(100 * metrics["dev"]["dev"]["score"], abs=0.01)
-        assert float(run["score"]) == pytest.approx(100 * metrics["test"]["score"], abs=0.01)
+        assert float(run["score"]) == pytest.approx(metrics["dev"]["dev"]["score"], abs=1e-4)
+        assert float(run["score"]) == pytest.approx(metrics["test"]["score"], abs=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -287,6 +287,7 @@ def test_compress_baseline_from_a_pretrained_model_and_its_refusals(
 def test_summary_retention_uses_unrounded_scores(tiny_bert_dir):
     # The MPNet RTE case: 184 and 188 of 277 correct. Rounded first, 66.43 / 67.87 gives
     # 97.88%; the run's own metrics.json says 97.87%, and the summary must agree with it.
+    # Scores are fractions, as in metrics.json.
     predecessor = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir)
     runs = [
         {"method": "kd", "seed": seed, "dev": {"dev": {"score": correct / 277}}, "best_step": 1}
@@ -298,8 +299,8 @@ def test_summary_retention_uses_unrounded_scores(tiny_bert_dir):
     summary = _summarise(runs, before, "dev", timings, predecessor)
     kd = summary["methods"][1]
     assert kd["retention_percent"] == round(100 * 184 / 188, 2) == 97.87
-    assert kd["score_mean"] == 66.43 and kd["score_std"] == 0.0 and kd["layers"] == 2
-    assert [row["score"] for row in summary["runs"]] == [66.43, 66.43]
+    assert kd["score_mean"] == 0.6643 and kd["score_std"] == 0.0 and kd["layers"] == 2
+    assert [row["score"] for row in summary["runs"]] == [0.6643, 0.6643]
 
 
 def test_settings_resolve_local_paths_and_leave_other_strings_alone(tmp_path):
@@ -328,6 +329,6 @@ def test_summary_pairs_methods_by_seed_but_not_two_views_of_one_run(tiny_bert_di
     summary = _summarise(runs, {"dev": {"score": 0.6}}, "dev", timings, predecessor)
     pairs = {(row["first"], row["second"]): row for row in summary["paired"]}
     assert list(pairs) == [("dynabert w1-d1", "kd"), ("dynabert w0.5-d1", "kd")]
-    # 5 and 6 more pairs right out of 277, in points, from the unrounded scores.
-    assert pairs["dynabert w1-d1", "kd"]["mean"] == round(100 * 5.5 / 277, 2) == 1.99
+    # 5 and 6 more pairs right out of 277, as fractions, from the unrounded scores.
+    assert pairs["dynabert w1-d1", "kd"]["mean"] == round(5.5 / 277, 4) == 0.0199
     assert pairs["dynabert w0.5-d1", "kd"]["lower"] == 2

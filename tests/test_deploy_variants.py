@@ -116,7 +116,7 @@ def test_auto_leaves_out_a_variant_that_loses_score():
     }
     assert _keeps_score("onnx-fp32", report, config)[0]  # fp32 is verified: always kept
     assert _keeps_score("onnx-int8", report, config) == (
-        True, "dev score 79.60 against PyTorch fp32's 80.00")  # fmt: skip
+        True, "dev score 0.7960 against PyTorch fp32's 0.8000")  # fmt: skip
     assert not _keeps_score("openvino-int8", report, config)[0]  # 0.9 points lost
     without_dev = {"variants": {"onnx-int8": {"max_abs_logit_diff": 0.1, "label_agreement": 0.99}}}
     assert not _keeps_score("onnx-int8", without_dev, config)[0]

@@ -369,13 +369,13 @@ def test_the_grid_marks_cells_that_give_one_answer(tmp_path):
     rows = [
         {"width": w, "depth": d, "layers": "0 1", "score": score, "retention_percent": 90.0,
          "parameters": 1e6, "latency_ms": 1.0, "speedup": 2.0, "one_answer": one}
-        for w, d, score, one in ((1.0, 1.0, 60.0, False), (0.5, 0.5, 52.71, True))
+        for w, d, score, one in ((1.0, 1.0, 0.6, False), (0.5, 0.5, 0.5271, True))
     ]  # fmt: skip
     write_grid(tmp_path, rows, "fp32", "rte")
     lines = (tmp_path / "grid.md").read_text().splitlines()
     marked = [line for line in lines if line.startswith("| ") and ONE_ANSWER in line]
     assert marked == [
-        "| 0.5 | 0.5 | 0 1 | 52.71 | 90.0% | 1.0M | 1.0 | 2.00x | " + ONE_ANSWER + " |"
+        "| 0.5 | 0.5 | 0 1 | 0.5271 | 90.0% | 1.0M | 1.0 | 2.00x | " + ONE_ANSWER + " |"
     ]
     table = list(csv.DictReader((tmp_path / "grid.csv").open()))
     assert [row["one_answer"] for row in table] == ["False", "True"]
@@ -395,7 +395,7 @@ def test_compress_writes_the_grid_and_extract_and_export_accept_a_cell(
     assert list(cells) == [(1.0, 1.0), (0.5, 1.0), (1.0, 0.5), (0.5, 0.5)]
     constant = metrics.get("constant_views_at_best", [])
     for (w, d), row in cells.items():
-        assert row["score"] == round(100 * metrics["dev"][f"dev@w{w:g}-d{d:g}"]["score"], 2)
+        assert row["score"] == round(metrics["dev"][f"dev@w{w:g}-d{d:g}"]["score"], 4)
         assert row["one_answer"] == (f"dev@w{w:g}-d{d:g}" in constant)
     assert cells[(1.0, 1.0)]["parameters"] == metrics["parameters"]
     assert cells[(0.5, 0.5)]["parameters"] < cells[(0.5, 1.0)]["parameters"] < metrics["parameters"]
@@ -507,9 +507,7 @@ def test_compare_gives_each_sub_network_its_own_row(dropout_bert_dir, sst2_dir, 
     metrics = json.loads((folder / "metrics.json").read_text())
     for cell in cells:
         view = cell.split(" ")[1]
-        assert float(rows[cell]["score_mean"]) == round(
-            100 * metrics["dev"][f"dev@{view}"]["score"], 2
-        )
+        assert float(rows[cell]["score_mean"]) == round(metrics["dev"][f"dev@{view}"]["score"], 4)
     assert rows["dynabert w1-d0.5"]["layers"] == "2" and rows["dynabert w1-d1"]["layers"] == "4"
     assert int(rows["dynabert w0.5-d0.5"]["parameters"]) < int(rows["truncated"]["parameters"])
     assert (out / "pareto.png").is_file()

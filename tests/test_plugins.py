@@ -255,6 +255,7 @@ def test_every_run_writes_a_model_card_whose_numbers_are_its_metrics(
     assert f"Retention: {metrics['retention_percent']}%" in body
     assert f"Speed-up: {metrics['speedup']}x" in body
     assert "theseus compress --model" in body and "--method head-only" in body
+    assert 'pipeline("text-classification", model="me/probe")' in body  # loads after the push
     assert calls[0][:2] == ("create_repo", "me/probe")
     assert calls[1][0] == "upload_folder" and "README.md" in calls[1][2]
     assert "model.safetensors" in calls[1][2]

@@ -1,14 +1,12 @@
-"""bert-theseus: make fine-tuned Hugging Face encoders small and fast."""
+"""bert-theseus: make fine-tuned Hugging Face encoders small and fast.
 
-from . import compact  # noqa: F401  (registers the compact model family with transformers)
-from .losses import patient_loss, soft_target_loss
-from .methods import get_method, methods, register_method
-from .methods.kd import KDConfig, KDMethod
-from .methods.pkd import PKDConfig, pkd_layer_map
-from .methods.theseus import TheseusConfig, apply_theseus, merge_theseus, theseus_layers
-from .methods.theseus_kd import TheseusKDConfig, TheseusKDMethod
-from .methods.truncated import TruncatedConfig, TruncatedMethod, truncate
-from .teacher import Distiller, SoftTargets
+Importing it is cheap: the names below load their modules (torch, transformers) on first
+use, and the compact model family registers with transformers' Auto classes as soon as
+transformers is imported, so `pipeline(..., model=folder)` loads a compact (or RefBERT) model.
+"""
+
+from .lazy import lazy_exports, when_imported
+from .methods import get_method, methods, register_method  # light: the registry and configs
 
 __version__ = "0.1.0"
 __all__ = [
@@ -33,3 +31,38 @@ __all__ = [
     "theseus_layers",
     "truncate",
 ]
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "compact": ".compact",
+        "Distiller": ".teacher",
+        "SoftTargets": ".teacher",
+        "patient_loss": ".losses",
+        "soft_target_loss": ".losses",
+        "KDConfig": ".methods.kd",
+        "KDMethod": ".methods.kd",
+        "PKDConfig": ".methods.pkd",
+        "pkd_layer_map": ".methods.pkd",
+        "TheseusConfig": ".methods.theseus",
+        "apply_theseus": ".methods.theseus",
+        "merge_theseus": ".methods.theseus",
+        "theseus_layers": ".methods.theseus",
+        "TheseusKDConfig": ".methods.theseus_kd",
+        "TheseusKDMethod": ".methods.theseus_kd",
+        "TruncatedConfig": ".methods.truncated",
+        "TruncatedMethod": ".methods.truncated",
+        "truncate": ".methods.truncated",
+    },
+)
+
+
+def _register_models() -> None:
+    """Our model families join transformers' Auto classes (no remote code needed)."""
+    from . import compact  # noqa: F401  (its import registers the family)
+    from .methods.refbert.model import register
+
+    register()
+
+
+when_imported("transformers", _register_models)

@@ -13,9 +13,6 @@ import json
 import shlex
 from pathlib import Path
 
-import yaml
-
-from .speed import is_pruned
 from .training import TrainingConfig
 
 _command: str | None = None
@@ -29,21 +26,90 @@ def set_command(argv: list[str]) -> None:
     _command = shlex.join(["theseus", *argv])
 
 
-def write_model_card(folder: Path, metrics: dict, settings: dict, training: TrainingConfig):
-    """Write `folder/README.md` for a finished run described by `metrics` and `settings`."""
-    name = Path(str(folder)).name.removeprefix(".").removesuffix(".partial")
+def write_model_card(
+    folder: Path,
+    metrics: dict,
+    settings: dict,
+    training: TrainingConfig,
+    repo_id: str | None = None,
+) -> None:
+    """Write `folder/README.md` for a finished run described by `metrics` and `settings`;
+    `repo_id` is the Hub repository it is pushed to, if it is (its usage snippet loads that)."""
+    name = final_folder(folder).name
+    header = _header(name, metrics["method"], settings["model"], _results(metrics))
+    lines = _body(name, metrics, settings, training) + _usage(folder, repo_id)
+    (Path(folder) / "README.md").write_text(header + "\n".join(lines) + "\n")
+
+
+def write_extract_card(folder: Path, info: dict, task: str | None) -> None:
+    """Write `folder/README.md` for a sub-network cut out of a DynaBERT model by `theseus
+    extract`; `info` is what extract.json records, `task` the training run's task (None
+    when the source folder has no metrics.json: the card then lists no scores)."""
+    name = final_folder(folder).name
+    scores = {"task": task, "dev": info.get("dev", {})} if task else None
+    header = _header(name, "dynabert", info["source"], _results(scores) if scores else [])
+    lines = [
+        f"# {name}",
+        "",
+        f"The width {info['width']:g}, depth {info['depth']:g} sub-network of the DynaBERT "
+        f"model `{info['source']}`, cut out by [bert-theseus](https://pypi.org/project/"
+        "bert-theseus/)'s `theseus extract`: a standalone model that computes what the "
+        "sub-network computes.",
+        "",
+        f"- {info['layers']} layers (the source's {', '.join(map(str, info['kept_layers']))}), "
+        f"{info['parameters']:,} parameters (the source has {info['source_parameters']:,}).",
+    ]
+    lines += [
+        f"- {split} score in training: {values['score']:.4f}"
+        + (f" on the task `{task}`." if task else ".")
+        for split, values in info.get("dev", {}).items()
+    ]
+    lines += ["", "## How it was made", "", "```bash", _command or _API, "```"]
+    (Path(folder) / "README.md").write_text(header + "\n".join(lines + _usage(folder)) + "\n")
+
+
+_API = "# made through the Python API (bert_theseus); settings below"
+
+
+def final_folder(folder: Path) -> Path:
+    """The absolute path a run's folder has once complete (runs are written to
+    `.NAME.partial` beside it, then renamed)."""
+    folder = Path(folder).absolute()
+    return folder.with_name(folder.name.removeprefix(".").removesuffix(".partial"))
+
+
+def _header(name: str, method: str, source: str, results: list[dict]) -> str:
+    """The YAML block the Hub indexes."""
+    import yaml
+
     header = {
         "library_name": "bert-theseus",
         "pipeline_tag": "text-classification",
-        "tags": ["bert-theseus", metrics["method"], "text-classification"],
+        "tags": ["bert-theseus", method, "text-classification"],
     }
-    predecessor = settings["model"]
-    if _is_hub_id(predecessor):
-        header["base_model"] = predecessor
-    header["model-index"] = [{"name": name, "results": _results(metrics)}]
-    text = "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n\n"
-    text += "\n".join(_body(name, metrics, settings, training)) + "\n"
-    (Path(folder) / "README.md").write_text(text)
+    if _is_hub_id(source):
+        header["base_model"] = source
+    header["model-index"] = [{"name": name, "results": results}]
+    return "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n\n"
+
+
+def _usage(folder: Path, repo_id: str | None = None) -> list[str]:
+    """How to load the model: by its Hub id after a push, else by the folder's absolute
+    path, so the snippet works from any working directory."""
+    where = repo_id or str(final_folder(folder))
+    moved = "" if repo_id else "  # the folder's path: change it if you move the folder"
+    return [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "import bert_theseus  # registers bert-theseus's compact model family with transformers",
+        "from transformers import pipeline",
+        "",
+        f'classifier = pipeline("text-classification", model={json.dumps(where)}){moved}',
+        'print(classifier("a gripping, beautifully acted film"))',
+        "```",
+    ]
 
 
 def _is_hub_id(name: str) -> bool:
@@ -125,13 +191,14 @@ def _body(name: str, metrics: dict, settings: dict, training: TrainingConfig) ->
             "its input, and its score is that of a constant."
         )
     lines += [
-        f"- Trained {metrics['steps']} optimizer steps in {metrics['train_seconds']} s; "
+        f"- Trained {metrics['steps']} optimizer steps in {metrics['train_seconds']} s"
+        f"{_precision(metrics)}; "
         f"best {split} score at step {metrics['best_step']}.",
         "",
         "## How it was made",
         "",
         "```bash",
-        _command or "# made through the Python API (bert_theseus.commands); settings below",
+        _command or _API,
         "```",
         "",
         "Settings (`run_config.json` holds them all, with the training settings):",
@@ -139,21 +206,22 @@ def _body(name: str, metrics: dict, settings: dict, training: TrainingConfig) ->
         "```json",
         json.dumps(_shown_settings(settings, training), indent=2, default=str),
         "```",
-        "",
-        "## Use",
-        "",
-        "```python",
-        "import bert_theseus  # registers bert-theseus's compact model family with transformers",
-        "from transformers import pipeline",
-        "",
-        f'classifier = pipeline("text-classification", model="{name}")',
-        "```",
     ]
     return lines
 
 
+def _precision(metrics: dict) -> str:
+    """The precision the run trained in (what `--mixed-precision auto` resolved to)."""
+    precision = metrics.get("mixed_precision")
+    if precision is None:  # runs made before it was recorded
+        return ""
+    return " in fp32" if precision == "no" else f" with {precision} mixed precision"
+
+
 def _nonzero_row(metrics: dict) -> list[str]:
     """A row of non-zero parameters where pruning left zeros stored among the weights."""
+    from .speed import is_pruned
+
     nonzero = metrics.get("nonzero_parameters", metrics["parameters"])
     if not is_pruned(metrics["parameters"], nonzero):
         return []
@@ -169,7 +237,7 @@ def _grid_lines(grid: list[dict], split: str) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['width']:g} | {r['depth']:g} | {r.get('layers', '')} | {r['score']:.2f} "
+        f"| {r['width']:g} | {r['depth']:g} | {r.get('layers', '')} | {r['score']:.4f} "
         f"| {r['retention_percent']}% "
         f"| {r['parameters']:,} | {r['speedup']}x "
         f"| {'one answer for every example' if r.get('one_answer') else ''} |"

@@ -16,6 +16,9 @@ import typing
 
 from . import __version__
 
+# Commands that need neither torch nor transformers: they must start in well under a second.
+LIGHT_COMMANDS = ("methods",)
+
 EXAMPLES = """\
 examples:
   theseus finetune --model PATH_OR_HUB_ID --task sst2 --data-dir GLUE/SST-2 --output runs/teacher
@@ -100,8 +103,9 @@ class JsonLists:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .commands import DataConfig
-    from .compare import CompareConfig
+    # Config modules only: building the parser (--help, 'theseus methods') loads no torch.
+    from .compare_config import CompareConfig
+    from .data.config import DataConfig
     from .methods import compare_defaults, default_method, methods
     from .training import TrainingConfig
 
@@ -219,8 +223,8 @@ def _add_common(sub: argparse.ArgumentParser) -> None:
 
 
 def _add_deploy_commands(commands) -> None:
-    from .commands import DataConfig
-    from .deploy import BenchmarkConfig, ExportConfig
+    from .data.config import DataConfig
+    from .deploy.config import BenchmarkConfig, ExportConfig
 
     def add(name: str, text: str, models: str):
         sub = _add_parser(commands, name, text)
@@ -268,11 +272,11 @@ def _add_deploy_commands(commands) -> None:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     """Parse flags over the YAML defaults of --config (flags win)."""
-    from .runs import RunError, load_yaml_config
-
     parser = build_parser()
     args = _parse_args(parser, argv)
     if args.config:
+        from .runs import RunError, load_yaml_config  # runs.py loads torch
+
         values = load_yaml_config(args.config)
         sub = parser._subparsers._group_actions[0].choices[args.command]
         known = {action.dest: action for action in sub._actions}
@@ -287,11 +291,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """argparse, with a flag's bad value as a RunError: one line naming the flag."""
-    from .runs import RunError
-
     try:
         return parser.parse_args(argv)
     except argparse.ArgumentError as error:
+        from .runs import RunError  # here: runs.py loads torch, which --help must not
+
         name, message = error.argument_name, error.message
         if name and message.startswith("must "):  # JsonLists: "--grouping must be ..."
             message = f"{name} {message}"
@@ -353,10 +357,6 @@ def _config(cls, args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace):
-    from .commands import DataConfig, compress, evaluate_model, finetune
-    from .compare import CompareConfig, compare
-    from .training import TrainingConfig
-
     trust = args.trust_remote_code
     if args.command in ("export", "benchmark", "predict"):
         return _run_deploy(args)
@@ -366,6 +366,10 @@ def run(args: argparse.Namespace):
         return extract_to(args.model, args.width, args.depth, args.output, args.overwrite, trust)
     if args.command == "methods":
         return _list_methods()
+    from .commands import DataConfig, compress, evaluate_model, finetune
+    from .compare import CompareConfig, compare
+    from .training import TrainingConfig
+
     data = _config(DataConfig, args)
     training = _config(TrainingConfig, args)
     if args.command == "finetune":
@@ -506,7 +510,7 @@ def report(command: str, metrics) -> str:
     if "grid" in metrics:  # DynaBERT: the dev score above is the mean over its sub-networks
         lines.append(f"  {len(metrics['grid'])} sub-networks (dev score above: their mean):")
         lines += [
-            f"    width {r['width']:g} depth {r['depth']:g}: {r['score']:.2f} "
+            f"    width {r['width']:g} depth {r['depth']:g}: {r['score']:.4f} "
             f"({r['retention_percent']}%), {r['parameters'] / 1e6:.1f}M parameters, "
             f"{r['speedup']:.2f}x"
             for r in metrics["grid"]
@@ -566,6 +570,8 @@ def _nonzero(metrics: dict) -> str:
 
 
 def _main_process() -> bool:
+    if "accelerate" not in sys.modules:  # nothing started processes (theseus methods): one
+        return True
     from accelerate import PartialState
 
     return PartialState().is_main_process
@@ -582,23 +588,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     from .card import set_command
-    from .training import TrainingInterrupted
 
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
-    if not debug:
-        _quiet_transformers()
     try:
         set_command(argv)
         args = parse(argv)
         saved = _json_output(args)  # a JSON --output that cannot be written is refused now
+        if not debug and args.command not in LIGHT_COMMANDS:
+            _quiet_transformers()
         metrics = run(args)
         if saved is not None and _main_process():
             saved.write({"predictions": metrics} if args.command == "predict" else metrics)
     except KeyboardInterrupt:
         print("theseus: interrupted; no output folder was completed", file=sys.stderr)
         return 130
-    except TrainingInterrupted as error:
+    except _training_interrupted() as error:
         if _main_process():  # every process stopped at the same step; one says so
             print(f"theseus: {error}", file=sys.stderr)
         return 130
@@ -641,6 +646,13 @@ def _sigterm_as_interrupt():
         return signal.signal(signal.SIGTERM, interrupt)
     except ValueError:
         return None
+
+
+def _training_interrupted() -> type[BaseException] | tuple:
+    """TrainingInterrupted, if the training loop was loaded (else nothing can have raised
+    it): importing it here would load torch on every exit, --help's included."""
+    loop = sys.modules.get("bert_theseus.training.loop")
+    return loop.TrainingInterrupted if loop is not None else ()
 
 
 def _quiet_transformers() -> None:

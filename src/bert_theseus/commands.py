@@ -11,14 +11,16 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from functools import partial
+from pathlib import Path
 
 from accelerate.utils import set_seed
 from transformers import PreTrainedModel
 
 from .card import push_to_hub, write_model_card
 from .data import DataError, TaskData, load_task_data
+from .data.config import DataConfig
 from .data.loading import encode, make_loader
 from .methods import MethodContext, MethodError, MethodSpec, get_method, methods
 from .methods.registry import ReportInput, identity, validate
@@ -29,50 +31,6 @@ from .runs import OutputDir, RunError, input_paths, plot_training, write_json
 from .speed import count_nonzero, count_parameters, measure_latency
 from .training import Method, TrainingConfig, evaluate, make_accelerator, train
 from .training.stages import Stage, merged_history, run_stages
-
-
-@dataclass
-class DataConfig:
-    """Where the examples come from (see `load_task_data`)."""
-
-    task: str | None = field(
-        default=None,
-        metadata={"help": "GLUE task: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli"},
-    )
-    data_dir: str | None = field(
-        default=None, metadata={"help": "folder with the task's GLUE files (train.tsv, dev.tsv)"}
-    )
-    train_file: str | None = field(
-        default=None, metadata={"help": "your own training file (.csv, .tsv or .jsonl)"}
-    )
-    dev_file: str | None = field(
-        default=None, metadata={"help": "your own dev file, used to select checkpoints"}
-    )
-    test_file: str | None = field(
-        default=None, metadata={"help": "a labelled test file, scored once at the end"}
-    )
-    text_columns: list[str] | None = field(
-        default=None, metadata={"help": "input column(s) of your files (one, or two for pairs)"}
-    )
-    label_column: str | None = field(
-        default=None, metadata={"help": "label column of your files (default: label)"}
-    )
-    dataset: str | None = field(
-        default=None, metadata={"help": "a Hub dataset id instead of files (needs the network)"}
-    )
-    dataset_config: str | None = field(
-        default=None, metadata={"help": "the Hub dataset's configuration, e.g. sst2 for glue"}
-    )
-    regression: bool = field(
-        default=False, metadata={"help": "your own files hold a numeric score, not classes"}
-    )
-    drop_empty: bool = field(
-        default=False,
-        metadata={
-            "help": "drop rows whose text or label is empty (or NaN), and say how many; by "
-            "default empty texts are kept and counted, and empty labels refused"
-        },
-    )
 
 
 def read_data(data: DataConfig, training: TrainingConfig, model_labels=None, need_train=True):
@@ -262,8 +220,10 @@ def method_settings(model: str, data: DataConfig, spec: MethodSpec, config) -> d
 def evaluate_model(
     model: str, data: DataConfig, training: TrainingConfig, trust_remote_code: bool = False
 ) -> dict:
-    """Score a saved model on the task's dev split(s), and on --test-file when given."""
+    """Score a saved model on the task's dev split(s), and on --test-file when given; with
+    no data settings given, on the data the model's run recorded (`run_config.json`)."""
     training.validate()
+    data = recorded_data(model, data)
     classifier, tokenizer = load_model(model, trust_remote_code)
     training = fit_max_length(training, classifier, model)
     task_data = read_data(data, training, _model_labels(classifier), need_train=False)
@@ -271,6 +231,34 @@ def evaluate_model(
     accelerator = make_accelerator(training)
     features = _encode_splits(task_data, tokenizer, training)
     return _score(classifier, features, tokenizer, training, task_data, accelerator)
+
+
+def recorded_data(model: str, data: DataConfig) -> DataConfig:
+    """`data`, or where it is all defaults (no data flag given) and `model` is a run's
+    folder, the data settings that run recorded in run_config.json (said in one line)."""
+    record = Path(model) / "run_config.json"
+    if data != DataConfig() or not record.is_file():
+        return data
+    try:
+        recorded = json.loads(record.read_text()).get("data")
+    except (OSError, ValueError, AttributeError):  # not a run record we can read: no default
+        return data
+    known = {f.name for f in fields(DataConfig)}
+    values = {k: v for k, v in recorded.items() if k in known} if isinstance(recorded, dict) else {}
+    chosen = DataConfig(**values)
+    if chosen == data:
+        return data
+    flags = " ".join(
+        f"--{name.replace('_', '-')}" + ("" if value is True else f" {_shown(value)}")
+        for name, value in asdict(chosen).items()
+        if value not in (None, False)
+    )
+    say(f"evaluate: no data flags given; using those {record} records: {flags}")
+    return chosen
+
+
+def _shown(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def _run(
@@ -346,6 +334,8 @@ def _run(
             # Evaluations where the model answered one class (or value) for all of dev.
             "constant_output_steps": [step + offset for step in result.constant_steps],
             "constant_at_best": result.best_step in result.constant_steps,
+            # What ran: --mixed-precision auto resolved (bf16, fp16 or no).
+            "mixed_precision": accelerator.mixed_precision,
         }
         if result.constant_views:  # the views (sub-networks) answering one thing at the best step
             at_best = [views for step, views in result.constant_views if step == result.best_step]
@@ -378,7 +368,7 @@ def _run(
             if len(stage_results) > 1:  # a one-stage run's log is written as it trains
                 _write_log(folder / "train_log.jsonl", history)
             plot_training(history, folder / "training.png")
-            write_model_card(folder, metrics, settings, training)
+            write_model_card(folder, metrics, settings, training, push_to_hub)
             write_json(folder / "metrics.json", metrics)  # last: its presence marks completion
             out.commit()
             _push(out, push_to_hub, metrics)

@@ -16,7 +16,7 @@ import csv
 import io
 import json
 import statistics
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 
@@ -32,10 +32,12 @@ from .commands import (
     prepare,
     speed_length,
 )
+from .compare_config import CompareConfig
 from .methods import get_method, methods
 from .methods.registry import identity
 from .metrics import constant_score
 from .paired import paired_differences
+from .pooling import say
 from .runs import (
     OutputDir,
     OutputLock,
@@ -50,22 +52,6 @@ from .runs import (
 from .speed import count_nonzero, count_parameters, is_pruned, measure_latency
 from .training import TrainingConfig
 from .training.stages import saved_progress
-
-
-@dataclass
-class CompareConfig:
-    """Which seeds to run and how to time them (the methods are the configs passed in)."""
-
-    seeds: list[int] = field(
-        default_factory=lambda: [42], metadata={"help": "one run per method and seed"}
-    )
-    speed_batch_size: int = field(default=32, metadata={"help": "batch size of the timing"})
-    speed_length: int = field(default=128, metadata={"help": "tokens per example when timing"})
-    speed_repeats: int = field(default=10, metadata={"help": "timed rounds (median reported)"})
-
-    def validate(self) -> None:
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ModelError(f"seeds {self.seeds} must be distinct, e.g. --seeds 1 2 3")
 
 
 def compare(
@@ -111,12 +97,15 @@ def _compare(model, data, methods, specs, config, output, overwrite, ready) -> d
     before = ready.before
 
     runs = []
+    count = len(specs) * len(config.seeds)
     for name, spec in specs.items():
         for seed in config.seeds:
             run_training = replace(training, seed=seed, resume=None)
             folder = output / "runs" / f"{name}-seed{seed}"
             settings = method_settings(model, data, spec, methods[name])
             metrics = _finished(folder, settings, run_training, overwrite)
+            if accelerator.is_main_process:
+                say(_starting(len(runs) + 1, count, name, seed, folder, metrics is not None))
             if metrics is None:
                 out = _output_dir(folder, overwrite)
                 # The stages copy what they train; the predecessor only serves as teacher.
@@ -172,7 +161,7 @@ def _compare(model, data, methods, specs, config, output, overwrite, ready) -> d
         "evaluation": evaluation,
         "speed": setting,
         "seeds": config.seeds,
-        "constant_score": round(100 * constant, 2),
+        "constant_score": round(constant, 4),
     }
     output.mkdir(parents=True, exist_ok=True)
     write_atomic(output / "results.csv", _csv(summary["methods"]))
@@ -217,6 +206,12 @@ def _compare_folder(folder: Path) -> bool:
         elif not (entry.name in COMPARE_FILES or own(entry)):
             return False
     return True
+
+
+def _starting(index: int, count: int, method: str, seed: int, folder: Path, done: bool) -> str:
+    """The line that says which run of the comparison comes next."""
+    what = "finished already, reused" if done else f"training into {folder}"
+    return f"compare: run {index} of {count}: {method}, seed {seed} ({what})"
 
 
 def _finished(folder: Path, settings: dict, training: TrainingConfig, overwrite: bool):
@@ -329,13 +324,14 @@ def _time_runs(predecessor, runs: list[dict], config: CompareConfig, device) -> 
 
 
 def _summarise(runs, before, reported, timings, predecessor) -> dict:
-    """Per-run and per-method rows; scores in points (metric x 100)."""
+    """Per-run and per-method rows; scores are fractions, as in each run's metrics.json,
+    rounded to 4 decimals."""
     seconds = timings["seconds"]
     base = seconds["predecessor"]
-    reference = 100 * (before.get(reported) or next(iter(before.values())))["score"]
+    reference = (before.get(reported) or next(iter(before.values())))["score"]
     run_rows, exact = [], {}
     for run in runs:
-        score = 100 * (run["test"] if reported == "test" else run["dev"][reported])["score"]
+        score = (run["test"] if reported == "test" else run["dev"][reported])["score"]
         exact[str(run["folder"])] = score
         latency = seconds[str(run["folder"])]
         run_rows.append(
@@ -343,7 +339,7 @@ def _summarise(runs, before, reported, timings, predecessor) -> dict:
                 "method": run["method"],
                 "seed": run["seed"],
                 "layers": run["layers"],
-                "score": round(score, 2),
+                "score": round(score, 4),
                 "best_step": run["best_step"],
                 "parameters": run["parameters"],
                 # Runs recorded before the count existed had no pruned weights.
@@ -361,7 +357,7 @@ def _summarise(runs, before, reported, timings, predecessor) -> dict:
             "method": "predecessor",
             "layers": predecessor.config.num_hidden_layers,
             "runs": 1,
-            "score_mean": round(reference, 2),
+            "score_mean": round(reference, 4),
             "score_std": "",
             "retention_percent": 100.0,
             "parameters": count_parameters(predecessor),
@@ -382,8 +378,8 @@ def _summarise(runs, before, reported, timings, predecessor) -> dict:
                 "method": method,
                 "layers": rows[0]["layers"],
                 "runs": len(rows),
-                "score_mean": round(mean, 2),
-                "score_std": round(statistics.stdev(scores), 2) if len(scores) > 1 else "",
+                "score_mean": round(mean, 4),
+                "score_std": round(statistics.stdev(scores), 4) if len(scores) > 1 else "",
                 "retention_percent": round(100 * mean / reference, 2) if reference else "",
                 "parameters": rows[0]["parameters"],
                 "nonzero_parameters": rows[0]["nonzero_parameters"],
@@ -399,7 +395,7 @@ def _summarise(runs, before, reported, timings, predecessor) -> dict:
         by_method.setdefault(row["method"], {})[row["seed"]] = exact[row["folder"]]
     paired = [
         row
-        for row in paired_differences(by_method)
+        for row in paired_differences(by_method, decimals=4)
         if row["first"].split(" ")[0] != row["second"].split(" ")[0]
     ]
     return {"methods": method_rows, "runs": run_rows, "paired": paired}
@@ -417,23 +413,24 @@ def _markdown(header: dict, summary: dict) -> str:
     lines = [
         f"# {header['task']}: methods compared on {header['predecessor']}",
         "",
-        f"- Scores: {header['metric']} x 100, {header['evaluation']}; mean ± sample std "
+        f"- Scores: {header['metric']} (a fraction, as in metrics.json), "
+        f"{header['evaluation']}; mean ± sample std "
         f"over seeds {', '.join(map(str, header['seeds']))}.",
         f"- Speed: {header['speed']}; speed-up = predecessor latency / latency.",
         "- Per-run numbers: runs.csv; score against speed-up: pareto.png.",
         "- constant: runs whose saved model gives one answer (one class, or one value) for "
         "every dev example; such a score is that of a constant, not of a classifier. "
-        f"A constant scores at most {header['constant_score']:.2f} here.",
+        f"A constant scores at most {header['constant_score']:.4f} here.",
         "",
         "| method | layers | runs | score | retention | parameters | latency (ms) | speed-up "
         "| train time | constant |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in summary["methods"]:
-        std = f" ± {row['score_std']:.2f}" if row["score_std"] != "" else ""
+        std = f" ± {row['score_std']:.4f}" if row["score_std"] != "" else ""
         train = f"{row['train_seconds_mean']} s" if row["train_seconds_mean"] != "" else "–"
         lines.append(
-            f"| {row['method']} | {row['layers']} | {row['runs']} | {row['score_mean']:.2f}{std} "
+            f"| {row['method']} | {row['layers']} | {row['runs']} | {row['score_mean']:.4f}{std} "
             f"| {row['retention_percent']:.2f}% | {_parameters(row)} "
             f"| {row['latency_ms']:.1f} | {row['speedup']:.2f}x | {train} "
             f"| {_constant(row)} |"
@@ -459,7 +456,7 @@ def _paired_markdown(paired: list[dict]) -> list[str]:
         low, high = row["interval"]
         lines.append(
             f"| {row['first']} − {row['second']} | {len(row['seeds'])} "
-            f"| {row['mean']:+.2f} ± {row['std']:.2f} | [{low:+.2f}, {high:+.2f}] "
+            f"| {row['mean']:+.4f} ± {row['std']:.4f} | [{low:+.4f}, {high:+.4f}] "
             f"| {row['higher']} / {row['level']} / {row['lower']} |"
         )
     return lines
@@ -494,7 +491,7 @@ def _plot_pareto(summary: dict, header: dict, path: Path) -> None:
         axis.scatter([r["speedup"] for r in rows], [r["score"] for r in rows], label=method)
     axis.set_xlabel("speed-up over the predecessor")
     split = "test" if "test file" in header["evaluation"] else "dev"
-    axis.set_ylabel(f"{header['metric']} x 100 ({split})")
+    axis.set_ylabel(f"{header['metric']} ({split})")
     axis.set_title(header["task"])
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)

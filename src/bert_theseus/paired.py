@@ -15,18 +15,21 @@ import statistics
 from itertools import combinations
 
 
-def paired_differences(scores: dict[str, dict[int, float]]) -> list[dict]:
+def paired_differences(scores: dict[str, dict[int, float]], decimals: int = 2) -> list[dict]:
     """Per pair of methods (in the order given) sharing two or more seeds: the mean
     difference first − second over those seeds, its sample std, a 95% interval of the mean
     (Student's t), and at how many seeds the first is higher, level or lower.
 
-    `scores` maps each method to {seed: score}.
+    `scores` maps each method to {seed: score}; `decimals` is how many the scores are shown
+    with (2 for points, 4 for the fractions `compare` shows): the results round to it, and
+    seeds closer than that are level.
 
     >>> paired_differences({"a": {1: 2.0, 2: 3.0}, "b": {1: 1.0, 2: 1.0}})[0]["mean"]
     1.5
     """
     from scipy.stats import t  # slow to import; only the comparison's summary needs it
 
+    level = 0.5 * 10**-decimals
     rows = []
     for first, second in combinations(scores, 2):
         seeds = sorted(set(scores[first]) & set(scores[second]))
@@ -40,13 +43,13 @@ def paired_differences(scores: dict[str, dict[int, float]]) -> list[dict]:
                 "first": first,
                 "second": second,
                 "seeds": seeds,
-                "mean": round(mean, 2),
-                "std": round(std, 2),
-                "interval": [round(mean - half, 2), round(mean + half, 2)],
-                # Scores are in points, shown to 2 decimals: closer than that reads as level.
-                "higher": sum(d > 0.005 for d in differences),
-                "level": sum(abs(d) <= 0.005 for d in differences),
-                "lower": sum(d < -0.005 for d in differences),
+                "mean": round(mean, decimals),
+                "std": round(std, decimals),
+                "interval": [round(mean - half, decimals), round(mean + half, decimals)],
+                # Closer than the shown decimals tell apart reads as level.
+                "higher": sum(d > level for d in differences),
+                "level": sum(abs(d) <= level for d in differences),
+                "lower": sum(d < -level for d in differences),
             }
         )
     return rows

@@ -3,48 +3,12 @@ KD, BERT-PKD and Theseus + KD share (and later methods reuse)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
 from .losses import patient_loss, soft_target_loss
-from .methods.registry import MethodConfigError
-
-
-@dataclass
-class SoftTargets:
-    """Hinton's soft targets. Defaults sit inside BERT-PKD's grids (Sun et al., 2019):
-    T in {5, 10, 20}, alpha in {0.2, 0.5, 0.7}."""
-
-    temperature: float = field(
-        default=5.0, metadata={"help": "softmax temperature T of the soft targets"}
-    )
-    alpha: float = field(
-        default=0.5,
-        metadata={
-            "help": "weight of the soft-target loss; the hard-label loss gets 1 - alpha "
-            "(regression tasks: MSE to the teacher's output)"
-        },
-    )
-    teacher_cache: bool = field(
-        default=True,
-        metadata={
-            "identity": False,  # speed only: runs with it on or off are the same run
-            "help": "keep the frozen teacher's outputs for each training example from the "
-            "batch it first appears in, and reuse them in later epochs instead of running the "
-            "teacher again (saved in checkpoints, so a resume reuses them); one process only",
-        },
-    )
-
-    def validate(self) -> None:
-        if not self.temperature > 0:
-            raise MethodConfigError(
-                f"temperature {self.temperature} must be positive: pass e.g. --temperature 5"
-            )
-        if not 0.0 <= self.alpha <= 1.0:
-            raise MethodConfigError(f"alpha {self.alpha} is outside [0, 1]: pass e.g. 0.5")
+from .methods.distillation import SoftTargets  # noqa: F401  (its old home)
 
 
 class Distiller:

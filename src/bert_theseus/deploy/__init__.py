@@ -1,8 +1,9 @@
-"""Deployment: ONNX export (fp32 and dynamic int8), side-by-side benchmarks, prediction."""
+"""Deployment: ONNX export (fp32 and dynamic int8), side-by-side benchmarks, prediction.
 
-from .benchmark import VARIANTS, BenchmarkConfig, benchmark, format_table
-from .export import ExportConfig, ExportMismatch, export_onnx
-from .predict import predict_texts, read_texts
+The settings and the variant table import light; the rest loads on first use (torch)."""
+
+from ..lazy import lazy_exports
+from .config import VARIANTS, BenchmarkConfig, ExportConfig
 from .runtime import DeployError, OnnxClassifier, is_onnx_folder
 
 __all__ = [
@@ -19,3 +20,15 @@ __all__ = [
     "predict_texts",
     "read_texts",
 ]
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "benchmark": ".benchmark",
+        "format_table": ".benchmark",
+        "ExportMismatch": ".export",
+        "export_onnx": ".export",
+        "predict_texts": ".predict",
+        "read_texts": ".predict",
+    },
+)

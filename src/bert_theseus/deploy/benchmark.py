@@ -17,16 +17,24 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..commands import load_model
+from ..models import check_weights
+from ..pooling import say
 from ..runs import JsonOutput, input_paths
 from ..speed import count_parameters, random_batch
-from .export import ExportConfig, export_onnx
+from .config import (  # noqa: F401  (the variant lists: imported from here before)
+    DEFAULT_VARIANTS,
+    VARIANTS,
+    BenchmarkConfig,
+    ExportConfig,
+)
+from .export import export_onnx
 from .runtime import (
     EXPORT_VARIANTS,
     ONNX_FILE,
@@ -36,52 +44,6 @@ from .runtime import (
     load_variant,
     torch_logits,
 )
-
-VARIANTS = ("torch-fp32", "torch-bf16", *EXPORT_VARIANTS)
-DEFAULT_VARIANTS = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
-
-
-@dataclass
-class BenchmarkConfig:
-    """What to time and how often."""
-
-    variants: list[str] = field(
-        default_factory=lambda: list(DEFAULT_VARIANTS),
-        metadata={
-            "help": f"runtimes to time, of: {', '.join(VARIANTS)} (default: "
-            f"{' '.join(DEFAULT_VARIANTS)}; openvino-* need bert-theseus[openvino])"
-        },
-    )
-    lengths: list[int] = field(
-        default_factory=lambda: [32, 128], metadata={"help": "sequence lengths (tokens)"}
-    )
-    latency_batch_size: int = field(default=1, metadata={"help": "batch size of latency"})
-    throughput_batch_size: int = field(default=32, metadata={"help": "batch size of throughput"})
-    latency_repeats: int = field(default=30, metadata={"help": "timed rounds for latency"})
-    throughput_repeats: int = field(default=5, metadata={"help": "timed rounds for throughput"})
-    sweep_batch_sizes: list[int] = field(
-        default_factory=lambda: [1, 8, 32],
-        metadata={"help": "batch sizes of the throughput sweep, at the longest length"},
-    )
-    warmup: int = field(default=2, metadata={"help": "untimed rounds before each setting"})
-    threads: int | None = field(
-        default=None, metadata={"help": "threads for PyTorch and ONNX Runtime (default: all)"}
-    )
-    skip_memory: bool = field(
-        default=False,
-        metadata={"help": "skip peak memory (measured in one child process per variant)"},
-    )
-
-    def validate(self) -> None:
-        unknown = [v for v in self.variants if v not in VARIANTS]
-        if unknown or not self.variants:
-            raise DeployError(f"unknown variant(s) {unknown}: use any of {', '.join(VARIANTS)}")
-        if not self.lengths or min(self.lengths) < 2:
-            raise DeployError(f"lengths {self.lengths} must be at least 2 tokens each")
-        if self.sweep_batch_sizes and min(self.sweep_batch_sizes) < 1:
-            raise DeployError(f"sweep batch sizes {self.sweep_batch_sizes} must be at least 1")
-        if min(self.latency_repeats, self.throughput_repeats) < 1 or self.warmup < 0:
-            raise DeployError("repeats must be at least 1 and warm-up at least 0")
 
 
 @dataclass
@@ -110,26 +72,35 @@ def benchmark(
     # Find out now, not after minutes of timing, that it cannot be written; create nothing yet.
     chart = Path(output).with_suffix(".png") if output else None
     saved = JsonOutput(output, input_paths(models), beside=[chart]) if output else None
+    _check_models(models, config)
     threads = config.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory(prefix="theseus-bench-") as scratch:
-        entries = [e for m in models for e in _prepare(m, config, Path(scratch), threads, trust)]
+        entries = []
+        for index, model in enumerate(models):
+            say(f"benchmark: model {index + 1} of {len(models)}: loading {model}"
+                f"{_exporting(model, config)}")  # fmt: skip
+            entries += _prepare(model, config, Path(scratch), threads, trust)
         longest = min(min(e.positions for e in entries), max(config.lengths))
         if max(config.lengths) > longest:
             raise DeployError(
                 f"--lengths {max(config.lengths)} is longer than a model accepts ({longest})"
             )
         vocab = min(e.vocab for e in entries)
+        step = _steps("timing", 2 * len(config.lengths) + len(config.sweep_batch_sizes),
+                      f" ({_timed(entries)}, interleaved)")  # fmt: skip
         timings = {
-            "latency": _time(entries, config.latency_batch_size, config, vocab, latency=True),
-            "throughput": _time(entries, config.throughput_batch_size, config, vocab, False),
+            "latency": _time(entries, config.latency_batch_size, config, vocab, True, step),
+            "throughput": _time(entries, config.throughput_batch_size, config, vocab, False, step),
         }
         longest_length = max(config.lengths)
         sweep = replace(config, lengths=[longest_length])
-        timings["sweep"] = {size: _time(entries, size, sweep, vocab, False)[longest_length]
+        timings["sweep"] = {size: _time(entries, size, sweep, vocab, False, step)[longest_length]
                             for size in config.sweep_batch_sizes}  # fmt: skip
-        memory = [None if config.skip_memory or not e.memory else _peak_memory(e, config, threads)
-                  for e in entries]  # fmt: skip
+        measured = [e.memory and not config.skip_memory for e in entries]
+        step = _steps("peak memory", sum(measured))
+        memory = [_peak_memory(e, config, threads, step) if m else None
+                  for e, m in zip(entries, measured, strict=True)]  # fmt: skip
     rows = _rows(entries, timings, memory, config)
     result = {"settings": {**asdict(config), "threads": threads, **_machine()}, "results": rows}
     if saved is not None:
@@ -224,17 +195,67 @@ def _reference_entries(path: str, source, parameters: int, model_config) -> list
     ]
 
 
+def _check_models(models: list[str], config: BenchmarkConfig) -> None:
+    """Refuse before loading anything what would otherwise fail after minutes of loading and
+    exporting: a local model folder with broken weights, or lengths beyond its positions.
+    (A Hub id is checked as it loads.)"""
+    from transformers import AutoConfig
+
+    for model in models:
+        folder = Path(model)
+        if not (folder / "config.json").is_file():
+            continue
+        check_weights(folder)
+        try:
+            positions = _limits(AutoConfig.from_pretrained(folder))[0]
+        except Exception:  # custom code or a broken config: load_model says which, below
+            continue
+        if max(config.lengths) > positions:
+            raise DeployError(
+                f"--lengths {max(config.lengths)} is longer than {model} accepts ({positions})"
+            )
+
+
 def _limits(model_config) -> tuple[int, int]:
     # RoBERTa-style position ids start after the padding index: two positions are spare.
     positions = getattr(model_config, "max_position_embeddings", 512) - 2
     return positions, getattr(model_config, "vocab_size", 1000)
 
 
-def _time(entries, batch_size: int, config, vocab: int, latency: bool) -> dict:
-    """Seconds per call of each entry, per length; rounds interleave the entries."""
+def _steps(what: str, total: int, suffix: str = "") -> Callable[[str], None]:
+    """A progress line per step, "benchmark: timing 3 of 7: ..." (the timing takes minutes)."""
+    done = 0
+
+    def step(text: str) -> None:
+        nonlocal done
+        done += 1
+        say(f"benchmark: {what} {done} of {total}: {text}{suffix}")
+
+    return step
+
+
+def _exporting(model: str, config: BenchmarkConfig) -> str:
+    exported = [v for v in config.variants if v in EXPORT_VARIANTS]
+    if not exported or is_onnx_folder(model):
+        return ""
+    return f" and exporting it ({', '.join(exported)}, checked against PyTorch)"
+
+
+def _timed(entries: list[_Entry]) -> str:
+    """What each timing step runs: "torch-fp32, onnx-int8 of teacher, successor"."""
+    variants = dict.fromkeys(e.variant for e in entries)
+    models = dict.fromkeys(Path(e.model).name or e.model for e in entries)
+    return f"{', '.join(variants)} of {', '.join(models)}"
+
+
+def _time(entries, batch_size: int, config, vocab: int, latency: bool, step=None) -> dict:
+    """Seconds per call of each entry, per length; rounds interleave the entries. `step`
+    is told each setting as it starts."""
     repeats = config.latency_repeats if latency else config.throughput_repeats
     result = {}
     for length in config.lengths:
+        if step is not None:
+            step(f"{'latency' if latency else 'throughput'}, batch {batch_size} x {length} tokens")
         batch = random_batch(batch_size, length, vocab, token_types=True)
         inputs = [{k: v for k, v in batch.items() if k in e.inputs} for e in entries]
         times: list[list[float]] = [[] for _ in entries]
@@ -362,9 +383,11 @@ def _millions(count: int) -> str:
     return f"{count / 1e6:.1f}M" if count >= 1e5 else f"{count / 1e3:.1f}K"
 
 
-def _peak_memory(entry: _Entry, config: BenchmarkConfig, threads: int) -> dict:
+def _peak_memory(entry: _Entry, config: BenchmarkConfig, threads: int, step=None) -> dict:
     """Peak resident memory of a fresh process that loads only this entry and runs one
     throughput batch at the longest length."""
+    if step is not None:
+        step(f"{entry.model} {entry.variant}, in a process of its own")
     source = str(entry.onnx_folder) if entry.onnx_folder else entry.model
     command = [sys.executable, "-m", "bert_theseus.deploy.memory", source, entry.variant]
     command += [str(config.throughput_batch_size), str(max(config.lengths)), str(threads)]

@@ -11,7 +11,7 @@ import statistics
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from ..pooling import say
 from ..runs import OutputDir, input_paths, write_json
 from ..speed import random_batch
 from ..training import TrainingConfig
+from .config import ExportConfig
 from .runtime import (
     EXPORT_VARIANTS,
     INT8_FILE,
@@ -39,7 +40,7 @@ from .runtime import (
     torch_logits,
 )
 from .variants import (
-    BACKENDS,
+    BACKENDS,  # noqa: F401  (imported from here before the settings moved to config.py)
     attention_fused,
     fuse,
     openvino_fp32,
@@ -54,55 +55,6 @@ SAMPLE_TEXTS = [
     "The plot wanders for an hour before anything happens, and then it ends abruptly.",
     "Shares rose sharply after the company reported record quarterly profits.",
 ]
-
-
-@dataclass
-class ExportConfig:
-    """What to export and how closely it must match PyTorch."""
-
-    int8: bool = field(
-        default=False,
-        metadata={
-            "help": "also write each backend's int8 variant (ONNX Runtime: dynamic; OpenVINO: "
-            "static by NNCF, calibrated on the dev split or the sample texts)"
-        },
-    )
-    backend: str = field(
-        default="onnxruntime",
-        metadata={
-            "help": "onnxruntime (model.onnx), openvino (also OpenVINO IR: fp32, a bf16 "
-            "variant, int8 with --int8; needs bert-theseus[openvino]), or auto (every "
-            "variant, timed; the fastest within --auto-tolerance is chosen)"
-        },
-    )
-    fused: bool = field(
-        default=False,
-        metadata={
-            "help": "also write model.fused.onnx: ONNX Runtime's transformer optimizer over an "
-            "eager-attention export (and its int8, attention included, with --int8)"
-        },
-    )
-    auto_tolerance: float = field(
-        default=0.5,
-        metadata={
-            "help": "auto: the most dev score (points) a variant may lose against PyTorch "
-            "fp32; without dev data a reduced-precision variant must keep every label"
-        },
-    )
-    opset: int = field(default=17, metadata={"help": "ONNX opset version"})
-    tolerance: float = field(
-        default=1e-3,
-        metadata={"help": "largest |logit difference| allowed between fp32 variants and PyTorch"},
-    )
-    verify_samples: int = field(
-        default=256, metadata={"help": "dev examples compared with PyTorch (all are scored)"}
-    )
-
-    def validate(self) -> None:
-        if self.backend not in BACKENDS:
-            raise DeployError(f"unknown backend '{self.backend}': use one of {', '.join(BACKENDS)}")
-        if self.auto_tolerance < 0:
-            raise DeployError(f"auto_tolerance {self.auto_tolerance} must not be negative")
 
 
 class _Logits(nn.Module):
@@ -339,8 +291,8 @@ def _keeps_score(name: str, report: dict, config) -> tuple[bool, str]:
     check = report["variants"][name]
     if "dev" in check:
         drop = 100 * (report["pytorch_fp32"]["score"] - check["dev"]["score"])
-        reason = (f"dev score {100 * check['dev']['score']:.2f} against PyTorch fp32's "
-                  f"{100 * report['pytorch_fp32']['score']:.2f}")  # fmt: skip
+        reason = (f"dev score {check['dev']['score']:.4f} against PyTorch fp32's "
+                  f"{report['pytorch_fp32']['score']:.4f}")  # fmt: skip
         return EXPORT_VARIANTS[name].exact or drop <= config.auto_tolerance, reason
     if EXPORT_VARIANTS[name].exact:
         return True, f"max |logit - PyTorch| {check['max_abs_logit_diff']:.1e}"

@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch loads in the functions that run a model: the CLI's parser reads
+    import torch  # this module's variant table, and must not wait for torch
 
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -190,6 +193,8 @@ def load_variant(folder: str | Path, name: str, threads: int | None = None):
 
 def torch_logits(model: torch.nn.Module, batch, bf16: bool = False) -> np.ndarray:
     """PyTorch logits as float32 numpy, in eval mode, optionally under bf16 autocast."""
+    import torch
+
     model.eval()
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
@@ -216,4 +221,6 @@ def model_inputs(model: torch.nn.Module, tokenizer) -> list[str]:
 
 
 def _numpy(value) -> np.ndarray:
+    import torch
+
     return value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)

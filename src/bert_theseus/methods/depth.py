@@ -7,11 +7,12 @@ the successor's depth; they share these settings, and so one set of flags.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from transformers import PreTrainedModel
-
-from ..arch import find_layers_path
 from .registry import MethodConfigError, check_fields
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass
@@ -92,6 +93,8 @@ class DepthConfig:
         return [list(range(i * c, (i + 1) * c)) for i in range(n)]
 
     def layer_count(self, predecessor: PreTrainedModel) -> int:
+        from ..arch import find_layers_path  # torch: only once there is a model
+
         return len(predecessor.get_submodule(find_layers_path(predecessor, self.layers_path)))
 
     def depth(self, predecessor: PreTrainedModel) -> int:

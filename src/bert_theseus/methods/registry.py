@@ -24,12 +24,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from transformers import PreTrainedModel
+if TYPE_CHECKING:  # annotations only: registering a method must not load torch
+    import torch
+    from transformers import PreTrainedModel
 
-from ..data.tasks import Task
-from ..training.stages import Stage
+    from ..data.tasks import Task
+    from ..training.stages import Stage
 
 PLUGINS_VARIABLE = "BERT_THESEUS_PLUGINS"
 ENTRY_POINT_GROUP = "bert_theseus.methods"

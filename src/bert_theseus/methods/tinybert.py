@@ -11,7 +11,6 @@ learnt by both alike, and the hidden-state terms cover its effect).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -21,26 +20,7 @@ from transformers import PreTrainedModel
 from ..arch import model_type_of
 from ..compact import layout_for
 from ..losses import soft_target_loss
-
-
-@dataclass
-class LayerwiseWeights:
-    """The weights of TinyBERT's layer-wise terms (one set of flags for every method)."""
-
-    embedding_weight: float = field(
-        default=1.0, metadata={"help": "weight of the embedding-output MSE to the teacher"}
-    )
-    attention_weight: float = field(
-        default=1.0,
-        metadata={
-            "help": "weight of the attention-score MSE to the teacher, summed over layers "
-            "(pre-softmax scores, padded keys zeroed, as TinyBERT)"
-        },
-    )
-    hidden_weight: float = field(
-        default=1.0,
-        metadata={"help": "weight of the hidden-state MSE to the teacher, summed over layers"},
-    )
+from .distillation import LayerwiseWeights  # noqa: F401  (its old home)
 
 
 class AttentionScores:

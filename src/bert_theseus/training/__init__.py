@@ -1,16 +1,7 @@
-"""The training loop shared by every method."""
+"""The training loop shared by every method (loaded on first use: it imports torch)."""
 
+from ..lazy import lazy_exports
 from .config import TrainingConfig, TrainingConfigError
-from .loop import (
-    Method,
-    TrainingError,
-    TrainingInterrupted,
-    TrainResult,
-    evaluate,
-    make_accelerator,
-    predict,
-    train,
-)
 
 __all__ = [
     "Method",
@@ -24,3 +15,20 @@ __all__ = [
     "predict",
     "train",
 ]
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        name: ".loop"
+        for name in (
+            "Method",
+            "TrainResult",
+            "TrainingError",
+            "TrainingInterrupted",
+            "evaluate",
+            "make_accelerator",
+            "predict",
+            "train",
+        )  # fmt: skip
+    },
+)

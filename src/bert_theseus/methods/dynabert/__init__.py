@@ -9,28 +9,26 @@ standalone model.
 
 from __future__ import annotations
 
-import copy
+from typing import TYPE_CHECKING
 
-from ...pooling import say
-from ...training.stages import Stage
+from ...lazy import lazy_exports
 from ..registry import MethodError, ReportInput, register_method
-from .adaptive import (
-    AdaptiveModel,
-    cell_name,
-    extract,
-    kept_heads,
-    kept_layers,
-    teacher_match,
-    trained_rule,
-)
 from .config import DynaBERTConfig
-from .depth_rule import DepthRuleChoice, choose_dropped_layer
-from .grid import grid, speed_setting, write_grid
-from .importance import importance, rewire, rewiring_digest
-from .method import DynaBERTMethod
+
+if TYPE_CHECKING:
+    from ...training.stages import Stage
 
 
 def build(context, config: DynaBERTConfig) -> list[Stage]:
+    import copy
+
+    from ...pooling import say
+    from ...training.stages import Stage
+    from .adaptive import trained_rule
+    from .depth_rule import choose_dropped_layer
+    from .importance import importance, rewire, rewiring_digest
+    from .method import DynaBERTMethod
+
     regression = context.regression
 
     def width(predecessor):
@@ -93,6 +91,8 @@ def build(context, config: DynaBERTConfig) -> list[Stage]:
 
 def report(config: DynaBERTConfig, run: ReportInput) -> dict:
     """The grid: every cell's dev score, retention, parameters and speed-up, side by side."""
+    from .grid import grid, speed_setting, write_grid
+
     metrics = run.metrics
     rows = grid(run.model, run.predecessor, config.cells(), metrics["dev"],
                 metrics["predecessor_dev"], run.seq_length, run.bf16,
@@ -105,6 +105,8 @@ def report(config: DynaBERTConfig, run: ReportInput) -> dict:
 
 def variants(model) -> dict:
     """Every trained sub-network of a saved DynaBERT model, extracted, by cell name."""
+    from .adaptive import cell_name, extract
+
     trained = model.config.dynabert
     return {
         cell_name(w, d): extract(model, w, d) for d in trained["depths"] for w in trained["widths"]
@@ -136,3 +138,22 @@ __all__ = [
     "rewire",
     "teacher_match",
 ]
+
+# Loaded on first use (torch): registering the method reads its config alone.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(
+            ("AdaptiveModel", "cell_name", "extract", "kept_heads", "kept_layers", "teacher_match"),
+            ".adaptive",
+        ),  # fmt: skip
+        "DepthRuleChoice": ".depth_rule",
+        "choose_dropped_layer": ".depth_rule",
+        "DynaBERTMethod": ".method",
+        "importance": ".importance",
+        "rewire": ".importance",
+        "rewiring_digest": ".importance",
+        "trained_rule": ".adaptive",
+        **dict.fromkeys(("grid", "speed_setting", "write_grid"), ".grid"),
+    },
+)

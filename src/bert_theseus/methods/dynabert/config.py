@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from transformers import PreTrainedModel
-
-from ...arch import model_type_of
-from ...compact import CompactConfig, UnsupportedArchitectureError, layout_for
 from ..registry import MethodConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 TEACHER_WIDTHS = ("same", "full")
 DROPPED_LAYERS = ("last", "first")  # of each group of layers a shallower sub-network loses
@@ -137,7 +137,10 @@ class DynaBERTConfig:
 
 def check_predecessor(model: PreTrainedModel, config: DynaBERTConfig) -> None:
     """Fail unless every sub-network can be cut from `model` (architecture and sizes)."""
-    from .adaptive import kept_heads, kept_layers  # avoid an import cycle at package import
+    # Here, not at the top: the CLI reads this module for its flags without loading torch.
+    from ...arch import model_type_of
+    from ...compact import CompactConfig, UnsupportedArchitectureError, layout_for
+    from .adaptive import kept_heads, kept_layers
 
     compact = isinstance(model.config, CompactConfig)
     try:

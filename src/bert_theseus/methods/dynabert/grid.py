@@ -36,9 +36,9 @@ def grid(
     repeats: int = REPEATS,
     constant: list[str] = (),
 ) -> list[dict]:
-    """One row per cell: dev score (x 100), retention, parameters, latency and speed-up, and
-    whether the cell's view ("split@cell") is in `constant` (the loop's detector: it gives
-    one answer for every example).
+    """One row per cell: dev score (a fraction, as in metrics.json), retention, parameters,
+    latency and speed-up, and whether the cell's view ("split@cell") is in `constant` (the
+    loop's detector: it gives one answer for every example).
 
     `dev` is the run's best dev metrics (with "split@cell" entries), `before` the
     predecessor's dev metrics; the first split is reported.
@@ -59,7 +59,7 @@ def grid(
                 "depth": depth,
                 # which layers the cell keeps (0-based), as the depth rule it trained with
                 "layers": " ".join(map(str, kept_layers(depth, depth_of, rule))),
-                "score": round(100 * score, 2),
+                "score": round(score, 4),
                 "retention_percent": round(100 * score / reference, 2) if reference else None,
                 "parameters": count_parameters(models[name]),
                 "latency_ms": round(1000 * times[name], 1),
@@ -96,7 +96,7 @@ def write_grid(folder: Path, rows: list[dict], setting: str, task: str) -> None:
     ]
     for r in rows:
         lines.append(
-            f"| {r['width']:g} | {r['depth']:g} | {r['layers']} | {r['score']:.2f} "
+            f"| {r['width']:g} | {r['depth']:g} | {r['layers']} | {r['score']:.4f} "
             f"| {r['retention_percent']}% "
             f"| {r['parameters'] / 1e6:.1f}M | {r['latency_ms']:.1f} | {r['speedup']:.2f}x "
             f"| {ONE_ANSWER if r.get('one_answer') else ''} |"
@@ -124,7 +124,7 @@ def _plot(rows: list[dict], path: Path, task: str) -> None:
         axis.plot([r["speedup"] for r in constant], [r["score"] for r in constant], "kx",
                   markersize=9, label=ONE_ANSWER)  # fmt: skip
     axis.set_xlabel("speed-up over the predecessor")
-    axis.set_ylabel("dev score x 100")
+    axis.set_ylabel("dev score")
     axis.set_title(f"DynaBERT sub-networks, {task}")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)

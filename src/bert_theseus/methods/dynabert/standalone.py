@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ...card import write_extract_card
 from ...models import ModelError, load_model
 from ...runs import OutputDir, input_paths, write_json
 from ...speed import count_parameters
@@ -57,11 +58,13 @@ def extract_to(
         "source_parameters": count_parameters(source),
         "class": type(small).__name__,
     }
-    info.update(_scores(Path(model), cell_name(width, depth)))
+    task, scores = _scores(Path(model), cell_name(width, depth))
+    info.update(scores)
     folder = out.open()
     try:
         small.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
+        write_extract_card(folder, info, task)
         write_json(folder / "extract.json", info)
         out.commit()
     except BaseException:
@@ -70,12 +73,13 @@ def extract_to(
     return {**info, "output": str(output)}
 
 
-def _scores(folder: Path, cell: str) -> dict:
-    """The cell's dev scores from the training run's metrics.json, where there is one."""
+def _scores(folder: Path, cell: str) -> tuple[str | None, dict]:
+    """The training run's task and the cell's dev scores, from its metrics.json where there
+    is one (None and nothing otherwise)."""
     metrics = folder / "metrics.json"
     if not metrics.is_file():
-        return {}
-    dev = json.loads(metrics.read_text()).get("dev", {})
-    suffix = f"@{cell}"
+        return None, {}
+    recorded = json.loads(metrics.read_text())
+    dev, suffix = recorded.get("dev", {}), f"@{cell}"
     scores = {key.removesuffix(suffix): value for key, value in dev.items() if key.endswith(suffix)}
-    return {"dev": scores} if scores else {}
+    return recorded.get("task"), ({"dev": scores} if scores else {})

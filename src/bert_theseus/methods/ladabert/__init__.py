@@ -11,66 +11,22 @@ predecessor. The result is a compact model (low-rank layers, pruned entries stor
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-import torch
-from transformers import PreTrainedModel
-
-from ...compact import factorize
-from ...runs import write_atomic
-from ...training.stages import Stage
-from ..registry import MethodError, ReportInput, register_method
-from .budget import budget_table, embedding_rank, encoder_ranks, format_budget, svd_rank
-from .calibration import input_moments, input_scales
+from ...lazy import lazy_exports
+from ..registry import ReportInput, register_method
 from .config import PRESETS, LadaBERTConfig
-from .method import LadaBERTMethod
-from .pruning import Masks, magnitude_mask, prunable, prunable_modules
 
-
-def factorised(
-    predecessor: PreTrainedModel,
-    config: LadaBERTConfig,
-    batches: Callable[[], Iterable[dict]] | None = None,
-) -> PreTrainedModel:
-    """The student stage "factorise" starts from: a new model with every encoder matrix at
-    the SVD rank that keeps P_svd and the word table at P_embd (a plain copy where both keep
-    everything); the predecessor is unchanged. With `config.svd == "activation"`, each
-    matrix's factors are fitted to its inputs on the first examples of `batches()`.
-
-    >>> student = factorised(predecessor, LadaBERTConfig(preset="ladabert-1"), train_batches)
-    >>> paper = factorised(predecessor, LadaBERTConfig(preset="ladabert-1", svd="weight"))
-    """
-    p_embd, p_svd, _ = config.kept()
-    ranks, rank = encoder_ranks(predecessor, p_svd), embedding_rank(predecessor, p_embd)
-    if not any(ranks) and rank is None:
-        return copy.deepcopy(predecessor)
-    moments = None
-    if config.svd == "activation" and any(ranks):
-        if batches is None:
-            raise MethodError("--svd activation fits the factors to training inputs: pass the "
-                              "training data (compress and compare do)")  # fmt: skip
-        moments = input_moments(predecessor, batches(), ranks, config.calibration_examples)
-    return factorize(predecessor, ranks, embedding_rank=rank, moments=moments)
-
-
-def pruning_scales(
-    student: PreTrainedModel,
-    config: LadaBERTConfig,
-    batches: Callable[[], Iterable[dict]] | None,
-) -> dict[str, torch.Tensor] | None:
-    """Each prunable weight's input-feature scales on the student as it is, for
-    `config.pruning == "activation"`; None (rank by |w|) for the paper's pruning."""
-    if config.pruning != "activation":
-        return None
-    if batches is None:
-        raise MethodError("--pruning activation reads training inputs: pass the training data "
-                          "(compress and compare do)")  # fmt: skip
-    modules = prunable_modules(student)
-    return input_scales(student, batches(), modules, config.calibration_examples)
+if TYPE_CHECKING:
+    from ...training.stages import Stage
 
 
 def build(context, config: LadaBERTConfig) -> list[Stage]:
+    from ...training.stages import Stage
+    from .compression import factorised, pruning_scales
+    from .method import LadaBERTMethod
+    from .pruning import Masks
+
     keeps = config.keep_schedule()
     teacher, regression = context.predecessor, context.regression
     share = config.compress_share / (1 + len(keeps))  # the SVD and each pruning step alike
@@ -107,6 +63,9 @@ def build(context, config: LadaBERTConfig) -> list[Stage]:
 def report(config: LadaBERTConfig, run: ReportInput) -> dict:
     """The budget table (Eq. 7 per group: target against stored and non-zero parameters) and
     the bytes the weights take."""
+    from ...runs import write_atomic
+    from .budget import budget_table, format_budget
+
     rows = budget_table(run.predecessor, run.model, config.kept())
     stored = sum(t.numel() * t.element_size() for t in run.model.state_dict().values())
     if run.folder is not None:
@@ -131,7 +90,7 @@ def iterations(stages: list[dict]) -> str:
             continue
         score = next(iter(stage["dev"].values()))["score"]
         cells = " | ".join(f"{r['kept']:.1%} ({r['target_kept']:.1%})" for r in rows)
-        lines.append(f"| {stage['stage']} | {100 * score:.2f} | {cells} |")
+        lines.append(f"| {stage['stage']} | {score:.4f} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
@@ -161,3 +120,18 @@ __all__ = [
     "pruning_scales",
     "svd_rank",
 ]
+
+# Loaded on first use (torch): registering the method reads its config alone.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(
+            ("budget_table", "embedding_rank", "encoder_ranks", "format_budget", "svd_rank"),
+            ".budget",
+        ),  # fmt: skip
+        **dict.fromkeys(("factorised", "pruning_scales"), ".compression"),
+        **dict.fromkeys(("input_moments", "input_scales"), ".calibration"),
+        "LadaBERTMethod": ".method",
+        **dict.fromkeys(("Masks", "magnitude_mask", "prunable", "prunable_modules"), ".pruning"),
+    },
+)

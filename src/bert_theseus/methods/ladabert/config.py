@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...arch import model_type_of
-from ...compact import UnsupportedArchitectureError, layout_for
+from ..distillation import LayerwiseWeights
 from ..registry import MethodConfigError
-from ..tinybert import LayerwiseWeights
 
 # Table 2 of the paper, as compression factors (x) of the embeddings, the SVD and the pruning;
 # the kept fractions P are their inverses. The overall factors are x2.5, x5, x7.5 and x10.
@@ -175,6 +173,10 @@ class LadaBERTConfig(LayerwiseWeights):
                 "p_embd, p_svd and p_weight are all 1: nothing compressed; keep less of one, "
                 "e.g. --p-svd 0.5, or pick a --preset"
             )
+        # Here, not at the top: the CLI reads this module for its flags without loading torch.
+        from ...arch import model_type_of
+        from ...compact import UnsupportedArchitectureError, layout_for
+
         try:
             layout_for(model_type_of(context.predecessor.config))
         except UnsupportedArchitectureError as error:

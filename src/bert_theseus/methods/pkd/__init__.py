@@ -1,10 +1,16 @@
 """BERT-PKD (Sun et al., EMNLP 2019): KD plus the patient loss on intermediate [CLS] states."""
 
-from ...training.stages import Stage
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from ..kd import build as build_kd
 from ..registry import register_method
 from .config import PKDConfig
 from .layers import pkd_layer_map
+
+if TYPE_CHECKING:
+    from ...training.stages import Stage
 
 
 def build(context, config: PKDConfig) -> list[Stage]:

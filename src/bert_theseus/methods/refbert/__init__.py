@@ -13,25 +13,27 @@ no references (the plain student), all-zero states, a random training example's 
 
 from __future__ import annotations
 
-import statistics
-import time
+from typing import TYPE_CHECKING
 
-import torch
-
-from ...speed import random_batch
-from ...training.stages import Stage
+from ...lazy import lazy_exports
 from ..registry import MethodError, ReportInput, register_method
 from .config import RefBERTConfig
-from .method import RefBERTMethod, student_of
-from .model import MODES, ReferenceAttention, ReferenceStudent, ReferenceStudentConfig, register
-from .references import ReferenceIndex, References
 
-register()
+if TYPE_CHECKING:
+    from ...training.stages import Stage
+
+# The saved model's class joins transformers' Auto classes as transformers is imported
+# (bert_theseus/__init__.py).
 
 
 def build(context, config: RefBERTConfig, mode: str = "nearest") -> list[Stage]:
     """TinyBERT's intermediate stage (skipped at intermediate_share 0), then its prediction
     stage; `mode` is nearest (RefBERT), or an ablation: none, zero, random."""
+    from ...training.stages import Stage
+    from .method import RefBERTMethod
+    from .model import ReferenceStudent
+    from .references import References
+
     teacher, regression = context.predecessor, context.regression
     layers = config.teacher_layers(teacher)
 
@@ -87,6 +89,14 @@ def build_random(context, config: RefBERTConfig) -> list[Stage]:
 def report(config: RefBERTConfig, run: ReportInput) -> dict:
     """Storage, and retrieval against the student's own forward, timed apart and together
     (batch 32 at the run's length; median of 5 interleaved rounds)."""
+    import statistics
+    import time
+
+    import torch
+
+    from ...speed import random_batch
+    from .model import ReferenceStudent
+
     model = run.model
     if not isinstance(model, ReferenceStudent):
         return {}
@@ -159,3 +169,24 @@ __all__ = [
     "References",
     "student_of",
 ]
+
+# Loaded on first use (torch, scikit-learn): registering the method reads its config alone.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "RefBERTMethod": ".method",
+        "student_of": ".method",
+        **dict.fromkeys(
+            (
+                "MODES",
+                "ReferenceAttention",
+                "ReferenceStudent",
+                "ReferenceStudentConfig",
+                "register",
+            ),
+            ".model",
+        ),  # fmt: skip
+        "ReferenceIndex": ".references",
+        "References": ".references",
+    },
+)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..distillation import LayerwiseWeights
 from ..registry import MethodConfigError
-from ..tinybert import LayerwiseWeights
 from ..truncated.config import TruncatedConfig
-from .references import STATES_KINDS
+
+# What is stored of each training example: every token's state, or the first token's.
+STATES_KINDS = ("tokens", "cls")
 
 
 @dataclass

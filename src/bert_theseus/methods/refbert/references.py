@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import torch
-from sklearn.feature_extraction.text import TfidfTransformer
-from sklearn.preprocessing import normalize
 
-STATES_KINDS = ("tokens", "cls")
+from .config import STATES_KINDS
+
 FOLDER = "references"
 FILES = ("meta.json", "states.npy", "offsets.npy", "labels.npy", "tfidf.npz", "idf.npy",
          "hashes.npy")  # fmt: skip
@@ -44,6 +43,10 @@ class ReferenceIndex:
 
     @classmethod
     def build(cls, sequences: list[list[int]], vocab_size: int, ignore_ids: Iterable[int]):
+        # Here, not at the top: scikit-learn takes a second to import, and loading a saved
+        # RefBERT model (transformers registers its class) does not need it.
+        from sklearn.feature_extraction.text import TfidfTransformer
+
         index = cls(sp.csr_matrix((0, vocab_size)), np.ones(vocab_size), np.zeros(0, np.int64),
                     list(ignore_ids))  # fmt: skip
         kept = [index._strip(s) for s in sequences]
@@ -63,6 +66,8 @@ class ReferenceIndex:
     def similarities(self, sequences: list[list[int]]) -> np.ndarray:
         """Cosine of each sequence to every training example ([queries, examples]), with
         -inf where the training example is identical to the query."""
+        from sklearn.preprocessing import normalize
+
         kept = [self._strip(s) for s in sequences]
         vectors = normalize(_counts(kept, len(self.idf)).multiply(self.idf).tocsr())
         scores = (vectors @ self.matrix.T).toarray()

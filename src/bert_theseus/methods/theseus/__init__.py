@@ -1,20 +1,15 @@
 """BERT-of-Theseus: progressive module replacing (Xu et al., EMNLP 2020)."""
 
-import copy
+from __future__ import annotations
 
-from ...training.stages import Stage
+from typing import TYPE_CHECKING
+
+from ...lazy import lazy_exports
 from ..registry import register_method
 from .config import TheseusConfig, TheseusConfigError
-from .init import InitChoice, choose_successor_init
-from .layer import TheseusLayers
-from .method import TheseusMethod
-from .model import apply_theseus, merge_theseus, theseus_layers
-from .scheduler import (
-    AntiCurriculumScheduler,
-    ConstantScheduler,
-    LinearScheduler,
-    make_scheduler,
-)
+
+if TYPE_CHECKING:
+    from ...training.stages import Stage
 
 __all__ = [
     "AntiCurriculumScheduler",
@@ -32,8 +27,31 @@ __all__ = [
     "theseus_layers",
 ]
 
+# Loaded on first use (torch): registering the method reads its config alone.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "AntiCurriculumScheduler": ".scheduler",
+        "ConstantScheduler": ".scheduler",
+        "LinearScheduler": ".scheduler",
+        "make_scheduler": ".scheduler",
+        "InitChoice": ".init",
+        "choose_successor_init": ".init",
+        "TheseusLayers": ".layer",
+        "TheseusMethod": ".method",
+        "apply_theseus": ".model",
+        "merge_theseus": ".model",
+        "theseus_layers": ".model",
+    },
+)
+
 
 def build(context, config: TheseusConfig) -> list[Stage]:
+    import copy
+
+    from ...training.stages import Stage
+    from .method import TheseusMethod
+
     def start(predecessor):
         compound = copy.deepcopy(predecessor)  # module replacing changes its model in place
         return compound, TheseusMethod(config, seed=context.seed)

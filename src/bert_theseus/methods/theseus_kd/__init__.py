@@ -1,51 +1,29 @@
 """Theseus + KD: module replacing with the predecessor's soft targets added to its loss."""
 
-import copy
+from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
-from ...teacher import Distiller
-from ...training.stages import Stage
+from ...lazy import lazy_exports
 from ..registry import register_method
-from ..theseus import TheseusMethod
 from .config import TheseusKDConfig
 
+if TYPE_CHECKING:
+    from ...training.stages import Stage
 
-class TheseusKDMethod(TheseusMethod):
-    """Module replacing whose task loss is mixed with the predecessor's soft targets.
+__all__ = ["TheseusKDConfig", "TheseusKDMethod"]
 
-    The teacher is the frozen predecessor; when every module draws its predecessor the
-    compound model is the teacher, and the soft-target term is zero.
-    """
-
-    name = "theseus-kd"
-
-    def __init__(self, config: TheseusKDConfig, distiller: Distiller, seed: int = 42):
-        super().__init__(config, seed)
-        self.distiller = distiller
-
-    def prepare(self, model, total_steps: int) -> None:
-        super().prepare(model, total_steps)
-        self.distiller.cache_examples(self.training_examples)
-
-    def task_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.distiller.loss(model, batch, self.batch_examples)
-
-    def summary(self, model) -> dict:
-        return {**super().summary(model), **self.distiller.summary()}
-
-    def generator_states(self) -> dict[str, torch.Tensor]:
-        cache = self.distiller.cache
-        return {**super().generator_states(), **(cache.state() if cache is not None else {})}
-
-    def set_generator_states(self, states: dict[str, torch.Tensor]) -> None:
-        super().set_generator_states(states)
-        if self.distiller.cache is not None and "teacher_cache.filled" in states:
-            self.distiller.cache.load(states)
+# Loaded on first use (torch): registering the method reads its config alone.
+__getattr__ = lazy_exports(__name__, {"TheseusKDMethod": ".method"})
 
 
 def build(context, config: TheseusKDConfig) -> list[Stage]:
+    import copy
+
+    from ...teacher import Distiller
+    from ...training.stages import Stage
+    from .method import TheseusKDMethod
+
     def start(predecessor):
         distiller = Distiller(predecessor, config, context.regression)
         compound = copy.deepcopy(predecessor)  # module replacing changes its model in place
@@ -62,5 +40,3 @@ register_method(
     paper="Xu et al., EMNLP 2020 (BERT-of-Theseus), with Hinton et al.'s KD",
     compare_default=True,
 )
-
-__all__ = ["TheseusKDConfig", "TheseusKDMethod"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...teacher import SoftTargets
+from ..distillation import SoftTargets
 from ..theseus.config import TheseusConfig
 
 
