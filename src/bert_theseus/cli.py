@@ -1,4 +1,6 @@
-"""`theseus`: fine-tune a predecessor, compress it by module replacing, evaluate.
+"""`theseus`: fine-tune a predecessor, compress it by one of the registered methods (built
+in or a plug-in; `theseus methods` lists them), compare methods over seeds, evaluate, and
+deploy (export, benchmark, predict).
 
 Options come from the config dataclasses (one place for defaults and help). A YAML file
 given with --config supplies defaults; flags on the command line win over it.

@@ -4,8 +4,8 @@ Two means ± their standard deviations overlap at a handful of seeds whether or 
 method is ahead; the mean of the differences, with an interval, says whether it is. Where
 two methods' runs share part of their run-to-run spread (the same seed drawing what their
 code draws alike), that part cancels in the difference and the interval narrows; where they
-share none (MiniLM RTE: Theseus's and truncated fine-tuning's best dev correlate 0.07 over
-15 seeds), it is as wide as the unpaired one.
+share none (as Theseus's and truncated fine-tuning's best dev on MiniLM RTE: docs/compare.md),
+it is as wide as the unpaired one.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Which pooling an encoder was pre-trained for, and what that means for compressing it.
 
 Sentence-transformers models (all-MiniLM-L6-v2, all-mpnet-base-v2, ...) are pre-trained to
-be read by mean pooling over tokens. Their [CLS] state, which a sequence-classification
-head reads, carries almost no input information below the top layers (on all-MiniLM-L6-v2
-its spread across inputs is 0.001-0.007 after layers 1-4, against 0.39 after layer 6). Fine-
-tuning teaches the top layers to route the answer into [CLS]; a student cut from the lower
-layers starts without that route. The folder's `modules.json` and pooling config say which
-pooling it was made for; `finetune` records it in the predecessor's config as
-`pretraining_pooling`, because the fine-tuned folder no longer has those files.
+be read by mean pooling over tokens. Their [CLS] state, which a sequence-classification head
+reads, carries almost no input information below the top layers (measured:
+docs/sentence-embeddings.md). Fine-tuning teaches the top layers to route the answer into
+[CLS]; a student cut from the lower layers starts without that route. The folder's
+`modules.json` and pooling config say which pooling it was made for; `finetune` records it
+in the predecessor's config as `pretraining_pooling`, because the fine-tuned folder no
+longer has those files.
 """
 
 from __future__ import annotations

@@ -97,8 +97,8 @@ class TeacherCache:
 
     Filled from the training batches themselves, so in the first epoch every loss is the
     one recomputation gives, bit for bit; later epochs read what the first stored. An
-    example's outputs change with what it is batched with by rounding only (on all-MiniLM-L6
-    we measured up to 1.8e-7 in a logit).
+    example's outputs change with what it is batched with by rounding only (how much:
+    docs/methods/kd.md, the teacher cache).
     """
 
     def __init__(self, count: int, layers: list[int]):

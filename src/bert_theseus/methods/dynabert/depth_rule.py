@@ -2,10 +2,10 @@
 measurement (`--dropped-layer auto`).
 
 The paper's rule drops the last layer of each group, so every shallower cell loses the top
-layer. Where only the top layers write the input into [CLS] (sentence-embedding
-predecessors pre-trained for mean pooling), those cells start as constants: cut from
-all-MiniLM-L6-v2 RTE they vary 1% as much across inputs as the full model, and trained they
-answered one class at every evaluation (docs/results.md section 7). Keeping the top layer
+layer. Where only the top layers write the input into [CLS] (sentence-embedding predecessors
+pre-trained for mean pooling), those cells start as constants: cut from all-MiniLM-L6-v2 RTE
+they barely vary across inputs, and trained they answered one class at every evaluation (the
+numbers: docs/methods/dynabert.md, docs/results.md section 7). Keeping the top layer
 ("first": drop each group's first layer) avoids that, but where the paper's cut is not
 constant there is no measurement against the paper's rule. So "auto" keeps the paper's rule
 unless its shallowest cell's output is a constant, as Theseus's `successor_init auto` does.

@@ -31,8 +31,7 @@ class RefBERTConfig(LayerwiseWeights, TruncatedConfig):
     )
     # 0 by default: in a fixed budget the intermediate stage never scored above the
     # prediction stage alone, and on a predecessor whose [CLS] starts constant it left the
-    # student answering nearly one value (STS-B 46.87 against 82.85, seed 1; docs/results.md
-    # section 13).
+    # student answering nearly one value (docs/methods/refbert.md, docs/results.md section 13).
     intermediate_share: float = field(
         default=0.0,
         metadata={

@@ -8,8 +8,8 @@ constant, and module replacing collapses: the gradient that would make [CLS] dep
 input scales with how much it already does (docs/results.md section 6). Starting the top
 successor from the predecessor's last layer ("bottom-last-top") removes the collapse there,
 but where [CLS] is already informative it only makes the top successor read inputs six
-layers away from those it was trained on (all-mpnet-base-v2 12 -> 6: its path's [CLS]
-spread falls from 0.151 to 0.032). So "auto" keeps the paper's start unless it is collapsed.
+layers away from those it was trained on (measured on all-mpnet-base-v2: docs/results.md
+section 6). So "auto" keeps the paper's start unless it is collapsed.
 """
 
 from __future__ import annotations
