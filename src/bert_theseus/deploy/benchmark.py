@@ -118,9 +118,7 @@ def _prepare(path: str, config, scratch: Path, threads: int, trust: bool) -> lis
         from transformers import AutoConfig
 
         model_config = AutoConfig.from_pretrained(path)
-        torch_only = [v for v in wanted if v.startswith("torch")]
-        if torch_only and len(torch_only) == len(wanted):
-            raise DeployError(f"{path} is an ONNX export: time it with --variants onnx-fp32")
+        _check_variants(path, config)
         onnx_folder, parameters, source = Path(path), _onnx_parameters(Path(path)), None
     else:
         source, _ = load_model(path, trust)
@@ -205,6 +203,8 @@ def _check_models(models: list[str], config: BenchmarkConfig) -> None:
         folder = Path(model)
         if not (folder / "config.json").is_file():
             continue
+        if is_onnx_folder(model):
+            _check_variants(model, config)
         check_weights(folder)
         try:
             positions = _limits(AutoConfig.from_pretrained(folder))[0]
@@ -214,6 +214,13 @@ def _check_models(models: list[str], config: BenchmarkConfig) -> None:
             raise DeployError(
                 f"--lengths {max(config.lengths)} is longer than {model} accepts ({positions})"
             )
+
+
+def _check_variants(path: str, config: BenchmarkConfig) -> None:
+    """An ONNX export has no PyTorch model to time."""
+    torch_only = [v for v in config.variants if v.startswith("torch")]
+    if torch_only and len(torch_only) == len(config.variants):
+        raise DeployError(f"{path} is an ONNX export: time it with --variants onnx-fp32")
 
 
 def _limits(model_config) -> tuple[int, int]:
