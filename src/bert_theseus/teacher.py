@@ -3,12 +3,24 @@ KD, BERT-PKD and Theseus + KD share (and later methods reuse)."""
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
 from .losses import patient_loss, soft_target_loss
-from .methods.distillation import SoftTargets  # noqa: F401  (its old home)
+
+
+class SoftTargetSettings(Protocol):
+    """What the distiller reads of its settings: a method's config holding
+    `methods.distillation.SoftTargets` (which sits above this module, with the methods)."""
+
+    temperature: float
+    alpha: float
+    teacher_cache: bool
+
+    def validate(self) -> None: ...
 
 
 class Distiller:
@@ -24,7 +36,7 @@ class Distiller:
     def __init__(
         self,
         teacher: PreTrainedModel,
-        config: SoftTargets,
+        config: SoftTargetSettings,
         regression: bool,
         layer_map: list[tuple[int, int]] | None = None,
     ):
