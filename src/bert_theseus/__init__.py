@@ -37,7 +37,7 @@ __getattr__ = lazy_exports(
     {
         "compact": ".compact",
         "Distiller": ".teacher",
-        "SoftTargets": ".teacher",
+        "SoftTargets": ".methods.distillation",
         "patient_loss": ".losses",
         "soft_target_loss": ".losses",
         "KDConfig": ".methods.kd",

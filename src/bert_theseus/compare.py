@@ -88,38 +88,7 @@ def _compare(model, data, methods, specs, config, output, overwrite, ready) -> d
     training, predecessor, tokenizer = ready.training, ready.predecessor, ready.tokenizer
     task_data, accelerator, features = ready.task_data, ready.accelerator, ready.features
     before = ready.before
-
-    runs = []
-    count = len(specs) * len(config.seeds)
-    for name, spec in specs.items():
-        for seed in config.seeds:
-            run_training = replace(training, seed=seed, resume=None)
-            folder = output / "runs" / f"{name}-seed{seed}"
-            settings = method_settings(model, data, spec, methods[name])
-            metrics = _finished(folder, settings, run_training, overwrite)
-            if accelerator.is_main_process:
-                say(_starting(len(runs) + 1, count, name, seed, folder, metrics is not None))
-            if metrics is None:
-                out = _output_dir(folder, overwrite)
-                # The stages copy what they train; the predecessor only serves as teacher.
-                run_context = ready.context(run_training)
-                plan = RunPlan(
-                    spec.stages(methods[name], run_context),
-                    predecessor,
-                    tokenizer,
-                    task_data,
-                    replace(run_training, resume=out.resume),
-                    out,
-                    settings,
-                    predecessor=(predecessor, before),
-                    accelerator=accelerator,
-                    features=features,
-                    train_features=ready.train_features,
-                    measure_speed=False,
-                    report=partial(spec.report, methods[name]) if spec.report else None,
-                )
-                metrics = execute(plan)
-            runs.append({"folder": folder, "seed": seed, **metrics})
+    runs = _train_runs(model, data, methods, specs, config, output, overwrite, ready)
 
     reported = "test" if "test" in features else next(iter(before))
 
@@ -164,6 +133,46 @@ def _compare(model, data, methods, specs, config, output, overwrite, ready) -> d
     _plot_pareto(summary, header, output / "pareto.png")
     write_json(output / "results.json", {**header, **summary})
     return {**header, **summary, "output": str(output)}
+
+
+def _train_runs(model, data, methods, specs, config, output, overwrite, ready) -> list[dict]:
+    """Every method x seed trained in its folder under `output/runs/` (a finished one with
+    the same settings reused); their metrics, in table order."""
+    training, predecessor, tokenizer = ready.training, ready.predecessor, ready.tokenizer
+    task_data, accelerator, features = ready.task_data, ready.accelerator, ready.features
+    before = ready.before
+    runs = []
+    count = len(specs) * len(config.seeds)
+    for name, spec in specs.items():
+        for seed in config.seeds:
+            run_training = replace(training, seed=seed, resume=None)
+            folder = output / "runs" / f"{name}-seed{seed}"
+            settings = method_settings(model, data, spec, methods[name])
+            metrics = _finished(folder, settings, run_training, overwrite)
+            if accelerator.is_main_process:
+                say(_starting(len(runs) + 1, count, name, seed, folder, metrics is not None))
+            if metrics is None:
+                out = _output_dir(folder, overwrite)
+                # The stages copy what they train; the predecessor only serves as teacher.
+                run_context = ready.context(run_training)
+                plan = RunPlan(
+                    spec.stages(methods[name], run_context),
+                    predecessor,
+                    tokenizer,
+                    task_data,
+                    replace(run_training, resume=out.resume),
+                    out,
+                    settings,
+                    predecessor=(predecessor, before),
+                    accelerator=accelerator,
+                    features=features,
+                    train_features=ready.train_features,
+                    measure_speed=False,
+                    report=partial(spec.report, methods[name]) if spec.report else None,
+                )
+                metrics = execute(plan)
+            runs.append({"folder": folder, "seed": seed, **metrics})
+    return runs
 
 
 # What a comparison writes in its folder, besides runs/ (a run folder per method and seed).
