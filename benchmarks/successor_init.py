@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 
-from bert_theseus.commands import DataConfig, load_model, read_data, train_batches
+from bert_theseus.commands import DataConfig, load_model, read_data
 from bert_theseus.data.loading import encode
 from bert_theseus.methods.theseus import TheseusConfig
 from bert_theseus.methods.theseus.init import EXAMPLES, choose_successor_init
+from bert_theseus.run_setup import train_batches
 from bert_theseus.training import TrainingConfig
 
 

@@ -189,8 +189,8 @@ def test_theseus_kd_soft_term_vanishes_when_every_module_is_the_predecessor():
     predecessor = tiny_model("bert", layers=4)
     compound = copy.deepcopy(predecessor)
     config = TheseusKDConfig(successor_layers=2, alpha=0.5)
-    method = TheseusKDMethod(config, Distiller(predecessor, config, regression=False))
-    method.training_batches = lambda: iter([_labelled(tiny_batch())])  # what auto measures
+    batches = lambda: iter([_labelled(tiny_batch())])  # noqa: E731  (what auto measures)
+    method = TheseusKDMethod(config, Distiller(predecessor, config, False), train_batches=batches)
     method.prepare(compound, total_steps=10)
     assert method.summary(compound)["successor_init"]["successor_init"] == "bottom"
     theseus_layers(compound).force([False, False])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bert_theseus import commands, compare
+from bert_theseus import commands, compare, run_setup
 from bert_theseus.cli import main
 from bert_theseus.runs import (
     OutputDir,
@@ -393,6 +393,8 @@ def refuse_work(monkeypatch):
 
     monkeypatch.setattr(commands, "load_model", work)
     monkeypatch.setattr(commands, "read_data", work)
+    monkeypatch.setattr(run_setup, "load_model", work)  # where compress and compare load
+    monkeypatch.setattr(run_setup, "read_data", work)
     monkeypatch.setattr(compare, "prepare", work)
 
 

@@ -12,7 +12,7 @@ from tiny import collapsed_bottom, tiny_model
 from transformers import BertTokenizerFast
 
 from bert_theseus.data import load_task_data
-from bert_theseus.data.loading import encode
+from bert_theseus.data.loading import encode, make_loader
 from bert_theseus.methods.theseus import (
     AntiCurriculumScheduler,
     ConstantScheduler,
@@ -72,6 +72,14 @@ def features(tokenizer_dir, sst2_dir):
     return tokenizer, data.task, train_features, dev_features
 
 
+def in_order(features):
+    """The training split's batches in file order, as a `MethodContext` gives them (what
+    successor_init "auto" measures)."""
+    tokenizer, _, train_features, _ = features
+    loader = make_loader(train_features, tokenizer, TrainingConfig().eval_batch_size, False)
+    return lambda: iter(loader)
+
+
 def run(model, method, features, steps=4, **settings):
     tokenizer, task, train_features, dev_features = features
     settings = {"eval_steps": steps, **settings}
@@ -107,6 +115,7 @@ def test_after_k_steps_frozen_parts_are_bit_identical_and_successors_changed(fea
             recipe="paper",
         ),
         seed=0,
+        train_batches=in_order(features),
     )
     result = run(model, method, features, steps=4)
     assert result.steps == 4
@@ -127,7 +136,8 @@ def test_after_k_steps_frozen_parts_are_bit_identical_and_successors_changed(fea
 
 def test_log_records_rate_and_replaced_modules_each_step(features):
     model = tiny_model("bert", layers=4)
-    method = TheseusMethod(TheseusConfig(successor_layers=2, replacing_rate=0.5, k=0.25), seed=1)
+    config = TheseusConfig(successor_layers=2, replacing_rate=0.5, k=0.25)
+    method = TheseusMethod(config, seed=1, train_batches=in_order(features))
     result = run(model, method, features, steps=3, logging_steps=1)
     steps = [r for r in result.history if "loss" in r]
     assert [r["replacing_rate"] for r in steps] == [0.5, 0.75, 1.0]
@@ -140,7 +150,8 @@ def test_same_seed_gives_identical_weights_on_cpu(features):
     weights = []
     for _ in range(2):
         model = tiny_model("bert", layers=4)
-        run(model, TheseusMethod(TheseusConfig(successor_layers=2), seed=3), features, seed=3)
+        method = TheseusMethod(TheseusConfig(successor_layers=2), 3, in_order(features))
+        run(model, method, features, seed=3)
         weights.append(theseus_layers(model).successor.state_dict())
     for name, value in weights[0].items():
         assert torch.equal(value, weights[1][name]), name
@@ -154,7 +165,8 @@ def test_auto_init_is_measured_before_training_and_changes_nothing_else(features
     runs = {}
     for init in ("auto", "bottom-last-top"):
         model = collapsed_bottom(layers=4, bottom=2, dropout=0.1)
-        method = TheseusMethod(TheseusConfig(successor_layers=2, successor_init=init), seed=3)
+        config = TheseusConfig(successor_layers=2, successor_init=init)
+        method = TheseusMethod(config, seed=3, train_batches=in_order(features))
         result = run(model, method, features, steps=4, logging_steps=1, seed=3)
         runs[init] = (method, result, theseus_layers(model).successor.state_dict())
     auto, named = runs["auto"], runs["bottom-last-top"]

@@ -7,8 +7,8 @@ transformers is imported, so `pipeline(..., model=folder)` loads a compact (or R
 
 from .lazy import lazy_exports, when_imported
 from .methods import get_method, methods, register_method  # light: the registry and configs
+from .version import __version__ as __version__
 
-__version__ = "0.1.0"
 __all__ = [
     "Distiller",
     "KDConfig",
@@ -37,7 +37,7 @@ __getattr__ = lazy_exports(
     {
         "compact": ".compact",
         "Distiller": ".teacher",
-        "SoftTargets": ".teacher",
+        "SoftTargets": ".methods.distillation",
         "patient_loss": ".losses",
         "soft_target_loss": ".losses",
         "KDConfig": ".methods.kd",
@@ -57,7 +57,7 @@ __getattr__ = lazy_exports(
 )
 
 
-def _register_models() -> None:
+def register_model_families() -> None:
     """Our model families join transformers' Auto classes (no remote code needed)."""
     from . import compact  # noqa: F401  (its import registers the family)
     from .methods.refbert.model import register
@@ -65,4 +65,4 @@ def _register_models() -> None:
     register()
 
 
-when_imported("transformers", _register_models)
+when_imported("transformers", register_model_families)

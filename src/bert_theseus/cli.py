@@ -483,9 +483,9 @@ def report(command: str, metrics) -> str:
             f"{row['method']:<{width}}  {row['summary']} ({row['paper']})" for row in metrics
         )
     if command == "compare":
-        from .compare import _markdown
+        from .compare import results_markdown
 
-        return _markdown(metrics, metrics) + f"(written to {metrics['output']})"
+        return results_markdown(metrics, metrics) + f"(written to {metrics['output']})"
     if command == "evaluate":
         return "\n".join(
             f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in values.items())

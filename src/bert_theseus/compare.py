@@ -22,22 +22,15 @@ from pathlib import Path
 
 from transformers import AutoModelForSequenceClassification
 
-from .commands import (
-    DataConfig,
-    ModelError,
-    _run,
-    _score,
-    method_for,
-    method_settings,
-    prepare,
-    speed_length,
-)
+from .commands import DataConfig, ModelError, method_for, method_settings
 from .compare_config import CompareConfig
 from .methods import get_method, methods
 from .methods.registry import identity
 from .metrics import constant_score
 from .paired import paired_differences
 from .pooling import say
+from .run_folder import RunPlan, execute
+from .run_setup import prepare, score, speed_length
 from .runs import (
     OutputDir,
     OutputLock,
@@ -95,42 +88,12 @@ def _compare(model, data, methods, specs, config, output, overwrite, ready) -> d
     training, predecessor, tokenizer = ready.training, ready.predecessor, ready.tokenizer
     task_data, accelerator, features = ready.task_data, ready.accelerator, ready.features
     before = ready.before
-
-    runs = []
-    count = len(specs) * len(config.seeds)
-    for name, spec in specs.items():
-        for seed in config.seeds:
-            run_training = replace(training, seed=seed, resume=None)
-            folder = output / "runs" / f"{name}-seed{seed}"
-            settings = method_settings(model, data, spec, methods[name])
-            metrics = _finished(folder, settings, run_training, overwrite)
-            if accelerator.is_main_process:
-                say(_starting(len(runs) + 1, count, name, seed, folder, metrics is not None))
-            if metrics is None:
-                out = _output_dir(folder, overwrite)
-                # The stages copy what they train; the predecessor only serves as teacher.
-                run_context = ready.context(run_training)
-                metrics = _run(
-                    spec.stages(methods[name], run_context),
-                    predecessor,
-                    tokenizer,
-                    task_data,
-                    replace(run_training, resume=out.resume),
-                    out,
-                    settings,
-                    (predecessor, before),
-                    accelerator,
-                    features,
-                    measure_speed=False,
-                    train_features=ready.train_features,
-                    report=partial(spec.report, methods[name]) if spec.report else None,
-                )
-            runs.append({"folder": folder, "seed": seed, **metrics})
+    runs = _train_runs(model, data, methods, specs, config, output, overwrite, ready)
 
     reported = "test" if "test" in features else next(iter(before))
 
     def test_score(variant):
-        return _score(variant.to(accelerator.device), {"test": features["test"]}, tokenizer,
+        return score(variant.to(accelerator.device), {"test": features["test"]}, tokenizer,
                       training, task_data, accelerator)["test"]  # fmt: skip
 
     runs = _expand_variants(runs, specs, reported, test_score)  # scores need every process
@@ -166,10 +129,50 @@ def _compare(model, data, methods, specs, config, output, overwrite, ready) -> d
     output.mkdir(parents=True, exist_ok=True)
     write_atomic(output / "results.csv", _csv(summary["methods"]))
     write_atomic(output / "runs.csv", _csv(summary["runs"]))
-    write_atomic(output / "results.md", _markdown(header, summary))
+    write_atomic(output / "results.md", results_markdown(header, summary))
     _plot_pareto(summary, header, output / "pareto.png")
     write_json(output / "results.json", {**header, **summary})
     return {**header, **summary, "output": str(output)}
+
+
+def _train_runs(model, data, methods, specs, config, output, overwrite, ready) -> list[dict]:
+    """Every method x seed trained in its folder under `output/runs/` (a finished one with
+    the same settings reused); their metrics, in table order."""
+    training, predecessor, tokenizer = ready.training, ready.predecessor, ready.tokenizer
+    task_data, accelerator, features = ready.task_data, ready.accelerator, ready.features
+    before = ready.before
+    runs = []
+    count = len(specs) * len(config.seeds)
+    for name, spec in specs.items():
+        for seed in config.seeds:
+            run_training = replace(training, seed=seed, resume=None)
+            folder = output / "runs" / f"{name}-seed{seed}"
+            settings = method_settings(model, data, spec, methods[name])
+            metrics = _finished(folder, settings, run_training, overwrite)
+            if accelerator.is_main_process:
+                say(_starting(len(runs) + 1, count, name, seed, folder, metrics is not None))
+            if metrics is None:
+                out = _output_dir(folder, overwrite)
+                # The stages copy what they train; the predecessor only serves as teacher.
+                run_context = ready.context(run_training)
+                plan = RunPlan(
+                    spec.stages(methods[name], run_context),
+                    predecessor,
+                    tokenizer,
+                    task_data,
+                    replace(run_training, resume=out.resume),
+                    out,
+                    settings,
+                    predecessor=(predecessor, before),
+                    accelerator=accelerator,
+                    features=features,
+                    train_features=ready.train_features,
+                    measure_speed=False,
+                    report=partial(spec.report, methods[name]) if spec.report else None,
+                )
+                metrics = execute(plan)
+            runs.append({"folder": folder, "seed": seed, **metrics})
+    return runs
 
 
 # What a comparison writes in its folder, besides runs/ (a run folder per method and seed).
@@ -409,7 +412,7 @@ def _csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def _markdown(header: dict, summary: dict) -> str:
+def results_markdown(header: dict, summary: dict) -> str:
     lines = [
         f"# {header['task']}: methods compared on {header['predecessor']}",
         "",

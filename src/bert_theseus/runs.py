@@ -21,6 +21,7 @@ except ImportError:  # Windows has no flock: outputs go unlocked there
     fcntl = None
 
 from .training.stages import STAGES_FOLDER, saved_progress
+from .version import __version__
 
 
 class RunError(ValueError):
@@ -129,8 +130,6 @@ DATA_FLAGS = ("data_dir", "train_file", "dev_file", "test_file")
 
 
 def written_by() -> str:
-    from . import __version__
-
     return f"bert-theseus {__version__}"
 
 

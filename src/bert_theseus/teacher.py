@@ -3,12 +3,49 @@ KD, BERT-PKD and Theseus + KD share (and later methods reuse)."""
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
 from .losses import patient_loss, soft_target_loss
-from .methods.distillation import SoftTargets  # noqa: F401  (its old home)
+
+
+class SoftTargetSettings(Protocol):
+    """What the distiller reads of its settings: a method's config holding
+    `methods.distillation.SoftTargets` (which sits above this module, with the methods)."""
+
+    temperature: float
+    alpha: float
+    teacher_cache: bool
+
+    def validate(self) -> None: ...
+
+
+class FrozenTeacher:
+    """A model that teaches and never learns: eval mode (dropout off), no parameter that
+    trains, run without gradients on the device of the inputs it is given (moved there on
+    its first call: the loop decides the device after a method is built).
+
+    >>> frozen = FrozenTeacher(predecessor)
+    >>> logits = frozen(batch).logits
+    """
+
+    def __init__(self, model: PreTrainedModel):
+        self.model = model.eval()
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+
+    def __call__(self, batch: dict[str, torch.Tensor], **options):
+        """The teacher's outputs on `batch` (its labels left out); `options` go to the model
+        (`output_hidden_states=True`)."""
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        device = inputs["input_ids"].device
+        if next(self.model.parameters()).device != device:
+            self.model.to(device)
+        with torch.no_grad():
+            return self.model(**inputs, **options)
 
 
 class Distiller:
@@ -24,14 +61,12 @@ class Distiller:
     def __init__(
         self,
         teacher: PreTrainedModel,
-        config: SoftTargets,
+        config: SoftTargetSettings,
         regression: bool,
         layer_map: list[tuple[int, int]] | None = None,
     ):
         config.validate()
-        self.teacher = teacher.eval()
-        for parameter in teacher.parameters():
-            parameter.requires_grad_(False)
+        self.teacher, self.frozen = teacher, FrozenTeacher(teacher)
         self.config, self.regression, self.layer_map = config, regression, layer_map or []
         self.cache: TeacherCache | None = None  # sized by cache_examples
         self.teacher_batches = 0  # batches the teacher ran on (in this process, this stage)
@@ -58,13 +93,8 @@ class Distiller:
         cache = self.cache if examples is not None else None
         if cache is not None and cache.has(examples):
             return cache.get(examples, batch["input_ids"].device)
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        device = inputs["input_ids"].device
-        if next(self.teacher.parameters()).device != device:
-            self.teacher.to(device)  # once: the loop decides the device after construction
         states = bool(self.layer_map)
-        with torch.no_grad():
-            teacher = self.teacher(**inputs, output_hidden_states=states)
+        teacher = self.frozen(batch, output_hidden_states=states)
         hidden = teacher.hidden_states if states else None
         self.teacher_batches += 1
         if cache is not None:
@@ -83,12 +113,43 @@ class Distiller:
         else:
             self.cache = TeacherCache(count, sorted({t for _, t in self.layer_map}))
 
+    def cache_states(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint keeps of the cache (nothing when it is off)."""
+        return self.cache.state() if self.cache is not None else {}
+
+    def load_cache_states(self, states: dict[str, torch.Tensor]) -> None:
+        """Put back what `cache_states` saved; a checkpoint saved with the cache off, or by
+        a run before the cache existed, leaves it empty (it refills as it trains)."""
+        if self.cache is not None and "teacher_cache.filled" in states:
+            self.cache.load(states)
+
     def summary(self) -> dict:
         """The cache's size and how often the teacher still ran, for metrics.json."""
         if self.cache is None:
             return {}
         return {"teacher_cache": {"bytes": self.cache.nbytes(), "examples": len(self.cache),
                                   "teacher_batches": self.teacher_batches}}  # fmt: skip
+
+
+class DistillerHooks:
+    """The training loop's hooks for a method that learns through a `Distiller` (its
+    `distiller`): the teacher cache sized for the training set, kept in checkpoints, and
+    reported. Listed before the loop's `Method` class (or a subclass) in the bases."""
+
+    distiller: Distiller
+
+    def prepare(self, model, total_steps: int) -> None:
+        super().prepare(model, total_steps)
+        self.distiller.cache_examples(self.training_examples)
+
+    def cache_states(self) -> dict[str, torch.Tensor]:
+        return self.distiller.cache_states()
+
+    def set_cache_states(self, states: dict[str, torch.Tensor]) -> None:
+        self.distiller.load_cache_states(states)
+
+    def summary(self, model) -> dict:
+        return {**super().summary(model), **self.distiller.summary()}
 
 
 class TeacherCache:

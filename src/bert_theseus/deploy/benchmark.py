@@ -23,8 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..commands import load_model
-from ..models import check_weights
+from ..models import check_weights, load_model
 from ..pooling import say
 from ..runs import JsonOutput, input_paths
 from ..speed import count_parameters, random_batch

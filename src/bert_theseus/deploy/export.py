@@ -19,11 +19,12 @@ import torch
 from torch import nn
 
 from ..arch import model_type_of
-from ..commands import DataConfig, _check_labels, _model_labels, load_model, read_data
+from ..data.config import DataConfig
 from ..data.loading import encode, make_loader
 from ..metrics import compute_metrics
-from ..models import ModelError, first_line, token_positions
+from ..models import ModelError, first_line, load_model, token_positions
 from ..pooling import say
+from ..run_setup import check_labels, model_labels, read_data
 from ..runs import OutputDir, input_paths, write_json
 from ..speed import random_batch
 from ..training import TrainingConfig
@@ -316,8 +317,8 @@ def _verification_batches(classifier, tokenizer, data, max_length, config):
     if data is None or not (data.task or data.dev_file or data.dataset):
         encoded = tokenizer(SAMPLE_TEXTS, padding=True, return_tensors="pt")
         return [dict(encoded)], None
-    task_data = read_data(data, TrainingConfig(), _model_labels(classifier), need_train=False)
-    _check_labels(classifier, task_data)
+    task_data = read_data(data, TrainingConfig(), model_labels(classifier), need_train=False)
+    check_labels(classifier, task_data)
     examples = next(iter(task_data.dev.values()))
     features = encode(examples, tokenizer, max_length, task_data.task.is_regression)
     batches = list(make_loader(features, tokenizer, 32, False))

@@ -69,7 +69,7 @@ def predict_texts(
                 f"{model} is a PyTorch folder; --int8 and --variant need an export "
                 "('theseus export --int8', or --backend auto)"
             )
-        from ..commands import load_model
+        from ..models import load_model
 
         classifier, tokenizer = load_model(model, trust_remote_code)
         config = classifier.config

@@ -90,21 +90,41 @@ class AttentionScores:
 
 
 def layerwise_losses(
-    student, teacher, student_scores, teacher_scores, regression: bool
+    student,
+    teacher,
+    student_scores,
+    teacher_scores,
+    regression: bool = False,
+    teacher_layers: list[int] | None = None,
+    logits: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """The four TinyBERT terms between outputs of two same-shaped models (hidden states
-    included): embedding output, attention scores and hidden states (MSE, summed over layers),
-    and the logits (KL at T = 1, the soft cross-entropy less the teacher's entropy; MSE for
-    regression). Each is 0 where the student equals the teacher."""
+    """The TinyBERT terms between outputs of two models (hidden states included): embedding
+    output, attention scores and hidden states (MSE, summed over layers), and with `logits`
+    the logits (KL at T = 1, the soft cross-entropy less the teacher's entropy; MSE for
+    regression). Each is 0 where the student equals the teacher.
+
+    `teacher_layers[l]` is the teacher layer (from 1) that student layer l + 1 learns; by
+    default every layer learns its own (models of one depth). Empty score lists leave the
+    attention term 0 (not computed)."""
     s_states, t_states = student.hidden_states, teacher.hidden_states
-    return {
+    if teacher_layers is None:
+        if len(s_states) != len(t_states):
+            raise ValueError(
+                f"the student has {len(s_states) - 1} layers and the teacher "
+                f"{len(t_states) - 1}: pass teacher_layers"
+            )
+        teacher_layers = range(1, len(s_states))
+    pairs = list(enumerate(teacher_layers))
+    attention = (
+        [F.mse_loss(student_scores[s], teacher_scores[t - 1]) for s, t in pairs]
+        if student_scores or teacher_scores
+        else []
+    )
+    terms = {
         "embedding": F.mse_loss(s_states[0].float(), t_states[0].float()),
-        "attention": sum(
-            F.mse_loss(s, t) for s, t in zip(student_scores, teacher_scores, strict=True)
-        ),  # fmt: skip
-        "hidden": sum(
-            F.mse_loss(s.float(), t.float())
-            for s, t in zip(s_states[1:], t_states[1:], strict=True)
-        ),
-        "logits": soft_target_loss(student.logits, teacher.logits, 1.0, regression),
+        "attention": sum(attention),
+        "hidden": sum(F.mse_loss(s_states[s + 1].float(), t_states[t].float()) for s, t in pairs),
     }
+    if logits:
+        terms["logits"] = soft_target_loss(student.logits, teacher.logits, 1.0, regression)
+    return terms

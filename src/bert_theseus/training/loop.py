@@ -10,7 +10,7 @@ import json
 import math
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,17 +51,19 @@ class Method:
     """Plain fine-tuning of every parameter; other methods override the hooks they need."""
 
     name = "finetune"
-    # Set by the loop: the training set's size and its batches in file order (before
-    # `prepare`, for methods that measure the model before training), and the indices in
-    # the training set of the current batch's examples (before each loss, for methods that
-    # keep per-example state, such as a teacher cache).
+    # Set by the loop: the training set's size (before `prepare`), and the indices in the
+    # training set of the current batch's examples (before each loss), for methods that keep
+    # per-example state, such as a teacher cache. Data itself reaches a method through the
+    # `MethodContext` it is built from.
     training_examples: int | None = None
-    training_batches: Callable[[], Iterable[dict]] | None = None
     batch_examples: torch.Tensor | None = None
     # Whether the run ends with its best weights on dev (the default) or its last: a stage
     # whose loss never reaches the output (TinyBERT's intermediate stage) has no dev score
     # to choose by, and its ties would keep its first evaluation's weights.
     select_on_dev: bool = True
+    # The last batch's loss terms by name (detached), for methods that log them: the
+    # default `after_backward` returns them.
+    last: dict[str, torch.Tensor] | None = None
 
     def prepare(self, model: PreTrainedModel, total_steps: int) -> None:
         """Called once before training, when the run's length is known."""
@@ -92,8 +94,12 @@ class Method:
 
     def after_backward(self, model: PreTrainedModel, step: int) -> dict[str, float]:
         """Called after the backward pass of step `step`, before clipping (gradients are
-        in place); returns values to log, such as gradient norms."""
-        return {}
+        in place); returns values to log: by default the loss terms a method keeps in
+        `last` (one host sync for them all)."""
+        if not self.last:
+            return {}
+        values = torch.stack(list(self.last.values())).float().tolist()
+        return dict(zip(self.last, values, strict=True))
 
     def after_step(self, model: PreTrainedModel, step: int) -> None:
         """Called after optimizer step `step` (0-based) has changed the weights (LadaBERT puts
@@ -113,12 +119,19 @@ class Method:
         return {}
 
     def generator_states(self) -> dict[str, torch.Tensor]:
-        """States of the method's own random generators, and any other tensors a resume
-        needs to go on bit for bit (a teacher cache), saved in checkpoints."""
+        """States of the method's own random generators, saved in checkpoints."""
         return {}
 
     def set_generator_states(self, states: dict[str, torch.Tensor]) -> None:
-        """Restore what `generator_states` returned."""
+        """Restore what `generator_states` returned (`states` holds every saved tensor)."""
+
+    def cache_states(self) -> dict[str, torch.Tensor]:
+        """Tensors a resume reuses instead of computing again (a teacher cache), saved in
+        checkpoints beside the generator states (their names must not collide)."""
+        return {}
+
+    def set_cache_states(self, states: dict[str, torch.Tensor]) -> None:
+        """Restore what `cache_states` returned (`states` holds every saved tensor)."""
 
 
 @dataclass
@@ -185,15 +198,72 @@ def train(
     run then ends bit for bit where an uninterrupted run would have (on CPU). `settings`
     are more values a resume must match (a method's stage, say).
     """
+    run = _start(model, method, train_features, dev_features, task, tokenizer, config,
+                 accelerator, run_dir, resume, settings)  # fmt: skip
+    state = run.state
+    with run.progress, _StopOnSignal() as stop:
+        run.progress.update(state.step)
+        while state.step < run.total:
+            _epoch(run, stop)
+    seconds = time.perf_counter() - run.started
+    _restore(model, state.best_weights)
+    run.log.close()
+    return TrainResult(
+        state.best_step,
+        state.best_dev,
+        state.step,
+        seconds,
+        run.log.records,
+        state.constant_steps,
+        state.constant_views,
+    )
+
+
+@dataclass
+class _Run:
+    """A training run's parts, made once before its first step, and where it is (`state`)."""
+
+    model: PreTrainedModel
+    wrapped: nn.Module  # the model as Accelerate prepared it
+    method: Method
+    config: TrainingConfig
+    accelerator: Accelerator
+    task: Task
+    loader: object  # the training batches, shuffled by `order`
+    order: torch.Generator  # draws every epoch's data order
+    parameters: list[nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    schedule: object
+    dev_loaders: dict
+    total: int  # optimizer steps in the run
+    steps_per_epoch: int
+    settings: dict  # what a resume must match, saved in every checkpoint
+    checkpoints: Path | None  # the checkpoint folder, on the main process only
+    state: _State
+    log: _Log
+    progress: TrainingProgress
+    started: float  # perf_counter at step 0 (a resume counts its saved seconds in)
+
+    @property
+    def eval_every(self) -> int:
+        return self.config.eval_steps or self.steps_per_epoch
+
+    @property
+    def save_every(self) -> int:
+        return self.config.save_steps or self.eval_every
+
+
+def _start(model, method, train_features, dev_features, task, tokenizer, config, accelerator,
+           run_dir, resume, settings) -> _Run:  # fmt: skip
+    """Check a resume, prepare the method, and make the loaders, optimizer and schedule."""
     set_seed(config.seed)
     raw_loader = make_loader(train_features, tokenizer, config.batch_size, True, config.seed,
                              indexed=True)  # fmt: skip
-    order = raw_loader.generator  # draws every epoch's data order
+    order = raw_loader.generator
     # Steps come from the loader as each process sees it: with N processes each takes every
     # N-th batch, so an epoch is len(raw_loader) / N batches here (then / accumulation).
     loader = accelerator.prepare(raw_loader)
-    accumulation = config.gradient_accumulation_steps
-    steps_per_epoch = math.ceil(len(loader) / accumulation)
+    steps_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
     total = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
     # A resume of another run is refused before the method prepares anything (or says so).
     settings = {**_trajectory_settings(config, method, total), **(settings or {})}
@@ -202,8 +272,6 @@ def train(
     if resume is not None:
         _check_same_run(resume, settings)
     method.training_examples = len(train_features)
-    in_order = make_loader(train_features, tokenizer, config.eval_batch_size, False)
-    method.training_batches = lambda: in_order  # iterated where the method measures
     method.prepare(model, total)
     parameters = method.trainable_parameters(model)
     if not parameters:
@@ -220,120 +288,132 @@ def train(
     # for schedules counted in one process's steps; ours counts the steps taken here.
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     dev_loaders = {name: accelerator.prepare(dl) for name, dl in dev_loaders.items()}
-    eval_every = config.eval_steps or steps_per_epoch
-    save_every = config.save_steps or eval_every
     main = accelerator.is_main_process and run_dir is not None
-    checkpoints = run_dir / "checkpoints" if main else None
-
     state = _State()
     if resume is not None:
         state = _resume(resume, model, optimizer, schedule, method, order)
     log = _Log(run_dir / "train_log.jsonl" if main else None, state.log_offset)
     progress = TrainingProgress(total, enabled=accelerator.is_local_main_process)
-    started = time.perf_counter() - state.seconds
+    return _Run(model, wrapped, method, config, accelerator, task, loader, order, parameters,
+                optimizer, schedule, dev_loaders, total, steps_per_epoch, settings,
+                run_dir / "checkpoints" if main else None, state, log, progress,
+                time.perf_counter() - state.seconds)  # fmt: skip
 
-    def save() -> Path | None:
-        if checkpoints is None:
-            return None
-        state.log_offset, state.seconds = log.offset(), time.perf_counter() - started
-        return save_checkpoint(
-            checkpoints,
-            state.step,
-            _snapshot(model),
-            state.best_weights,
-            optimizer,
-            {**state.to_json(schedule), "settings": settings},
-            {"data_order": state.epoch_order, **method.generator_states()},
-            config.keep_checkpoints,
-        )
 
-    with progress, _StopOnSignal() as stop:
-        progress.update(state.step)
-        while state.step < total:
-            if state.position == 0:
-                state.epoch_order = order.get_state()  # resumes replay the epoch from here
-            if hasattr(loader, "set_epoch"):
-                loader.set_epoch(state.epoch)
-            batches = (
-                accelerator.skip_first_batches(loader, state.position) if state.position else loader
-            )
-            losses, backed, group = [], False, 0
-            for batch in batches:
-                step = state.step
-                if not losses:  # the first batch of an optimizer step
-                    values = method.before_step(model, step)
-                    # Batches in this step: all but the epoch's last step take `accumulation`.
-                    group = min(accumulation, len(loader) - state.position)
-                wrapped.train()
-                method.batch_examples = batch.pop(EXAMPLE_INDEX)
-                loss, reached = _backward_parts(method, wrapped, batch, accelerator, 1 / group)
-                if not torch.isfinite(loss):
-                    last = list_checkpoints(checkpoints) if checkpoints else []
-                    kept = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint"
-                    raise TrainingError(
-                        f"loss became {loss.item()} at step {step + 1}; stopped ({kept}): "
-                        "lower --learning-rate or check the labels"
-                    )
-                losses.append(loss.item())
-                backed = backed or reached
-                state.position += 1
-                if len(losses) < group:
-                    continue
-                # With every module on its frozen predecessor path nothing trainable is in the
-                # graph: there is no gradient, and the optimizer step leaves weights alone.
-                if backed:
-                    values.update(method.after_backward(model, step))
-                    accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
-                optimizer.step()
-                method.after_step(model, step)
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
-                state.step += 1
-                step = state.step
-                # One exchange a step: the loss over every process's batches, and whether a
-                # signal reached any of them (all then stop after this step).
-                stopping, step_loss = _synced(stop, float(np.mean(losses)), accelerator)
-                state.running.append(step_loss)
-                losses, backed = [], False
-                record = {"step": step, "epoch": round(step / steps_per_epoch, 4), **values}
-                record["learning_rate"] = schedule.get_last_lr()[0]
-                record["seconds"] = round(time.perf_counter() - started, 2)
-                progress.update(step, loss=state.running[-1], **values, lr=record["learning_rate"])
-                if step % config.logging_steps == 0 or step == total:
-                    log.write({**record, "loss": float(np.mean(state.running))})
-                    state.running = []
-                if step % eval_every == 0 or step == total:
-                    dev, constant = _evaluate_views(method, model, wrapped, dev_loaders, task,
-                                                    accelerator)  # fmt: skip
-                    score = next(iter(dev.values()))["score"]
-                    entry = {"step": step, "dev": dev, "seconds": record["seconds"]}
-                    log.write({**entry, "constant_output": constant} if constant else entry)
-                    progress.note(f"step {step}: {_describe(dev)}")
-                    _note_constant(state, progress, step, dev, constant)
-                    if (not method.select_on_dev or state.best_score is None
-                            or score > state.best_score):  # fmt: skip
-                        state.best_score, state.best_step, state.best_dev = score, step, dev
-                        state.best_weights = _snapshot(model)
-                if stopping:
-                    path = save()
-                    raise TrainingInterrupted(stop.signal or signal.SIGTERM, step, path)
-                if step < total and step % save_every == 0:
-                    save()
-                if step >= total:
-                    break
-            else:
-                state.epoch, state.position = state.epoch + 1, 0
-    seconds = time.perf_counter() - started
-    _restore(model, state.best_weights)
-    log.close()
-    return TrainResult(
-        state.best_step,
-        state.best_dev,
+def _epoch(run: _Run, stop: _StopOnSignal) -> None:
+    """Train on the rest of the current epoch, or up to the run's last step."""
+    state, loader, method = run.state, run.loader, run.method
+    if state.position == 0:
+        state.epoch_order = run.order.get_state()  # resumes replay the epoch from here
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(state.epoch)
+    batches = (
+        run.accelerator.skip_first_batches(loader, state.position) if state.position else loader
+    )
+    losses, backed, group = [], False, 0
+    for batch in batches:
+        step = state.step
+        if not losses:  # the first batch of an optimizer step
+            values = method.before_step(run.model, step)
+            # Batches in this step: all but the epoch's last step take `accumulation`.
+            group = min(run.config.gradient_accumulation_steps, len(loader) - state.position)
+        run.wrapped.train()
+        method.batch_examples = batch.pop(EXAMPLE_INDEX)
+        loss, reached = _backward_parts(method, run.wrapped, batch, run.accelerator, 1 / group)
+        if not torch.isfinite(loss):
+            _stop_on_non_finite(run, loss, step)
+        losses.append(loss.item())
+        backed = backed or reached
+        state.position += 1
+        if len(losses) < group:
+            continue
+        _optimizer_step(run, step, values, backed)
+        # One exchange a step: the loss over every process's batches, and whether a
+        # signal reached any of them (all then stop after this step).
+        stopping, step_loss = _synced(stop, float(np.mean(losses)), run.accelerator)
+        state.running.append(step_loss)
+        losses, backed = [], False
+        _after_step(run, values, stopping, stop)
+        if state.step >= run.total:
+            return
+    state.epoch, state.position = state.epoch + 1, 0
+
+
+def _stop_on_non_finite(run: _Run, loss: torch.Tensor, step: int) -> None:
+    last = list_checkpoints(run.checkpoints) if run.checkpoints else []
+    kept = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint"
+    raise TrainingError(
+        f"loss became {loss.item()} at step {step + 1}; stopped ({kept}): "
+        "lower --learning-rate or check the labels"
+    )
+
+
+def _optimizer_step(run: _Run, step: int, values: dict, backed: bool) -> None:
+    """Clip and apply the step's accumulated gradients (the method's hooks around them)."""
+    method, model = run.method, run.model
+    # With every module on its frozen predecessor path nothing trainable is in the
+    # graph: there is no gradient, and the optimizer step leaves weights alone.
+    if backed:
+        values.update(method.after_backward(model, step))
+        run.accelerator.clip_grad_norm_(run.parameters, run.config.max_grad_norm)
+    run.optimizer.step()
+    method.after_step(model, step)
+    run.schedule.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.state.step += 1
+
+
+def _after_step(run: _Run, values: dict, stopping: bool, stop: _StopOnSignal) -> None:
+    """Log the step, evaluate and keep the best weights when due, and save a checkpoint
+    when due or when a signal stops the run."""
+    state, config = run.state, run.config
+    step = state.step
+    record = {"step": step, "epoch": round(step / run.steps_per_epoch, 4), **values}
+    record["learning_rate"] = run.schedule.get_last_lr()[0]
+    record["seconds"] = round(time.perf_counter() - run.started, 2)
+    run.progress.update(step, loss=state.running[-1], **values, lr=record["learning_rate"])
+    if step % config.logging_steps == 0 or step == run.total:
+        run.log.write({**record, "loss": float(np.mean(state.running))})
+        state.running = []
+    if step % run.eval_every == 0 or step == run.total:
+        _evaluate_and_select(run, step, record["seconds"])
+    if stopping:
+        path = _save(run)
+        raise TrainingInterrupted(stop.signal or signal.SIGTERM, step, path)
+    if step < run.total and step % run.save_every == 0:
+        _save(run)
+
+
+def _evaluate_and_select(run: _Run, step: int, seconds: float) -> None:
+    """Score every view on dev, log it, and keep the weights when they are the best yet."""
+    state, method = run.state, run.method
+    dev, constant = _evaluate_views(method, run.model, run.wrapped, run.dev_loaders, run.task,
+                                    run.accelerator)  # fmt: skip
+    score = next(iter(dev.values()))["score"]
+    entry = {"step": step, "dev": dev, "seconds": seconds}
+    run.log.write({**entry, "constant_output": constant} if constant else entry)
+    run.progress.note(f"step {step}: {_describe(dev)}")
+    _note_constant(state, run.progress, step, dev, constant)
+    if not method.select_on_dev or state.best_score is None or score > state.best_score:
+        state.best_score, state.best_step, state.best_dev = score, step, dev
+        state.best_weights = _snapshot(run.model)
+
+
+def _save(run: _Run) -> Path | None:
+    """A checkpoint of where the run is (on the main process, with a run folder)."""
+    if run.checkpoints is None:
+        return None
+    state, method = run.state, run.method
+    state.log_offset, state.seconds = run.log.offset(), time.perf_counter() - run.started
+    return save_checkpoint(
+        run.checkpoints,
         state.step,
-        seconds,
-        log.records,
-        state.constant_steps,
-        state.constant_views,
+        _snapshot(run.model),
+        state.best_weights,
+        run.optimizer,
+        {**state.to_json(run.schedule), "settings": run.settings},
+        {"data_order": state.epoch_order, **method.generator_states(), **method.cache_states()},
+        run.config.keep_checkpoints,
     )
 
 
@@ -531,6 +611,7 @@ def _resume(checkpoint: Checkpoint, model, optimizer, schedule, method, order) -
     epoch_order = generators.pop("data_order")
     order.set_state(epoch_order)  # the resumed epoch replays its order, then skips ahead
     method.set_generator_states(generators)
+    method.set_cache_states(generators)
     return _State(
         step=saved["step"],
         best_weights=checkpoint.best,

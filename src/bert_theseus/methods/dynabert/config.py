@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..registry import MethodConfigError
+from .sizes import DROPPED_LAYERS, kept_heads, kept_layers
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 TEACHER_WIDTHS = ("same", "full")
-DROPPED_LAYERS = ("last", "first")  # of each group of layers a shallower sub-network loses
 DEPTH_RULES = ("auto", *DROPPED_LAYERS)  # "auto": chosen by a measurement (depth_rule.py)
 
 
@@ -140,7 +140,6 @@ def check_predecessor(model: PreTrainedModel, config: DynaBERTConfig) -> None:
     # Here, not at the top: the CLI reads this module for its flags without loading torch.
     from ...arch import model_type_of
     from ...compact import CompactConfig, UnsupportedArchitectureError, layout_for
-    from .adaptive import kept_heads, kept_layers
 
     compact = isinstance(model.config, CompactConfig)
     try:

@@ -11,6 +11,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ...losses import soft_target_loss
+from ...teacher import FrozenTeacher
 from ...training.loop import Method
 from .adaptive import AdaptiveModel, cell_name, teacher_match
 from .depth_rule import DepthRuleChoice
@@ -51,10 +52,9 @@ class DynaBERTMethod(Method):
         self.logit_weight, self.output_mse = logit_weight, output_mse
         self.teacher, self.teacher_adaptive = teacher, None
         self.same_width_teacher, self.rewiring = same_width_teacher, rewiring
+        # Dropout off in the teacher, as in the official code.
+        self.frozen = FrozenTeacher(teacher) if teacher is not None else None
         if teacher is not None:
-            teacher.eval()  # dropout off, as in the official code
-            for parameter in teacher.parameters():
-                parameter.requires_grad_(False)
             if same_width_teacher:
                 self.teacher_adaptive = AdaptiveModel(teacher)
         self.last: dict[str, torch.Tensor] = {}
@@ -90,24 +90,15 @@ class DynaBERTMethod(Method):
             loss = loss + self.hidden_weight * hidden
         return loss
 
-    @torch.no_grad()
     def _teacher_outputs(self, inputs: dict[str, torch.Tensor]) -> dict[float, object]:
-        device = inputs["input_ids"].device
-        if next(self.teacher.parameters()).device != device:
-            self.teacher.to(device)  # once: the loop decides the device after construction
         hidden = self.hidden_weight > 0
         if self.teacher_adaptive is None:
-            return {1.0: self.teacher(**inputs, output_hidden_states=hidden)}
+            return {1.0: self.frozen(inputs, output_hidden_states=hidden)}
         outputs = {}
         for width in dict.fromkeys(w for w, _ in self.cells):
             with self.teacher_adaptive.sub_network(width, 1.0):
-                outputs[width] = self.teacher(**inputs, output_hidden_states=hidden)
+                outputs[width] = self.frozen(inputs, output_hidden_states=hidden)
         return outputs
-
-    def after_backward(self, model: PreTrainedModel, step: int) -> dict[str, float]:
-        # One host sync for all cells, not one per cell.
-        values = torch.stack(list(self.last.values())).float().tolist()
-        return dict(zip(self.last, values, strict=True))
 
     def views(self, model: PreTrainedModel) -> Iterator[str]:
         for width, depth in self.cells:

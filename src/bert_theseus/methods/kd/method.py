@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...teacher import Distiller
+from ...teacher import Distiller, DistillerHooks
 from ...training.loop import Method
 from ..registry import identity
 
 
-class KDMethod(Method):
+class KDMethod(DistillerHooks, Method):
     """Vanilla KD (Hinton et al.), or BERT-PKD when given a layer map: every student
     parameter trains.
 
@@ -22,10 +22,6 @@ class KDMethod(Method):
         self.distiller = distiller
         self.name = name
 
-    def prepare(self, model, total_steps: int) -> None:
-        super().prepare(model, total_steps)
-        self.distiller.cache_examples(self.training_examples)
-
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.distiller.loss(model, batch, self.batch_examples)
 
@@ -33,13 +29,3 @@ class KDMethod(Method):
         # Lists, not tuples: these are compared with the copy read back from a checkpoint.
         layer_map = [list(pair) for pair in self.distiller.layer_map]
         return {**identity(self.distiller.config), "layer_map": layer_map}
-
-    def summary(self, model) -> dict:
-        return self.distiller.summary()
-
-    def generator_states(self) -> dict[str, torch.Tensor]:
-        return self.distiller.cache.state() if self.distiller.cache is not None else {}
-
-    def set_generator_states(self, states: dict[str, torch.Tensor]) -> None:
-        if self.distiller.cache is not None and "teacher_cache.filled" in states:
-            self.distiller.cache.load(states)

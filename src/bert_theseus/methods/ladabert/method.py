@@ -10,6 +10,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ...compact import to_stock_if_possible
+from ...teacher import FrozenTeacher
 from ...training.loop import Method
 from ..tinybert import AttentionScores, layerwise_losses
 from .budget import budget_table
@@ -39,9 +40,8 @@ class LadaBERTMethod(Method):
         regression: bool,
         stage: str,
     ):
-        self.teacher, self.config, self.masks = teacher.eval(), config, masks
-        for parameter in teacher.parameters():
-            parameter.requires_grad_(False)
+        self.teacher, self.frozen = teacher, FrozenTeacher(teacher)
+        self.config, self.masks = config, masks
         self.regression, self.stage = regression, stage
         self.student_scores = AttentionScores(student)
         self.teacher_scores = AttentionScores(teacher)
@@ -55,14 +55,11 @@ class LadaBERTMethod(Method):
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         config = self.config
         inputs = {k: v for k, v in batch.items() if k != "labels"}
-        device = inputs["input_ids"].device
-        if next(self.teacher.parameters()).device != device:
-            self.teacher.to(device)  # once: the loop decides the device after construction
         mask = inputs.get("attention_mask")
         # The scores cost a Q Kᵀ per layer in both models, and their backward: only when used.
         scored = config.attention_weight > 0
-        with torch.no_grad(), self.teacher_scores if scored else nullcontext():
-            teacher = self.teacher(**inputs, output_hidden_states=True)
+        with self.teacher_scores if scored else nullcontext():
+            teacher = self.frozen(inputs, output_hidden_states=True)
         teacher_scores = self.teacher_scores.per_layer(mask) if scored else []
         labels = config.label_weight > 0
         with self.student_scores if scored else nullcontext():
@@ -79,10 +76,6 @@ class LadaBERTMethod(Method):
             loss = loss + config.label_weight * terms["labels"]
         self.last = {name: value.detach() for name, value in terms.items()}
         return loss
-
-    def after_backward(self, model: PreTrainedModel, step: int) -> dict[str, float]:
-        values = torch.stack(list(self.last.values())).float().tolist()  # one host sync
-        return dict(zip(self.last, values, strict=True))
 
     def after_step(self, model: PreTrainedModel, step: int) -> None:
         if self.masks is not None:

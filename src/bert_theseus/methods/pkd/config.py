@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..kd.config import KDConfig
 from ..registry import MethodConfigError
+from .layers import pkd_layer_map
 
 PKD_STRATEGIES = ("skip", "last")
 
@@ -59,6 +60,4 @@ class PKDConfig(KDConfig):
 
     def pairs(self, predecessor) -> list[tuple[int, int]]:
         """The (student layer, teacher layer) map for this predecessor."""
-        from .layers import pkd_layer_map
-
         return pkd_layer_map(self.layer_count(predecessor), self.depth(predecessor), self)

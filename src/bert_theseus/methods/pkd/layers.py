@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..registry import MethodConfigError
 
-if TYPE_CHECKING:
-    from .config import PKDConfig
+
+class LayerChoice(Protocol):
+    """What a map reads of its settings (a `PKDConfig`, which imports this module)."""
+
+    layer_map: list[list[int]] | None
+    pkd_strategy: str
 
 
 def pkd_layer_map(
-    teacher_layers: int, student_layers: int, config: PKDConfig
+    teacher_layers: int, student_layers: int, config: LayerChoice
 ) -> list[tuple[int, int]]:
     """[(student layer, teacher layer)] pairs, counted from 1 (hidden_states indices).
 

@@ -11,8 +11,9 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ...losses import soft_target_loss
+from ...teacher import FrozenTeacher
 from ...training.loop import Method
-from ..tinybert import AttentionScores
+from ..tinybert import AttentionScores, layerwise_losses
 from .config import RefBERTConfig
 from .model import ReferenceStudent
 
@@ -40,9 +41,8 @@ class RefBERTMethod(Method):
                  dev_batches=None):  # fmt: skip
         if stage not in STAGES:
             raise ValueError(f"stage '{stage}': use one of {', '.join(STAGES)}")
-        self.teacher, self.config, self.regression = teacher.eval(), config, regression
-        for parameter in teacher.parameters():
-            parameter.requires_grad_(False)
+        self.teacher, self.frozen = teacher, FrozenTeacher(teacher)
+        self.config, self.regression = config, regression
         self.stage, self.teacher_layers, self.dev_batches = stage, teacher_layers, dev_batches
         self.select_on_dev = stage == "prediction"  # TinyBERT keeps stage 1's last weights
         if stage == "intermediate":
@@ -52,9 +52,6 @@ class RefBERTMethod(Method):
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
-        device = inputs["input_ids"].device
-        if next(self.teacher.parameters()).device != device:
-            self.teacher.to(device)  # once: the loop decides the device after construction
         if self.stage == "intermediate":
             terms = self._intermediate(model, inputs)
             config = self.config
@@ -66,8 +63,7 @@ class RefBERTMethod(Method):
             if self.regression:  # TinyBERT's prediction stage learns the scores themselves
                 terms = {"labels": F.mse_loss(logits.view(-1), batch["labels"].float().view(-1))}
             else:
-                with torch.no_grad():
-                    teacher = self.teacher(**inputs).logits
+                teacher = self.frozen(inputs).logits
                 temperature = self.config.prediction_temperature
                 terms = {"logits": soft_target_loss(logits, teacher, temperature)}
             loss = next(iter(terms.values()))
@@ -76,27 +72,14 @@ class RefBERTMethod(Method):
 
     def _intermediate(self, model, inputs) -> dict[str, torch.Tensor]:
         mask = inputs.get("attention_mask")
-        with torch.no_grad(), self.teacher_scores:
-            teacher = self.teacher(**inputs, output_hidden_states=True)
+        with self.teacher_scores:
+            teacher = self.frozen(inputs, output_hidden_states=True)
         teacher_scores = self.teacher_scores.per_layer(mask)
         with self.student_scores:
             student = model(**inputs, output_hidden_states=True)
         student_scores = self.student_scores.per_layer(mask)
-        s_states, t_states = student.hidden_states, teacher.hidden_states
-        pairs = list(enumerate(self.teacher_layers))
-        return {
-            "embedding": F.mse_loss(s_states[0].float(), t_states[0].float()),
-            "attention": sum(
-                F.mse_loss(student_scores[s], teacher_scores[t - 1]) for s, t in pairs
-            ),  # fmt: skip
-            "hidden": sum(
-                F.mse_loss(s_states[s + 1].float(), t_states[t].float()) for s, t in pairs
-            ),  # fmt: skip
-        }
-
-    def after_backward(self, model: PreTrainedModel, step: int) -> dict[str, float]:
-        values = torch.stack(list(self.last.values())).float().tolist()  # one host sync
-        return dict(zip(self.last, values, strict=True))
+        return layerwise_losses(student, teacher, student_scores, teacher_scores,
+                                teacher_layers=self.teacher_layers, logits=False)  # fmt: skip
 
     def summary(self, model: PreTrainedModel) -> dict:
         """How inputs relate to their references: on dev, how often the reference's label is

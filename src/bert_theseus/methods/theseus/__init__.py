@@ -54,7 +54,7 @@ def build(context, config: TheseusConfig) -> list[Stage]:
 
     def start(predecessor):
         compound = copy.deepcopy(predecessor)  # module replacing changes its model in place
-        return compound, TheseusMethod(config, seed=context.seed)
+        return compound, TheseusMethod(config, context.seed, context.train_batches)
 
     return [Stage("replace", start)]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 
 import torch
@@ -26,18 +27,28 @@ class TheseusMethod(Method):
     depend on dropout or data order, are identical on every process of a distributed run
     (the path must be the same everywhere), and can be replayed.
 
-    >>> method = TheseusMethod(TheseusConfig(successor_layers=3), seed=42)
+    `train_batches` gives the training split's batches in file order (a `MethodContext`'s):
+    `successor_init="auto"` measures the predecessor on them before training.
+
+    >>> method = TheseusMethod(TheseusConfig(successor_layers=3), 42, context.train_batches)
     >>> result = train(model, method, ...); successor = method.finalize(model)
     """
 
     name = "theseus"
 
-    def __init__(self, config: TheseusConfig, seed: int = 42, init: InitChoice | None = None):
+    def __init__(
+        self,
+        config: TheseusConfig,
+        seed: int = 42,
+        train_batches: Callable[[], Iterable[dict]] | None = None,
+        init: InitChoice | None = None,
+    ):
         config.validate()
         if init is not None and config.successor_init != "auto":
             raise ValueError(f"init given for successor_init '{config.successor_init}': only auto")
         self.config = config
         self.init = init  # what `successor_init="auto"` chose, and why
+        self.train_batches = train_batches
         self.generator = torch.Generator().manual_seed(seed)
         self.scheduler = None
         self.matching: ModuleMatching | None = None
@@ -53,12 +64,16 @@ class TheseusMethod(Method):
             self.matching = ModuleMatching(theseus_layers(model))
 
     def _choose_init(self, model: PreTrainedModel) -> InitChoice:
-        if self.training_batches is None:
+        if self.train_batches is None:
             raise ValueError(
-                "successor_init 'auto' measures the predecessor on training inputs: train "
-                "through the training loop, or choose a successor_init"
+                "successor_init 'auto' measures the predecessor on training inputs: pass "
+                "train_batches (a MethodContext's), or choose a successor_init"
             )
-        choice = choose_successor_init(model, self.config, self.training_batches())
+        # Starting a DataLoader's iteration draws from the global generator: keep it as it was
+        # (the measurement draws nothing), so the run is the one that names the chosen start.
+        with torch.random.fork_rng(devices=[]):
+            batches = self.train_batches()
+        choice = choose_successor_init(model, self.config, batches)
         if not dist.is_initialized() or dist.get_rank() == 0:
             say(choice.describe())
         return choice

@@ -27,7 +27,7 @@ def build(context, config: TheseusKDConfig) -> list[Stage]:
     def start(predecessor):
         distiller = Distiller(predecessor, config, context.regression)
         compound = copy.deepcopy(predecessor)  # module replacing changes its model in place
-        return compound, TheseusKDMethod(config, distiller, seed=context.seed)
+        return compound, TheseusKDMethod(config, distiller, context.seed, context.train_batches)
 
     return [Stage("replace", start)]
 
