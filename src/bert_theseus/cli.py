@@ -168,6 +168,8 @@ def build_parser(
     subs = {}
     for name, text in about.items():
         extra = {"usage": COMPRESS_USAGE, "epilog": COMPRESS_EXAMPLES} if name == "compress" else {}
+        if name in ("compress", "compare"):  # flags depend on the method: no abbreviations
+            extra["allow_abbrev"] = False
         if name == "compress" and method is None:
             extra["epilog"] = _methods_note(names) + "\n" + COMPRESS_EXAMPLES
         sub = subs[name] = _add_parser(commands, name, text, **extra)
@@ -378,6 +380,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     """Parse flags over the YAML defaults of --config (flags win). The method(s) are read
     first (from the flags, else the YAML file), so that compress takes the settings of its
     method alone and compare those of its methods."""
+    from .methods import default_method, get_method
+
     command, method, compared, config = _probe(argv)
     values = {}
     if config and command in ("compress", "compare"):
@@ -388,11 +392,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         compared = compared or values.get("methods")
     if isinstance(compared, str):
         compared = compared.split()
-    from .methods import get_method
-
     if command == "compress" and method is None and not {"-h", "--help"} & set(argv):
-        from .methods import default_method
-
         method = default_method()
     parser = build_parser(method if isinstance(method, str) else None,
                           compared if isinstance(compared, list) else None)  # fmt: skip
