@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from bert_theseus.cli import main, parse
+from bert_theseus.cli import _method_configs, main, parse
 
 FAST = ["--batch-size", "8", "--learning-rate", "2e-3", "--mixed-precision", "no"]
 RUN_FILES = {
@@ -240,3 +240,66 @@ def test_the_default_max_length_shrinks_to_the_models_positions(finetuned):
     assert token_positions(tiny_model("deberta-v2").config) is None  # relative positions only
     recorded = json.loads((finetuned / "run_config.json").read_text())["training"]
     assert recorded["max_length"] == 64  # the default 128 did not fit
+
+
+def _help_lines(argv: list[str], capsys) -> list[str]:
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    return capsys.readouterr().out.splitlines()
+
+
+def test_compress_help_shows_the_shared_flags_and_one_methods(capsys, monkeypatch):
+    from bert_theseus.methods import methods
+
+    monkeypatch.setenv("COLUMNS", "80")  # the width a terminal starts with
+    plain = "\n".join(_help_lines(["compress"], capsys))
+    assert "--learning-rate X" in plain and "--successor-layers N" not in plain
+    assert "'theseus compress --method NAME --help'" in plain and "'theseus methods'" in plain
+    for name, spec in methods().items():
+        lines = _help_lines(["compress", "--method", name], capsys)
+        assert len(lines) < 120, (name, len(lines))
+        text = "\n".join(lines)
+        assert f"{name}: {spec.summary[:30]}" in text and "--learning-rate" in text
+        for other in methods().values():  # no other method's group
+            assert other is spec or f"\n{other.name}: " not in text
+    kd = "\n".join(_help_lines(["compress", "--method", "kd"], capsys))
+    assert "--temperature" in kd and "--scheduler" not in kd and "--dropped-layer" not in kd
+
+
+def test_compare_set_gives_one_method_a_setting(tmp_path):
+    base = ["compare", "--model", "m", "--output", "o", "--methods", "kd", "pkd"]
+    base += ["--successor-layers", "2"]
+    args = parse([*base, "--alpha", "0.2", "--set", "kd.alpha=0.7", "--set", "pkd.beta=3"])
+    configs = _method_configs(args.methods, args)
+    assert configs["kd"].alpha == 0.7 and configs["pkd"].alpha == 0.2
+    assert configs["pkd"].beta == 3.0 and isinstance(configs["pkd"].beta, float)
+    assert configs["kd"].temperature == configs["pkd"].temperature == 5.0
+
+    config = tmp_path / "compare.yaml"
+    config.write_text(
+        "methods: kd pkd\nsuccessor_layers: 2\nset:\n  kd: {alpha: 0.9, teacher-cache: true}\n"
+    )
+    args = parse(["compare", "--model", "m", "--output", "o", "--config", str(config)])
+    configs = _method_configs(args.methods, args)
+    assert configs["kd"].alpha == 0.9 and configs["kd"].teacher_cache is True
+    assert configs["pkd"].alpha == 0.5  # its default
+    args = parse([*base[:5], "--config", str(config), "--set", "kd.alpha=0.1"])
+    assert _method_configs(args.methods, args)["kd"].alpha == 0.1  # the flag wins
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--set", "alpha=0.7"], "--set: takes METHOD.SETTING=VALUE, e.g. kd.alpha=0.7"),
+        (["--set", "theseus.k=1"], "'theseus' is not one of the compared methods (kd, pkd)"),
+        (["--set", "kd.beta=2"], "method 'kd' has no setting beta"),
+        (["--set", "kd.alpha=high"], "alpha in --set kd.alpha=high must be a number"),
+        (["--scheduler", "linear"], "--scheduler is not a setting of kd, pkd (it belongs to "),
+    ],
+)
+def test_compare_set_refusals_are_one_line(argv, message, tmp_path, capsys):
+    base = ["compare", "--model", str(tmp_path), "--output", str(tmp_path / "out")]
+    assert main([*base, "--methods", "kd", "pkd", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

@@ -148,10 +148,19 @@ def test_a_plugin_method_trains_through_compress_with_its_own_flag(predecessor, 
     assert saved["config"] == {"train_pooler": True}
 
 
-def test_help_methods_and_refusals_come_from_the_registry(predecessor, sst2_dir, tmp_path, capsys):
+def _help(argv: list[str], capsys) -> str:
     with pytest.raises(SystemExit):
-        main(["compress", "--help"])
-    help_text = capsys.readouterr().out
+        main([*argv, "--help"])
+    return capsys.readouterr().out
+
+
+def test_help_methods_and_refusals_come_from_the_registry(predecessor, sst2_dir, tmp_path, capsys):
+    help_text = _help(["compress", "--method", "head-only"], capsys)
+    group = help_text[help_text.index("head-only: the classifier alone") :]
+    assert "--train-pooler" in group and "--head-steps" not in help_text
+    help_text = _help(["compress", "--method", "head-then-all"], capsys)
+    assert "--head-steps" in help_text and "--train-pooler" not in help_text
+    help_text = _help(["compare", "--methods", "head-only", "kd", "head-then-all"], capsys)
     group = help_text[help_text.index("head-only: the classifier alone") :]
     assert group.index("--train-pooler") < group.index("head-then-all:")
     assert "--head-steps" in group and "also takes --temperature, --alpha, --teacher-cache" in group
@@ -172,13 +181,62 @@ def test_help_methods_and_refusals_come_from_the_registry(predecessor, sst2_dir,
 
     with pytest.raises(MethodError, match="registered already"):
         register_method("head-only", HeadThenAllConfig, build_head_then_all, "x", "y")
-    with pytest.raises(MethodError, match="'temperature' differs in type or default"):
 
-        @dataclass
-        class Clash:
-            temperature: float = 2.0
 
-        register_method("clash", Clash, build_head_only, "x", "y")
+@dataclass
+class PoolerTooConfig:
+    """head-only's setting under the same name, with the other default."""
+
+    train_pooler: bool = field(default=True, metadata={"help": "also train the pooler"})
+
+
+def _pooler_trained(folder: Path, predecessor: Path) -> bool:
+    before = load_file(predecessor / "model.safetensors")["bert.pooler.dense.weight"]
+    return not torch.equal(load_file(folder / "model.safetensors")["bert.pooler.dense.weight"],
+                           before)  # fmt: skip
+
+
+def test_two_methods_may_share_a_setting_name_with_different_defaults(
+    predecessor, sst2_dir, tmp_path, capsys
+):
+    from bert_theseus.methods import registry
+
+    register_method("pooler-too", PoolerTooConfig, build_head_only, "head and pooler", "a test")
+    try:
+        one, both = tmp_path / "one", tmp_path / "both"
+        assert main(compress(predecessor, sst2_dir, one, "head-only", "--max-steps", "2")) == 0
+        assert main(compress(predecessor, sst2_dir, both, "pooler-too", "--max-steps", "2")) == 0
+        assert json.loads((one / "run_config.json").read_text())["config"] == {
+            "train_pooler": False
+        }
+        assert json.loads((both / "run_config.json").read_text())["config"] == {
+            "train_pooler": True
+        }
+        assert not _pooler_trained(one, predecessor) and _pooler_trained(both, predecessor)
+        help_text = _help(["compare", "--methods", "head-only", "pooler-too"], capsys)
+        assert "also takes --train-pooler (its default: True) (above)" in help_text
+
+        # compare: each method keeps its own default; --set changes one method, a plain flag
+        # every listed method that has the setting.
+        base = ["compare", "--model", str(predecessor), "--task", "sst2", "--data-dir"]
+        base += [str(sst2_dir), "--methods", "head-only", "pooler-too", "--max-steps", "2"]
+        base += ["--speed-batch-size", "2", "--speed-length", "8", "--speed-repeats", "1", *FAST]
+
+        def pooler_settings(out: Path) -> dict:
+            runs = out / "runs"
+            return {m: json.loads((runs / f"{m}-seed42/run_config.json").read_text())["config"]
+                    ["train_pooler"] for m in ("head-only", "pooler-too")}  # fmt: skip
+
+        assert main([*base, "--output", str(tmp_path / "c1")]) == 0
+        assert pooler_settings(tmp_path / "c1") == {"head-only": False, "pooler-too": True}
+        flags = ["--set", "head-only.train_pooler=true", "--set", "pooler-too.train-pooler=false"]
+        assert main([*base, "--output", str(tmp_path / "c2"), *flags]) == 0
+        assert pooler_settings(tmp_path / "c2") == {"head-only": True, "pooler-too": False}
+        assert _pooler_trained(tmp_path / "c2/runs/head-only-seed42", predecessor)
+        assert main([*base, "--output", str(tmp_path / "c3"), "--no-train-pooler"]) == 0
+        assert pooler_settings(tmp_path / "c3") == {"head-only": False, "pooler-too": False}
+    finally:
+        del registry._REGISTRY["pooler-too"]
 
 
 def test_compare_tabulates_a_plugin_method_beside_a_builtin(predecessor, sst2_dir, tmp_path):
@@ -424,3 +482,72 @@ def test_a_method_setting_may_not_reuse_a_command_option(capsys):
             needed: int
 
         register_method("no-default", NoDefault, build_head_only, "x", "y")
+
+
+SRC = TESTS.parent / "src" / "bert_theseus"
+# The methods' own result keys (their `report` entries and model attributes): presentation
+# of them belongs to the method's registration.
+RESULT_KEYS = {"grid", "budget", "weight_bytes", "references", "reference_bytes",
+               "reference_latency_ms"}  # fmt: skip
+# Files outside methods/ that still know a method, and why (this list may only shrink).
+KNOWN = {
+    "__init__.py": "the public API re-exports the methods' classes (bert_theseus.KDConfig)",
+    "deploy/runtime.py": "an export's RefBERT reference inputs are retrieved with its code",
+    "deploy/benchmark.py": "times RefBERT's retrieval apart from its student",
+}
+
+
+def _method_mentions(path: Path, names: set[str], folders: set[str]) -> list[str]:
+    """Where the code of `path` (docstrings and comments aside) names a method, imports a
+    method's package, or reads a method's result key."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)}  # fmt: skip
+
+    def program_name(node) -> bool:  # "theseus", the command, is also a method's name
+        parent = parents.get(node)
+        first = isinstance(parent, ast.List) and parent.elts[0] is node
+        return node.value == "theseus" and (first or isinstance(parent, ast.keyword))
+
+    hits = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+            named = text in names and not program_name(node)
+            package = any(f"methods.{folder}" in text for folder in folders)
+            if id(node) not in docstrings and (named or package or text in RESULT_KEYS):
+                hits.append(f"{node.lineno}: {text!r}")
+        elif isinstance(node, ast.Attribute) and node.attr in RESULT_KEYS:
+            if not (isinstance(parents.get(node), ast.Call) and parents[node].func is node):
+                hits.append(f"{node.lineno}: .{node.attr}")  # a call (axis.grid()) is not one
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            parts = node.module.split(".")
+            if "methods" in parts and set(parts) & folders:
+                hits.append(f"{node.lineno}: from {node.module}")
+    return hits
+
+
+def test_no_file_outside_methods_names_a_method_or_reads_its_results(tmp_path):
+    from bert_theseus.methods import methods
+
+    names = set(methods())
+    folders = {p.name for p in (SRC / "methods").iterdir() if (p / "__init__.py").is_file()}
+    assert {"dynabert", "ladabert", "refbert", "kd"} <= names and "theseus_kd" in folders
+    found = {}
+    for path in sorted(SRC.rglob("*.py")):
+        relative = path.relative_to(SRC).as_posix()
+        if not relative.startswith("methods/") and relative not in KNOWN:
+            found.update(
+                {relative: hits} if (hits := _method_mentions(path, names, folders)) else {}
+            )
+    assert found == {}
+    # The check finds what it looks for.
+    assert _method_mentions(SRC / "deploy" / "runtime.py", names, folders)
+    probe = tmp_path / "probe.py"
+    probe.write_text('import a\nfrom .methods.dynabert import x\nm["grid"]\nm.budget\n'
+                     'x == "ladabert"\nprog = ["theseus", "kd"]\n')  # fmt: skip
+    assert len(_method_mentions(probe, names, folders)) == 5

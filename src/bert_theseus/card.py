@@ -32,43 +32,24 @@ def write_model_card(
     settings: dict,
     training: TrainingConfig,
     repo_id: str | None = None,
+    method=None,
 ) -> None:
     """Write `folder/README.md` for a finished run described by `metrics` and `settings`;
-    `repo_id` is the Hub repository it is pushed to, if it is (its usage snippet loads that)."""
+    `repo_id` is the Hub repository it is pushed to, if it is (its usage snippet loads that).
+    `method` is the registered method that made it (its `MethodSpec`; None for a fine-tuning):
+    passed in, so that the card, below the methods, never imports them."""
     name = final_folder(folder).name
-    header = _header(name, metrics["method"], settings["model"], _results(metrics))
-    lines = _body(name, metrics, settings, training) + _usage(folder, repo_id)
+    header = card_header(name, metrics["method"], settings["model"], hub_results(metrics))
+    lines = _body(name, metrics, settings, training, method) + usage_lines(folder, repo_id)
     (Path(folder) / "README.md").write_text(header + "\n".join(lines) + "\n")
 
 
-def write_extract_card(folder: Path, info: dict, task: str | None) -> None:
-    """Write `folder/README.md` for a sub-network cut out of a DynaBERT model by `theseus
-    extract`; `info` is what extract.json records, `task` the training run's task (None
-    when the source folder has no metrics.json: the card then lists no scores)."""
-    name = final_folder(folder).name
-    scores = {"task": task, "dev": info.get("dev", {})} if task else None
-    header = _header(name, "dynabert", info["source"], _results(scores) if scores else [])
-    lines = [
-        f"# {name}",
-        "",
-        f"The width {info['width']:g}, depth {info['depth']:g} sub-network of the DynaBERT "
-        f"model `{info['source']}`, cut out by [bert-theseus](https://pypi.org/project/"
-        "bert-theseus/)'s `theseus extract`: a standalone model that computes what the "
-        "sub-network computes.",
-        "",
-        f"- {info['layers']} layers (the source's {', '.join(map(str, info['kept_layers']))}), "
-        f"{info['parameters']:,} parameters (the source has {info['source_parameters']:,}).",
-    ]
-    lines += [
-        f"- {split} score in training: {values['score']:.4f}"
-        + (f" on the task `{task}`." if task else ".")
-        for split, values in info.get("dev", {}).items()
-    ]
-    lines += ["", "## How it was made", "", "```bash", _command or _API, "```"]
-    (Path(folder) / "README.md").write_text(header + "\n".join(lines + _usage(folder)) + "\n")
-
-
 _API = "# made through the Python API (bert_theseus); settings below"
+
+
+def command_line() -> str:
+    """The command that made this process's runs (or a note that the API made them)."""
+    return _command or _API
 
 
 def final_folder(folder: Path) -> Path:
@@ -78,8 +59,8 @@ def final_folder(folder: Path) -> Path:
     return folder.with_name(folder.name.removeprefix(".").removesuffix(".partial"))
 
 
-def _header(name: str, method: str, source: str, results: list[dict]) -> str:
-    """The YAML block the Hub indexes."""
+def card_header(name: str, method: str, source: str, results: list[dict]) -> str:
+    """The YAML block the Hub indexes (`method` is one of its tags)."""
     import yaml
 
     header = {
@@ -93,7 +74,7 @@ def _header(name: str, method: str, source: str, results: list[dict]) -> str:
     return "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n\n"
 
 
-def _usage(folder: Path, repo_id: str | None = None) -> list[str]:
+def usage_lines(folder: Path, repo_id: str | None = None) -> list[str]:
     """How to load the model: by its Hub id after a push, else by the folder's absolute
     path, so the snippet works from any working directory."""
     where = repo_id or str(final_folder(folder))
@@ -116,9 +97,10 @@ def _is_hub_id(name: str) -> bool:
     return not Path(name).exists() and name.count("/") <= 1 and not name.startswith((".", "/"))
 
 
-def _results(metrics: dict) -> list[dict]:
+def hub_results(metrics: dict) -> list[dict]:
+    """The model-index results: every dev split's (and the test's) Hub metrics."""
     results = []
-    # Views ("dev@w0.5-d1", DynaBERT's sub-networks) are not splits of a dataset: grid.md.
+    # Views ("dev@VIEW": models inside the run, a method's variants) are not dataset splits.
     splits = [(split, values) for split, values in metrics["dev"].items() if "@" not in split]
     if "test" in metrics:
         splits.append(("test", metrics["test"]))
@@ -138,13 +120,10 @@ def _results(metrics: dict) -> list[dict]:
     return results
 
 
-def _body(name: str, metrics: dict, settings: dict, training: TrainingConfig) -> list[str]:
+def _body(name: str, metrics: dict, settings: dict, training: TrainingConfig, spec) -> list[str]:
     method = metrics["method"]
     lines = [f"# {name}", ""]
-    if "config" in settings:
-        from .methods import get_method
-
-        spec = get_method(method)
+    if spec is not None:
         lines += [
             f"`{settings['model']}` compressed with **{method}** ({spec.summary}; "
             f"{spec.paper}), by [bert-theseus](https://pypi.org/project/bert-theseus/), "
@@ -177,14 +156,7 @@ def _body(name: str, metrics: dict, settings: dict, training: TrainingConfig) ->
         ]
     if "test" in metrics:
         lines.append(f"- Test score: {metrics['test']['score']:.4f}.")
-    if metrics.get("grid"):
-        lines += _grid_lines(metrics["grid"], split)
-    if metrics.get("budget"):  # LadaBERT: the table is the method's own file
-        total = metrics["budget"][-1]
-        lines.append(
-            f"- {total['kept']:.1%} of the predecessor's parameters are non-zero (target "
-            f"{total['target_kept']:.1%}); per group in budget.md."
-        )
+    lines += _method_lines(spec, metrics, split)
     if metrics.get("constant_at_best"):
         lines.append(
             "- **Warning:** this model gives the same answer for every dev example: it ignores "
@@ -198,7 +170,7 @@ def _body(name: str, metrics: dict, settings: dict, training: TrainingConfig) ->
         "## How it was made",
         "",
         "```bash",
-        _command or _API,
+        command_line(),
         "```",
         "",
         "Settings (`run_config.json` holds them all, with the training settings):",
@@ -228,22 +200,9 @@ def _nonzero_row(metrics: dict) -> list[str]:
     return [f"| non-zero parameters | {metrics['predecessor_parameters']:,} | {nonzero:,} |"]
 
 
-def _grid_lines(grid: list[dict], split: str) -> list[str]:
-    lines = [
-        f"- This model holds {len(grid)} sub-networks (`theseus extract` saves one); the "
-        f"{split} score above is their mean. Each, with its speed-up over the predecessor:",
-        "",
-        "| width | depth | layers kept | score | retention | parameters | speed-up | note |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['width']:g} | {r['depth']:g} | {r.get('layers', '')} | {r['score']:.4f} "
-        f"| {r['retention_percent']}% "
-        f"| {r['parameters']:,} | {r['speedup']}x "
-        f"| {'one answer for every example' if r.get('one_answer') else ''} |"
-        for r in grid
-    ]
-    return [*lines, ""]
+def _method_lines(spec, metrics: dict, split: str) -> list[str]:
+    """The method's own results, as its registration words them for a card."""
+    return spec.card_lines(metrics, split) if spec is not None and spec.card_lines else []
 
 
 def _shown_settings(settings: dict, training: TrainingConfig) -> dict:

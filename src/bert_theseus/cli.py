@@ -3,7 +3,13 @@ in or a plug-in; `theseus methods` lists them), compare methods over seeds, eval
 deploy (export, benchmark, predict).
 
 Options come from the config dataclasses (one place for defaults and help). A YAML file
-given with --config supplies defaults; flags on the command line win over it.
+given with --config supplies defaults; flags on the command line win over it. Each method's
+settings are its own: `compress --method NAME` takes NAME's flags alone (read first, from
+the command line or the YAML file's `method:`; a compress YAML file holds the method's
+settings at its top level). `compare` takes the settings of its --methods: a plain flag
+sets every listed method that has the setting, `--set METHOD.SETTING=VALUE` one method
+(YAML: `set: {kd: {alpha: 0.7}}`), and wins over the plain flag. Methods may add
+sub-commands and the lines that report their results (see `register_method`).
 """
 
 from __future__ import annotations
@@ -47,7 +53,10 @@ def _add_dataclass(
     title: str,
     skip: set[str] = frozenset(),
     description: str | None = None,
+    brief: bool = False,
 ) -> None:
+    """One flag per field of the dataclass `cls`; `brief`: each help cut to its first
+    clause (where another command's --help gives it in full)."""
     group = parser.add_argument_group(title, description)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -58,6 +67,7 @@ def _add_dataclass(
         if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
             kind = next(a for a in args if a is not type(None))
         help_text = f.metadata.get("help", "")
+        help_text = _first_clause(help_text) if brief else help_text
         default = f.default if f.default is not dataclasses.MISSING else None
         if kind is bool:  # --x and --no-x; None when neither is given, so the default holds
             group.add_argument(
@@ -65,14 +75,37 @@ def _add_dataclass(
             )
         elif kind == list[list[int]]:
             shape = JsonLists(f.metadata.get("shape", JsonLists.shape))
-            group.add_argument(_flag(f.name), type=shape, help=help_text + " (JSON)")
+            group.add_argument(_flag(f.name), type=shape, metavar="JSON", help=help_text)
         elif typing.get_origin(kind) is list:
             item = typing.get_args(kind)[0]
             item = item if item in (int, float) else None
-            group.add_argument(_flag(f.name), nargs="+", type=item, help=help_text)
+            group.add_argument(
+                _flag(f.name), nargs="+", type=item, metavar=_metavar(item), help=help_text
+            )
         else:
             shown = f" (default: {default})" if default is not None else ""
-            group.add_argument(_flag(f.name), type=kind, help=help_text + shown)
+            group.add_argument(
+                _flag(f.name), type=kind, metavar=_metavar(kind), help=help_text + shown
+            )
+
+
+def _first_clause(text: str) -> str:
+    """`text` up to its first '; ', its first ': ' past a short lead ("GLUE task: ..." keeps
+    its list), or its first parenthesis that closes a clause."""
+    import re
+
+    depth, cuts = 0, [text.find("; ")]
+    for i, char in enumerate(text):  # ': ' outside parentheses
+        depth += (char == "(") - (char == ")")
+        if depth == 0 and i >= 15 and text.startswith(": ", i):
+            cuts.append(i)
+    cuts += [m.start() for m in re.finditer(r" \([^()]*\)(?=$|[;:])", text)]
+    return text[: min((c for c in cuts if c > 0), default=len(text))]
+
+
+def _metavar(kind) -> str:
+    """A short placeholder (N, X, VALUE), so most flags and their help share a line."""
+    return {int: "N", float: "X"}.get(kind, "VALUE")
 
 
 class JsonLists:
@@ -104,7 +137,12 @@ class JsonLists:
         return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(
+    method: str | None = None, compared: list[str] | None = None
+) -> argparse.ArgumentParser:
+    """The whole command line; `compress` takes the settings of `method` alone (none when it
+    is None: its --help then says how to see a method's), `compare` those of `compared` (by
+    default, its default methods). `parse` chooses them from the command line first."""
     # Config modules only: building the parser (--help, 'theseus methods') loads no torch.
     from .compare_config import CompareConfig
     from .data.config import DataConfig
@@ -128,15 +166,21 @@ def build_parser() -> argparse.ArgumentParser:
         "compare": "run several methods x seeds on one predecessor and tabulate them",
     }
     names = list(methods())
+    subs = {}
     for name, text in about.items():
-        sub = _add_parser(commands, name, text)
+        extra = {"usage": COMPRESS_USAGE, "epilog": COMPRESS_EXAMPLES} if name == "compress" else {}
+        if name in ("compress", "compare"):  # flags depend on the method: no abbreviations
+            extra["allow_abbrev"] = False
+        if name == "compress" and method is None:
+            extra["epilog"] = _methods_note(names) + "\n" + COMPRESS_EXAMPLES
+        sub = subs[name] = _add_parser(commands, name, text, **extra)
         sub.add_argument("--model", required=True, help="model folder or Hub id")
         if name != "evaluate":
             sub.add_argument("--output", required=True, help="folder to write the run to")
             sub.add_argument(
                 "--overwrite",
                 action="store_true",
-                help="replace a non-empty --output folder (only once the new run is complete)",
+                help="replace a non-empty --output folder when done",
             )
         else:
             sub.add_argument("--output", help="also write the metrics to this JSON file")
@@ -144,18 +188,20 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--push-to-hub",
                 metavar="REPO_ID",
-                help="upload the finished folder (model, model card, metrics) to this Hub "
-                "repository, created if needed (needs a token: 'hf auth login')",
+                help="upload the finished folder to this Hub repository, created if needed "
+                "(needs a token: 'hf auth login')",
             )
         _add_common(sub)
-        _add_dataclass(sub, DataConfig, "data")
+        # compress --help keeps to the method: the shared flags in brief (finetune's in full).
+        brief = name == "compress"
+        more = " (in full: 'theseus finetune --help')" if brief else ""
+        _add_dataclass(sub, DataConfig, "data" + more, brief=brief)
         if name == "compress":
             sub.add_argument(
                 "--method",
                 choices=names,
-                default=default_method(),
-                help=f"the compression method (default: {default_method()}; "
-                "'theseus methods' lists them)",
+                metavar="NAME",
+                help=f"default: {default_method()}; 'theseus methods' lists them",
             )
         if name == "compare":
             sub.add_argument(
@@ -165,53 +211,108 @@ def build_parser() -> argparse.ArgumentParser:
                 help=f"methods to run, of: {', '.join(names)} "
                 f"(default: {' '.join(compare_defaults())})",
             )
+            sub.add_argument(
+                "--set",
+                action="append",
+                type=_set_entry,
+                metavar="METHOD.SETTING=VALUE",
+                help="a setting of one method, e.g. --set kd.alpha=0.7 (repeatable; wins over "
+                "the plain flag, which sets every listed method that has the setting). YAML: "
+                "'set: {kd: {alpha: 0.7}}'",
+            )
             _add_dataclass(sub, CompareConfig, "comparison")
-        _add_dataclass(sub, TrainingConfig, "training")
-        if name in ("compress", "compare"):  # last: a method setting may not reuse an option
-            _add_method_flags(sub)
+        _add_dataclass(sub, TrainingConfig, "training" + more, brief=brief)
+    _check_method_settings(subs)
+    if method in names:  # last: a method setting may not reuse an option
+        _add_method_flags(subs["compress"], [method])
+    _add_method_flags(subs["compare"], [m for m in compared or compare_defaults() if m in names])
     listing = _add_parser(commands, "methods", "list the compression methods, one line each")
     _add_common(listing)  # --config and --debug, as every command has
     _add_deploy_commands(commands)
     return parser
 
 
-def _add_method_flags(sub: argparse.ArgumentParser) -> None:
-    """One group per method with the flags of its config; a setting several methods share
-    is one flag, shown under the first method that has it."""
+def _methods_note(names: list[str]) -> str:
+    """What compress --help says in place of every method's settings."""
+    import textwrap
+
+    text = ("a method's settings: 'theseus compress --method NAME --help', NAME one of "
+            f"{', '.join(names)}; 'theseus methods' says what each does")  # fmt: skip
+    return textwrap.fill(text, 78, break_on_hyphens=False) + "\n"
+
+
+def _check_method_settings(subs: dict) -> None:
+    """Refuse a method whose setting has the name of an option of compress or compare: its
+    flag would be that option's."""
     from .methods import MethodError, methods
 
-    taken = {action.dest for action in sub._actions}  # the command's own flags
-    added: set[str] = set()
-    for name, spec in methods().items():
-        fields = [f.name for f in dataclasses.fields(spec.config)]
-        clash = sorted(set(fields) & taken)
-        if clash:
-            raise MethodError(
-                f"method '{name}' has a setting '{clash[0]}', which is already an option of "
-                f"'theseus {sub.prog.split()[-1]}': rename that setting in the method's config"
-            )
-        shared = [_flag(f) for f in fields if f in added]
+    for command in ("compress", "compare"):
+        taken = {action.dest for action in subs[command]._actions}  # the command's own flags
+        for name, spec in methods().items():
+            clash = sorted(_field_names(spec.config) & taken)
+            if clash:
+                raise MethodError(
+                    f"method '{name}' has a setting '{clash[0]}', which is already an option "
+                    f"of 'theseus {command}': rename that setting in the method's config"
+                )
+
+
+def _add_method_flags(sub: argparse.ArgumentParser, names: list[str]) -> None:
+    """One group per method with the flags of its config; a setting several of the methods
+    share is one flag (each method keeps its own default), shown under the first."""
+    from .methods import get_method
+
+    added: dict[str, typing.Any] = {}
+    for name in names:
+        spec = get_method(name)
+        fields = dataclasses.fields(spec.config)
+        shared = [_flag(f.name) + _own_default(f, added[f.name]) for f in fields
+                  if f.name in added]  # fmt: skip
         description = f"also takes {', '.join(shared)} (above)" if shared else None
-        _add_dataclass(sub, spec.config, f"{name}: {spec.summary}", added, description)
-        added.update(fields)
+        _add_dataclass(sub, spec.config, f"{name}: {spec.summary}", set(added), description)
+        added.update({f.name: f for f in fields if f.name not in added})
 
 
-def method_flags() -> set[str]:
-    """Every method setting that has a flag (the union of the registered configs' fields)."""
+def _own_default(field: dataclasses.Field, first: dataclasses.Field) -> str:
+    """', default X' where a method's default for a shared flag is not the first one's."""
+    from .methods.registry import setting_default
+
+    mine = setting_default(field)
+    return "" if mine == setting_default(first) else f" (its default: {mine})"
+
+
+def method_owners(setting: str) -> list[str]:
+    """The registered methods that have the setting `setting`."""
     from .methods import methods
 
-    return set().union(*(_field_names(spec.config) for spec in methods().values()))
+    return [name for name, spec in methods().items() if setting in _field_names(spec.config)]
 
 
-def _add_parser(commands, name: str, text: str) -> argparse.ArgumentParser:
+def _add_parser(commands, name: str, text: str, **extra) -> argparse.ArgumentParser:
+    extra.setdefault("epilog", EXAMPLES)
     return commands.add_parser(
         name,
         help=text,
         description=text,
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
         exit_on_error=False,
+        **extra,
     )
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Help with room for a flag and its placeholder before the help text."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=26)
+
+
+COMPRESS_USAGE = "theseus compress --model MODEL --output OUTPUT [--method NAME] [options]"
+COMPRESS_EXAMPLES = """\
+example:
+  theseus compress --model runs/teacher --task sst2 --data-dir GLUE/SST-2 \\
+                   --method kd --successor-layers 6 --output runs/successor
+"""
 
 
 def _add_common(sub: argparse.ArgumentParser) -> None:
@@ -219,7 +320,7 @@ def _add_common(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--trust-remote-code",
         action="store_true",
-        help="allow a model that ships its own Python code to run it (off by default)",
+        help="run a model's own Python code (off by default)",
     )
     sub.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
@@ -248,16 +349,6 @@ def _add_deploy_commands(commands) -> None:
     bench.add_argument("--output", default="benchmark.json", help="JSON file of every number")
     _add_dataclass(bench, BenchmarkConfig, "benchmark")
 
-    extract = _add_parser(
-        commands, "extract", "save one sub-network of a DynaBERT model as its own model"
-    )
-    extract.add_argument("model", help="folder of a model trained with --method dynabert")
-    _add_common(extract)
-    extract.add_argument("--width", type=float, required=True, help="width multiplier, e.g. 0.25")
-    extract.add_argument("--depth", type=float, required=True, help="depth multiplier, e.g. 0.5")
-    extract.add_argument("--output", required=True, help="folder to write the model to")
-    extract.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-
     predict = add("predict", "answer texts with a PyTorch folder or an ONNX export", "1")
     predict.add_argument("--text", nargs="+", help="text(s) to classify")
     predict.add_argument("--text-pair", nargs="+", help="second text of each pair (RTE, STS-B)")
@@ -270,31 +361,113 @@ def _add_deploy_commands(commands) -> None:
         "'export --backend auto' chose, else onnx-fp32",
     )
     predict.add_argument("--output", help="also write the answers to this JSON file")
+    _add_method_commands(commands)
+
+
+def _add_method_commands(commands) -> None:
+    """The sub-commands methods bring (see `MethodCommand`), after the built-in ones."""
+    from .methods import MethodError
+    from .methods.registry import method_commands
+
+    for name, command in method_commands().items():
+        if name in commands.choices:
+            raise MethodError(f"a method's command '{name}' is a command of theseus already")
+        sub = _add_parser(commands, name, command.help)
+        command.arguments(sub)
+        _add_common(sub)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    """Parse flags over the YAML defaults of --config (flags win)."""
-    parser = build_parser()
-    args = _parse_args(parser, argv)
-    if args.config:
-        from .runs import RunError, load_yaml_config  # runs.py loads torch
+    """Parse flags over the YAML defaults of --config (flags win). The method(s) are read
+    first (from the flags, else the YAML file), so that compress takes the settings of its
+    method alone and compare those of its methods."""
+    from .methods import default_method, get_method
 
-        values = load_yaml_config(args.config)
+    command, method, compared, config = _probe(argv)
+    values = {}
+    if config and command in ("compress", "compare"):
+        from .runs import load_yaml_config  # runs.py loads torch
+
+        values = load_yaml_config(config)
+        method = method or values.get("method")
+        compared = compared or values.get("methods")
+    if isinstance(compared, str):
+        compared = compared.split()
+    if command == "compress" and method is None and not {"-h", "--help"} & set(argv):
+        method = default_method()
+    parser = build_parser(method if isinstance(method, str) else None,
+                          compared if isinstance(compared, list) else None)  # fmt: skip
+    args = _parse_args(parser, argv)
+    if config:
+        values = values or _load_yaml(config)
         sub = parser._subparsers._group_actions[0].choices[args.command]
         known = {action.dest: action for action in sub._actions}
-        unknown = sorted(set(values) - set(known))
+        # Another method's setting: refused by name when the configs are made (`run`).
+        others = {k: v for k, v in values.items() if k not in known and method_owners(k)}
+        unknown = sorted(set(values) - set(known) - set(others))
         if unknown:
-            raise RunError(f"unknown option(s) in {args.config}: {', '.join(unknown)}")
-        values = {key: _yaml_value(known[key], value, args.config) for key, value in values.items()}
+            from .runs import RunError
+
+            raise RunError(f"unknown option(s) in {config}: {', '.join(unknown)}")
+        values = {key: _yaml_value(known[key], value, config) for key, value in values.items()
+                  if key in known}  # fmt: skip
         sub.set_defaults(**values)
         args = _parse_args(parser, argv)
+        for key, value in others.items():
+            owner = get_method(method_owners(key)[0])
+            setattr(args, key, _yaml_value(_setting_action(owner, key), value, config))
+    if args.command == "compress" and args.method is None:
+        args.method = method
     return args
 
 
-def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    """argparse, with a flag's bad value as a RunError: one line naming the flag."""
+def _probe(argv: list[str]) -> tuple:
+    """The command, and its --method, --methods and --config, read before the parser is
+    built (no --help, no required flags: those are the full parser's)."""
+    probe = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    probe.add_argument("command", nargs="?")
+    probe.add_argument("--method")
+    probe.add_argument("--methods", nargs="+")
+    probe.add_argument("--config")
     try:
-        return parser.parse_args(argv)
+        known, _ = probe.parse_known_args(argv)
+    except argparse.ArgumentError:  # e.g. --method without a name: the full parser says so
+        return None, None, None, None
+    return known.command, known.method, known.methods, known.config
+
+
+def _load_yaml(path: str) -> dict:
+    from .runs import load_yaml_config  # runs.py loads torch
+
+    return load_yaml_config(path)
+
+
+def _not_a_setting(name: str, args: argparse.Namespace) -> typing.NoReturn:
+    from .methods import MethodError
+
+    chosen = [args.method] if args.command == "compress" else args.methods
+    raise MethodError(
+        f"{_flag(name)} is not a setting of {', '.join(chosen)} (it belongs to "
+        f"{', '.join(method_owners(name))}): drop it or choose a method that takes it"
+    )
+
+
+def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """argparse, with a flag's bad value as a RunError: one line naming the flag, and a
+    setting of a method other than the chosen one(s) refused by name."""
+    try:
+        args, extras = parser.parse_known_args(argv)
+        for extra in extras:
+            name = extra.split("=", 1)[0].removeprefix("--").replace("-", "_")
+            if extra.startswith("--") and args.command in ("compress", "compare"):
+                name = name.removeprefix("no_") if not method_owners(name) else name
+                if method_owners(name):
+                    if args.command == "compress" and args.method is None:
+                        from .methods import default_method
+
+                        args.method = default_method()
+                    _not_a_setting(name, args)
+        return parser.parse_args(argv) if extras else args  # argparse's own message
     except argparse.ArgumentError as error:
         from .runs import RunError  # here: runs.py loads torch, which --help must not
 
@@ -315,6 +488,8 @@ def _yaml_value(action: argparse.Action, value, source: str):
     name = action.dest
     if value is None:  # YAML null: not given
         return None
+    if name == "set":
+        return _yaml_set(value, source)
     if isinstance(action.type, JsonLists):
         try:
             return action.type(value) if isinstance(value, str) else action.type.check(value, "")
@@ -362,10 +537,9 @@ def run(args: argparse.Namespace):
     trust = args.trust_remote_code
     if args.command in ("export", "benchmark", "predict"):
         return _run_deploy(args)
-    if args.command == "extract":
-        from .methods.dynabert.standalone import extract_to
-
-        return extract_to(args.model, args.width, args.depth, args.output, args.overwrite, trust)
+    command = _method_command(args.command)
+    if command is not None:
+        return command.run(args)
     if args.command == "methods":
         return _list_methods()
     from .commands import DataConfig, compress, evaluate_model, finetune
@@ -401,25 +575,80 @@ def run(args: argparse.Namespace):
 
 
 def _method_configs(names: list[str], args: argparse.Namespace) -> dict:
-    """Each named method's config from the flags; a flag none of them takes is refused."""
-    from .methods import MethodError, get_method, methods
+    """Each named method's config: a plain flag sets every method that has the setting,
+    `--set METHOD.SETTING=VALUE` one method (and wins)."""
+    from .methods import get_method, methods
 
-    given = {
-        name: getattr(args, name) for name in method_flags() if getattr(args, name) is not None
-    }
     specs = {name: get_method(name) for name in names}
-    taken = set().union(*(_field_names(spec.config) for spec in specs.values()))
-    stray = sorted(set(given) - taken)
-    if stray:
-        owners = [m for m, s in methods().items() if stray[0] in _field_names(s.config)]
-        raise MethodError(
-            f"{_flag(stray[0])} is not a setting of {', '.join(names)} (it belongs to "
-            f"{', '.join(owners)}): drop it or choose a method that takes it"
+    own = set().union(*(_field_names(spec.config) for spec in specs.values()))
+    settings = set().union(*(_field_names(spec.config) for spec in methods().values()))
+    given = {k: getattr(args, k) for k in settings if getattr(args, k, None) is not None}
+    stray = sorted(set(given) - own)
+    if stray:  # a --config file's setting of another method (flags are refused in `parse`)
+        _not_a_setting(stray[0], args)
+    values = {name: {k: v for k, v in given.items() if k in _field_names(spec.config)}
+              for name, spec in specs.items()}  # fmt: skip
+    for method, setting, value, source in getattr(args, "set", None) or []:
+        values[method][setting] = _set_value(specs, method, setting, value, source)
+    return {name: spec.make_config(values[name]) for name, spec in specs.items()}
+
+
+def _set_entry(text: str) -> tuple:
+    """One --set: METHOD.SETTING=VALUE, kept as text until the method's type converts it."""
+    key, equals, value = text.partition("=")
+    method, dot, setting = key.rpartition(".")
+    if not (equals and dot and method and setting):
+        raise argparse.ArgumentTypeError(
+            f"takes METHOD.SETTING=VALUE, e.g. kd.alpha=0.7, not {text!r}"
         )
-    return {
-        name: spec.make_config({k: v for k, v in given.items() if k in _field_names(spec.config)})
-        for name, spec in specs.items()
-    }
+    return method, setting.replace("-", "_"), value, f"--set {text}"
+
+
+def _yaml_set(value, source: str) -> list[tuple]:
+    """YAML 'set: {kd: {alpha: 0.7}}': per-method settings of compare."""
+    from .runs import RunError
+
+    shape = "a mapping of method to its settings, e.g. {kd: {alpha: 0.7}}"
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise RunError(f"set in {source} must be {shape}, not {value!r}")
+    return [
+        (str(method), str(setting).replace("-", "_"), item, f"set.{method}.{setting} in {source}")
+        for method, settings in value.items()
+        for setting, item in settings.items()
+    ]
+
+
+def _set_value(specs: dict, method: str, setting: str, value, source: str):
+    """A --set value converted as the method's flag converts it (a YAML value as in a
+    --config file)."""
+    from .methods import MethodError
+
+    if method not in specs:
+        raise MethodError(
+            f"{source}: '{method}' is not one of the compared methods ({', '.join(specs)}): "
+            "add it to --methods or fix the name"
+        )
+    action = _setting_action(specs[method], setting)
+    if action is None:
+        raise MethodError(
+            f"{source}: method '{method}' has no setting {setting}: see "
+            f"'theseus compress --method {method} --help'"
+        )
+    if source.startswith("--set") and (action.nargs == 0 or action.type in (int, float)):
+        import yaml  # numbers and switches as YAML reads them: 0.7, true
+
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            pass  # refused below, as a value of the wrong shape
+    return _yaml_value(action, value, source)
+
+
+def _setting_action(spec, setting: str) -> argparse.Action | None:
+    """The flag a method's setting has (None if the method has no such setting)."""
+    scratch = argparse.ArgumentParser(add_help=False)
+    _add_dataclass(scratch, spec.config, spec.name)
+    return next((a for a in scratch._actions if a.dest == setting), None)
 
 
 def _field_names(cls) -> set[str]:
@@ -469,14 +698,9 @@ def report(command: str, metrics) -> str:
     """A short human summary of a finished run."""
     if command in ("export", "benchmark", "predict"):
         return _report_deploy(command, metrics)
-    if command == "extract":
-        scores = "".join(f"; {split} score {v['score']:.4f} in training"
-                         for split, v in metrics.get("dev", {}).items())  # fmt: skip
-        return (
-            f"extracted width {metrics['width']:g}, depth {metrics['depth']:g}: "
-            f"{metrics['layers']} layers, {metrics['parameters'] / 1e6:.1f}M parameters "
-            f"(of {metrics['source_parameters'] / 1e6:.1f}M){scores} -> {metrics['output']}"
-        )
+    method_command = _method_command(command)
+    if method_command is not None:
+        return method_command.report(metrics)
     if command == "methods":
         width = max(len(row["method"]) for row in metrics)
         return "\n".join(
@@ -509,27 +733,28 @@ def report(command: str, metrics) -> str:
         ]
     if "test" in metrics:
         lines.append(f"  test score {metrics['test']['score']:.4f}")
-    if "grid" in metrics:  # DynaBERT: the dev score above is the mean over its sub-networks
-        lines.append(f"  {len(metrics['grid'])} sub-networks (dev score above: their mean):")
-        lines += [
-            f"    width {r['width']:g} depth {r['depth']:g}: {r['score']:.4f} "
-            f"({r['retention_percent']}%), {r['parameters'] / 1e6:.1f}M parameters, "
-            f"{r['speedup']:.2f}x"
-            for r in metrics["grid"]
-        ]
-    if "budget" in metrics:  # LadaBERT: kept parameters per group against Eq. 7's target
-        lines.append("  budget (non-zero of the predecessor's, target in brackets):")
-        lines += [
-            f"    {r['group']}: {r['nonzero'] / 1e6:.2f}M of {r['parameters'] / 1e6:.2f}M, "
-            f"{r['kept']:.1%} ({r['target_kept']:.1%})"
-            for r in metrics["budget"]
-        ]
+    lines += _method_lines(metrics)
     if metrics.get("constant_at_best"):
         lines.append(
             f"  warning: the saved model (step {metrics['best_step']}) gives one answer for "
             "every dev example: it is a constant, not a classifier of its input"
         )
     return "\n".join(lines)
+
+
+def _method_lines(metrics: dict) -> list[str]:
+    """The method's own results, as its registration words them."""
+    from .methods import methods
+
+    spec = methods().get(metrics.get("method"))
+    return spec.summary_lines(metrics) if spec is not None and spec.summary_lines else []
+
+
+def _method_command(name: str):
+    """The method-registered command `name` (None for the built-in ones)."""
+    from .methods.registry import method_commands
+
+    return method_commands().get(name)
 
 
 def _report_deploy(command: str, result) -> str:

@@ -130,7 +130,7 @@ def _compare(model, data, methods, specs, config, output, overwrite, ready) -> d
     write_atomic(output / "results.csv", _csv(summary["methods"]))
     write_atomic(output / "runs.csv", _csv(summary["runs"]))
     write_atomic(output / "results.md", results_markdown(header, summary))
-    _plot_pareto(summary, header, output / "pareto.png")
+    _plot_pareto(summary, header, output / "pareto.png", _trained_by(runs))
     write_json(output / "results.json", {**header, **summary})
     return {**header, **summary, "output": str(output)}
 
@@ -284,9 +284,9 @@ def _output_dir(folder: Path, overwrite: bool) -> OutputDir:
 
 
 def _expand_variants(runs: list[dict], specs: dict, reported: str, test_score) -> list[dict]:
-    """Each run of a method with variants (DynaBERT's sub-networks) becomes one run per
-    variant, named "METHOD VIEW", scored on its own "split@VIEW" entry (or on the test file)
-    and timed as its own standalone model."""
+    """Each run of a method with variants (models inside its saved run) becomes one run per
+    variant, named "METHOD VIEW" (and `trained_by` METHOD), scored on its own "split@VIEW"
+    entry (or on the test file) and timed as its own standalone model."""
     expanded = []
     for run in runs:
         spec = specs[run["method"]]
@@ -296,6 +296,7 @@ def _expand_variants(runs: list[dict], specs: dict, reported: str, test_score) -
         saved = AutoModelForSequenceClassification.from_pretrained(run["folder"])
         for view, model in spec.variants(saved).items():
             row = {**run, "method": f"{run['method']} {view}", "folder": f"{run['folder']}@{view}"}
+            row["trained_by"] = run["method"]
             row.update(variant=model, layers=model.config.num_hidden_layers)
             row.update(parameters=count_parameters(model), nonzero_parameters=count_nonzero(model))
             constant = run.get("constant_views_at_best", [])
@@ -396,12 +397,18 @@ def _summarise(runs, before, reported, timings, predecessor) -> dict:
     by_method: dict[str, dict[int, float]] = {}
     for row in run_rows:
         by_method.setdefault(row["method"], {})[row["seed"]] = exact[row["folder"]]
+    trained_by = _trained_by(runs)
     paired = [
         row
         for row in paired_differences(by_method, decimals=4)
-        if row["first"].split(" ")[0] != row["second"].split(" ")[0]
+        if trained_by[row["first"]] != trained_by[row["second"]]
     ]
     return {"methods": method_rows, "runs": run_rows, "paired": paired}
+
+
+def _trained_by(runs: list[dict]) -> dict[str, str]:
+    """The method whose run each row's model comes from (a variant's is its run's method)."""
+    return {run["method"]: run.get("trained_by", run["method"]) for run in runs}
 
 
 def _csv(rows: list[dict]) -> str:
@@ -478,7 +485,7 @@ def _constant(row: dict) -> str:
     return f"**{row['constant_runs']} of {row['runs']}**" if row["constant_runs"] else "0"
 
 
-def _plot_pareto(summary: dict, header: dict, path: Path) -> None:
+def _plot_pareto(summary: dict, header: dict, path: Path, trained_by: dict[str, str]) -> None:
     """Score against speed-up: one point per run, the predecessor at 1x."""
     import matplotlib
 
@@ -488,9 +495,9 @@ def _plot_pareto(summary: dict, header: dict, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(6, 4.2))
     reference = summary["methods"][0]
     axis.scatter([1.0], [reference["score_mean"]], marker="*", s=160, c="k", label="predecessor")
-    # A method's variants ("dynabert w0.5-d1") are one series: the method's name is before " ".
-    for method in dict.fromkeys(r["method"].split(" ")[0] for r in summary["runs"]):
-        rows = [r for r in summary["runs"] if r["method"].split(" ")[0] == method]
+    # A method's variants are one series, that of the method that trained them.
+    for method in dict.fromkeys(trained_by.values()):
+        rows = [r for r in summary["runs"] if trained_by[r["method"]] == method]
         axis.scatter([r["speedup"] for r in rows], [r["score"] for r in rows], label=method)
     axis.set_xlabel("speed-up over the predecessor")
     split = "test" if "test file" in header["evaluation"] else "dev"

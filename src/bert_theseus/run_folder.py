@@ -15,6 +15,7 @@ from transformers import PreTrainedModel
 from .card import push_to_hub, write_model_card
 from .data import TaskData
 from .data.loading import encode
+from .methods import get_method
 from .methods.registry import ReportInput
 from .models import first_line
 from .run_setup import encode_splits, score, speed_length
@@ -181,7 +182,8 @@ def write_run_folder(plan: RunPlan, folder, final, stage_results, metrics: dict)
     if len(stage_results) > 1:  # a one-stage run's log is written as it trains
         _write_log(folder / "train_log.jsonl", history)
     plot_training(history, folder / "training.png")
-    write_model_card(folder, metrics, plan.settings, training, plan.push_to_hub)
+    method = get_method(plan.settings["method"]) if "config" in plan.settings else None
+    write_model_card(folder, metrics, plan.settings, training, plan.push_to_hub, method)
     write_json(folder / "metrics.json", metrics)  # last: its presence marks completion
     plan.out.commit()
     _push(plan.out, plan.push_to_hub, metrics)

@@ -92,8 +92,8 @@ def export_onnx(
     classifier.eval()
     names = model_inputs(classifier, tokenizer)
     batches, task = _verification_batches(classifier, tokenizer, data, max_length, config)
-    # Inputs a model takes besides the tokens (RefBERT's reference states, which the graph
-    # takes as inputs: retrieval stays outside it), added to every batch.
+    # Inputs a model takes besides the tokens (a model declares them with `export_inputs`:
+    # what the graph takes as inputs and computes outside it), added to every batch.
     extra = getattr(classifier, "export_inputs", None)
     extra_names = []
     if extra is not None:
@@ -248,8 +248,9 @@ def _eager_graph(model, trust, classifier, names, batch, folder, scratch, opset,
         eager, _ = load_model(model, trust, with_tokenizer=False, attn_implementation="eager")
     except ModelError:
         return folder / ONNX_FILE
-    if hasattr(classifier, "references"):  # RefBERT: the same stored references
-        eager.references = classifier.references
+    share = getattr(classifier, "share_export_state", None)  # state a reload does not restore
+    if share is not None:
+        share(eager)
     path = Path(scratch) / "eager.onnx"
     _trace(eager.eval(), names, batch, path, opset, extra)
     return path
@@ -332,7 +333,7 @@ def _trace(classifier, names, batch, path: Path, opset: int, extra=()) -> None:
     mask = dict(zip(names, example, strict=True)).get("attention_mask")
     if mask is not None and bool(mask.all()):
         example = tuple(_pad_one_row(t, name) for t, name in zip(example, names, strict=True))
-    # Inputs past the tokens (RefBERT's references) have their own length.
+    # Inputs past the tokens (a model's `export_inputs`) have their own length.
     axes = {name: {0: "batch", 1: "reference" if name in extra else "sequence"}
             for name in names}  # fmt: skip
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():

@@ -92,6 +92,12 @@ class MethodSpec:
     # Standalone models inside a saved run, by view name (the "split@view" keys of its dev
     # metrics): `compare` gives each its own row. DynaBERT: every sub-network.
     variants: Callable[[PreTrainedModel], dict[str, PreTrainedModel]] | None = None
+    # How the method's own results read: lines added to the CLI's summary of a run
+    # (summary_lines(metrics)) and to its model card (card_lines(metrics, split), Markdown).
+    summary_lines: Callable[[dict], list[str]] | None = None
+    card_lines: Callable[[dict, str], list[str]] | None = None
+    # Sub-commands the method adds to `theseus` (DynaBERT's `extract`).
+    commands: tuple[MethodCommand, ...] = ()
 
     def make_config(self, values: dict | None = None):
         """The method's config from `values` (unknown names are refused), validated."""
@@ -122,6 +128,22 @@ class MethodSpec:
         if not stages or len(set(names)) != len(names):
             raise MethodError(f"method '{self.name}' built stages {names}: need distinct names")
         return stages
+
+
+@dataclass(frozen=True)
+class MethodCommand:
+    """A sub-command of `theseus` that a method brings (`theseus NAME ...`).
+
+    `arguments(parser)` adds its flags (--config, --trust-remote-code and --debug are added
+    for it); `run(args)` does the work and returns what it reports, which `report(result)`
+    turns into the lines printed when it is done.
+    """
+
+    name: str
+    help: str
+    arguments: Callable[[typing.Any], None]
+    run: Callable[[typing.Any], typing.Any]
+    report: Callable[[typing.Any], str]
 
 
 @dataclass
@@ -211,27 +233,38 @@ def register_method(
     compare_default: bool = False,
     report: Callable[[typing.Any, ReportInput], dict] | None = None,
     variants: Callable[[PreTrainedModel], dict[str, PreTrainedModel]] | None = None,
+    summary_lines: Callable[[dict], list[str]] | None = None,
+    card_lines: Callable[[dict, str], list[str]] | None = None,
+    commands: Iterable[MethodCommand] = (),
 ) -> MethodSpec:
     """Make `name` a method of `compress`, `compare` and `theseus methods`.
 
-    A field that several methods' configs share (such as `successor_layers`) becomes one
-    CLI flag, so it must have the same type and default in each.
+    Each method's settings are its own: two methods may give a setting the same name and
+    different defaults (`compress` takes one method's flags; `compare` gives a shared flag
+    to every listed method that has it, and `--set METHOD.SETTING=VALUE` to one).
     """
     if not dataclasses.is_dataclass(config):
         raise MethodError(f"method '{name}': its config {config!r} must be a dataclass")
-    missing = [f.name for f in dataclasses.fields(config) if _default(f) is dataclasses.MISSING]
+    missing = [
+        f.name for f in dataclasses.fields(config) if setting_default(f) is dataclasses.MISSING
+    ]
     if missing:
         raise MethodError(
             f"method '{name}': settings {', '.join(missing)} need defaults (each is a CLI flag)"
         )
-    spec = MethodSpec(name, config, build, summary, paper, compare_default, report, variants)
+    spec = MethodSpec(name, config, build, summary, paper, compare_default, report, variants,
+                      summary_lines, card_lines, tuple(commands))  # fmt: skip
     known = _REGISTRY.get(name)
     if known is not None:
         if _same(known, spec):  # the same module imported again, e.g. as a plugin
             return known
         raise MethodError(f"method '{name}' is registered already (by {known.config.__module__})")
     for other in _REGISTRY.values():
-        _check_shared_fields(spec, other)
+        taken = {c.name for c in other.commands} & {c.name for c in spec.commands}
+        if taken:
+            raise MethodError(
+                f"method '{name}': command '{min(taken)}' is method '{other.name}''s already"
+            )
     _REGISTRY[name] = spec
     return spec
 
@@ -248,27 +281,16 @@ def _same(a: MethodSpec, b: MethodSpec) -> bool:
             spec.compare_default,
             getattr(spec.report, "__qualname__", None),
             getattr(spec.variants, "__qualname__", None),
+            getattr(spec.summary_lines, "__qualname__", None),
+            getattr(spec.card_lines, "__qualname__", None),
+            tuple(command.name for command in spec.commands),
         )
 
     return key(a) == key(b)
 
 
-def _check_shared_fields(new: MethodSpec, old: MethodSpec) -> None:
-    theirs = {f.name: f for f in dataclasses.fields(old.config)}
-    new_hints = typing.get_type_hints(new.config)
-    old_hints = typing.get_type_hints(old.config)
-    for f in dataclasses.fields(new.config):
-        other = theirs.get(f.name)
-        if other is None:
-            continue
-        if new_hints[f.name] != old_hints[f.name] or _default(f) != _default(other):
-            raise MethodError(
-                f"method '{new.name}': setting '{f.name}' differs in type or default from "
-                f"method '{old.name}''s, and both would share one flag: rename it"
-            )
-
-
-def _default(f: dataclasses.Field):
+def setting_default(f: dataclasses.Field):
+    """A config field's default (MISSING if it has none)."""
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
@@ -293,6 +315,11 @@ def methods() -> dict[str, MethodSpec]:
 def default_method() -> str:
     """The method `compress` runs without --method: the first registered."""
     return next(iter(methods()))
+
+
+def method_commands() -> dict[str, MethodCommand]:
+    """The sub-commands the registered methods add, by name."""
+    return {command.name: command for spec in methods().values() for command in spec.commands}
 
 
 def compare_defaults() -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...lazy import lazy_exports
-from ..registry import MethodError, ReportInput, register_method
+from ..registry import MethodCommand, MethodError, ReportInput, register_method
 from .config import DynaBERTConfig
 
 if TYPE_CHECKING:
@@ -113,6 +113,75 @@ def variants(model) -> dict:
     }
 
 
+def summary_lines(metrics: dict) -> list[str]:
+    """The CLI's summary of the grid: the run's dev score is the mean over its cells."""
+    grid = metrics.get("grid")
+    if not grid:
+        return []
+    lines = [f"  {len(grid)} sub-networks (dev score above: their mean):"]
+    return lines + [
+        f"    width {r['width']:g} depth {r['depth']:g}: {r['score']:.4f} "
+        f"({r['retention_percent']}%), {r['parameters'] / 1e6:.1f}M parameters, "
+        f"{r['speedup']:.2f}x"
+        for r in grid
+    ]
+
+
+def card_lines(metrics: dict, split: str) -> list[str]:
+    """The model card's table of every sub-network."""
+    grid = metrics.get("grid")
+    if not grid:
+        return []
+    lines = [
+        f"- This model holds {len(grid)} sub-networks (`theseus extract` saves one); the "
+        f"{split} score above is their mean. Each, with its speed-up over the predecessor:",
+        "",
+        "| width | depth | layers kept | score | retention | parameters | speed-up | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['width']:g} | {r['depth']:g} | {r.get('layers', '')} | {r['score']:.4f} "
+        f"| {r['retention_percent']}% "
+        f"| {r['parameters']:,} | {r['speedup']}x "
+        f"| {'one answer for every example' if r.get('one_answer') else ''} |"
+        for r in grid
+    ]
+    return [*lines, ""]
+
+
+def _extract_arguments(parser) -> None:
+    parser.add_argument("model", help="folder of a model trained with --method dynabert")
+    parser.add_argument("--width", type=float, required=True, help="width multiplier, e.g. 0.25")
+    parser.add_argument("--depth", type=float, required=True, help="depth multiplier, e.g. 0.5")
+    parser.add_argument("--output", required=True, help="folder to write the model to")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+
+
+def _extract(args) -> dict:
+    from .standalone import extract_to
+
+    return extract_to(args.model, args.width, args.depth, args.output, args.overwrite,
+                      args.trust_remote_code)  # fmt: skip
+
+
+def _extract_report(metrics: dict) -> str:
+    scores = "".join(f"; {split} score {v['score']:.4f} in training"
+                     for split, v in metrics.get("dev", {}).items())  # fmt: skip
+    return (
+        f"extracted width {metrics['width']:g}, depth {metrics['depth']:g}: "
+        f"{metrics['layers']} layers, {metrics['parameters'] / 1e6:.1f}M parameters "
+        f"(of {metrics['source_parameters'] / 1e6:.1f}M){scores} -> {metrics['output']}"
+    )
+
+
+EXTRACT = MethodCommand(
+    "extract",
+    "save one sub-network of a DynaBERT model as its own model",
+    _extract_arguments,
+    _extract,
+    _extract_report,
+)
+
 register_method(
     "dynabert",
     DynaBERTConfig,
@@ -122,6 +191,9 @@ register_method(
     paper="Hou et al., NeurIPS 2020 (DynaBERT), without TinyBERT data augmentation",
     report=report,
     variants=variants,
+    summary_lines=summary_lines,
+    card_lines=card_lines,
+    commands=[EXTRACT],
 )
 
 __all__ = [

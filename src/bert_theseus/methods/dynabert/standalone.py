@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ...card import write_extract_card
+from ...card import card_header, command_line, final_folder, hub_results, usage_lines
 from ...models import ModelError, load_model
 from ...runs import OutputDir, input_paths, write_json
 from ...speed import count_parameters
@@ -83,3 +83,31 @@ def _scores(folder: Path, cell: str) -> tuple[str | None, dict]:
     dev, suffix = recorded.get("dev", {}), f"@{cell}"
     scores = {key.removesuffix(suffix): value for key, value in dev.items() if key.endswith(suffix)}
     return recorded.get("task"), ({"dev": scores} if scores else {})
+
+
+def write_extract_card(folder: Path, info: dict, task: str | None) -> None:
+    """Write `folder/README.md` for a sub-network cut out of a DynaBERT model by `theseus
+    extract`; `info` is what extract.json records, `task` the training run's task (None
+    when the source folder has no metrics.json: the card then lists no scores)."""
+    name = final_folder(folder).name
+    scores = {"task": task, "dev": info.get("dev", {})} if task else None
+    header = card_header(name, "dynabert", info["source"], hub_results(scores) if scores else [])
+    lines = [
+        f"# {name}",
+        "",
+        f"The width {info['width']:g}, depth {info['depth']:g} sub-network of the DynaBERT "
+        f"model `{info['source']}`, cut out by [bert-theseus](https://pypi.org/project/"
+        "bert-theseus/)'s `theseus extract`: a standalone model that computes what the "
+        "sub-network computes.",
+        "",
+        f"- {info['layers']} layers (the source's {', '.join(map(str, info['kept_layers']))}), "
+        f"{info['parameters']:,} parameters (the source has {info['source_parameters']:,}).",
+    ]
+    lines += [
+        f"- {split} score in training: {values['score']:.4f}"
+        + (f" on the task `{task}`." if task else ".")
+        for split, values in info.get("dev", {}).items()
+    ]
+    lines += ["", "## How it was made", "", "```bash", command_line(), "```"]
+    text = header + "\n".join(lines + usage_lines(folder)) + "\n"
+    (Path(folder) / "README.md").write_text(text)

@@ -94,6 +94,31 @@ def iterations(stages: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary_lines(metrics: dict) -> list[str]:
+    """The CLI's summary of the budget: kept parameters per group against Eq. 7's target."""
+    budget = metrics.get("budget")
+    if not budget:
+        return []
+    lines = ["  budget (non-zero of the predecessor's, target in brackets):"]
+    return lines + [
+        f"    {r['group']}: {r['nonzero'] / 1e6:.2f}M of {r['parameters'] / 1e6:.2f}M, "
+        f"{r['kept']:.1%} ({r['target_kept']:.1%})"
+        for r in budget
+    ]
+
+
+def card_lines(metrics: dict, split: str) -> list[str]:
+    """The model card's line on the budget (the table is the run's budget.md)."""
+    budget = metrics.get("budget")
+    if not budget:
+        return []
+    total = budget[-1]
+    return [
+        f"- {total['kept']:.1%} of the predecessor's parameters are non-zero (target "
+        f"{total['target_kept']:.1%}); per group in budget.md."
+    ]
+
+
 register_method(
     "ladabert",
     LadaBERTConfig,
@@ -102,6 +127,8 @@ register_method(
     "recovered by layer-wise distillation after each step",
     paper="Mao et al., COLING 2020 (LadaBERT); TinyBERT's losses (Jiao et al., 2020)",
     report=report,
+    summary_lines=summary_lines,
+    card_lines=card_lines,
 )
 
 __all__ = [

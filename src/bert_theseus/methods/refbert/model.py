@@ -170,6 +170,11 @@ class ReferenceStudent(PreTrainedModel):
         states, mask = self.retrieve(batch["input_ids"], batch.get("attention_mask"))
         return {"reference_states": states, "reference_mask": mask}
 
+    def share_export_state(self, copy: ReferenceStudent) -> None:
+        """Give a re-loaded copy of this model (export traces one with eager attention) the
+        same stored references."""
+        copy.references = self.references
+
     def export_files(self, folder: Path) -> None:
         """The stored references, beside an export: retrieval runs outside the graph."""
         if self.references is not None:

@@ -64,37 +64,32 @@ class TheseusConfig(DepthConfig):
         default="default",
         metadata={
             "help": "default (what measured best here: auto successor init, head and "
-            "embeddings trained) or paper (the paper's exact recipe: successors from the "
-            "bottom layers, frozen head, task loss only); sets successor_init, module_loss "
-            "and train_parts where they are not given"
+            "embeddings trained) or paper (bottom-layer successors, frozen head, task loss "
+            "only): fills in successor_init, module_loss and train_parts not given"
         },
     )
     successor_init: str | None = field(
         default=None,
         metadata={
-            "help": "initialise successor i from predecessor layer i (bottom, as the official "
-            "code), from the first (first-of-group) or last layer of its module "
-            "(last-of-group), or from layer i except the top successor, which starts as the "
-            "predecessor's last layer, the one that writes what the head reads "
-            "(bottom-last-top); auto: bottom, unless the predecessor's [CLS] state after "
-            "those bottom layers varies across training inputs less than a tenth as much as "
-            "after its last layer, then bottom-last-top; default: the recipe's"
+            "help": "successor i starts as predecessor layer i (bottom, as the official "
+            "code), as the first or last layer of its module (first-of-group, last-of-group), "
+            "or as bottom but the top one as the last layer (bottom-last-top); auto: "
+            "bottom-last-top where the [CLS] state after the bottom layers varies under a "
+            "tenth as much as after the last, else bottom; default: the recipe's"
         },
     )
     module_loss: float | None = field(
         default=None,
         metadata={
-            "help": "weight of a loss that matches each successor's output to its "
-            "predecessor module's output on the same input (relative MSE); 0 in the paper, "
-            "which trains on the task loss alone; default: the recipe's"
+            "help": "weight of a loss matching each successor's output to its predecessor "
+            "module's on the same input (relative MSE); paper: 0; default: the recipe's"
         },
     )
     train_parts: list[str] | None = field(
         default=None,
         metadata={
             "help": "non-encoder parts that also train: embeddings, head (pooler and "
-            "classifier); default: the recipe's (paper: none, as in the official code; "
-            "default: head and embeddings)"
+            "classifier); default: the recipe's (paper: none; default: both)"
         },
     )
 
