@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..extra_inputs import ExtraInputs, for_model
 from ..models import check_weights, load_model
 from ..pooling import say
 from ..runs import JsonOutput, input_paths
@@ -137,8 +138,9 @@ def _prepare(path: str, config, scratch: Path, threads: int, trust: bool) -> lis
                         accepted_inputs(source),
                     )
                 )
-        if "torch-fp32" in wanted and getattr(source, "references", None) is not None:
-            entries += _reference_entries(path, source, parameters, model_config)
+        extra = for_model(source) if "torch-fp32" in wanted else None
+        if extra is not None:
+            entries += _extra_step_entries(path, source, *extra, parameters, model_config)
         exported = [v for v in wanted if v in EXPORT_VARIANTS]
         if exported:
             onnx_folder = scratch / f"export-{len(list(scratch.iterdir()))}"
@@ -173,22 +175,24 @@ def _variant_bytes(folder: Path, variant: str) -> int:
     return path.stat().st_size + (weights.stat().st_size if weights.is_file() else 0)
 
 
-def _reference_entries(path: str, source, parameters: int, model_config) -> list[_Entry]:
-    """A RefBERT model's retrieval alone, and its student given the references (retrieved
-    once per batch, in the warm-up), beside the "torch-fp32" row that does both."""
-    retrieved = {}
+def _extra_step_entries(path: str, source, provider: ExtraInputs, step, parameters: int,
+                        model_config) -> list[_Entry]:  # fmt: skip
+    """The step that computes a model's extra inputs (a retrieval, say), timed alone, and
+    the model given them (computed once per batch, in the warm-up), beside the "torch-fp32"
+    row that does both."""
+    computed = {}
 
     def given(batch):
         key = hashlib.blake2b(batch["input_ids"].numpy().tobytes()).hexdigest()
-        if key not in retrieved:
-            retrieved[key] = source.export_inputs(batch)
-        return torch_logits(source, {**batch, **retrieved[key]})
+        if key not in computed:
+            computed[key] = step(batch)
+        return torch_logits(source, {**batch, **computed[key]})
 
     common = (parameters, _weights_bytes(Path(path)), *_limits(model_config))
     inputs = accepted_inputs(source)
     return [
-        _Entry(path, "retrieval", source.export_inputs, *common, inputs, memory=False),
-        _Entry(path, "torch-fp32, references given", given, *common, inputs, memory=False),
+        _Entry(path, provider.step, step, *common, inputs, memory=False),
+        _Entry(path, f"torch-fp32, {provider.given}", given, *common, inputs, memory=False),
     ]
 
 

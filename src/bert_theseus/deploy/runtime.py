@@ -12,6 +12,8 @@ import numpy as np
 if TYPE_CHECKING:  # torch loads in the functions that run a model: the CLI's parser reads
     import torch  # this module's variant table, and must not wait for torch
 
+    from ..extra_inputs import Fill
+
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 
@@ -87,27 +89,25 @@ class ExportedClassifier:
 
     input_names: list[str]
     input_types: dict[str, type]
+    extra: Fill | None  # computes the graph's inputs past the tokens (see extra_inputs.py)
+    extra_names: tuple[str, ...]
 
-    def _references(self, folder: Path) -> None:
-        self.references = None
-        if "reference_states" in self.input_names:  # a RefBERT export: retrieve as it did
-            import json
+    def _extra_inputs(self, folder: Path) -> None:
+        """How this graph's inputs past the tokens are computed, as the model that was
+        exported computed them (the method that made it registered how)."""
+        from ..extra_inputs import for_export
+        from ..methods import methods
 
-            from ..methods.refbert.model import load_references
-
-            self.references = load_references(str(folder), {})
-            config = json.loads((Path(folder) / "config.json").read_text())
-            self.reference_mode = config.get("reference_mode", "nearest")
+        methods()  # a plug-in method registers its extra inputs as it loads
+        provider = for_export(self.input_names)
+        self.extra = provider.load(folder) if provider is not None else None
+        self.extra_names = provider.inputs if provider is not None else ()
 
     def feeds(self, batch) -> dict[str, np.ndarray]:
         """The inputs the graph takes, as arrays of its types (extra keys such as labels
-        dropped). A RefBERT export's references are retrieved here unless given."""
-        if self.references is not None and "reference_states" not in batch:
-            from ..methods.refbert.model import retrieve
-
-            states, mask = retrieve(self.references, self.reference_mode, batch["input_ids"],
-                                    batch.get("attention_mask"))  # fmt: skip
-            batch = {**batch, "reference_states": states, "reference_mask": mask}
+        dropped). Inputs past the tokens are computed here unless given."""
+        if self.extra is not None and not all(name in batch for name in self.extra_names):
+            batch = {**batch, **self.extra(batch)}
         return {name: _numpy(batch[name]).astype(self.input_types[name])
                 for name in self.input_names}  # fmt: skip
 
@@ -137,10 +137,10 @@ class OnnxClassifier(ExportedClassifier):
             str(self.path), options, providers=["CPUExecutionProvider"]
         )
         self.input_names = [node.name for node in self.session.get_inputs()]
-        # Token inputs are int64; float ones (RefBERT's reference states) float32.
+        # Token inputs are int64; float ones (a model's extra inputs) float32.
         self.input_types = {node.name: np.float32 if "float" in node.type else np.int64
                             for node in self.session.get_inputs()}  # fmt: skip
-        self._references(Path(folder))
+        self._extra_inputs(Path(folder))
 
     def logits(self, batch) -> np.ndarray:
         return self.session.run(["logits"], self.feeds(batch))[0]
@@ -166,7 +166,7 @@ class OpenVINOClassifier(ExportedClassifier):
                             if node.get_element_type().is_real() else np.int64
                             for node in inputs}  # fmt: skip
         self.output = self.compiled.outputs[0]
-        self._references(Path(folder))
+        self._extra_inputs(Path(folder))
 
     def logits(self, batch) -> np.ndarray:
         return self.request.infer(self.feeds(batch))[self.output].copy()

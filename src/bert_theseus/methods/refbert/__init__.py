@@ -13,8 +13,10 @@ no references (the plain student), all-zero states, a random training example's 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ...extra_inputs import ExtraInputs, register_extra_inputs
 from ...lazy import lazy_exports
 from ..registry import MethodError, ReportInput, register_method
 from .config import RefBERTConfig
@@ -156,6 +158,38 @@ register_method(
     summary="RefBERT ablation: a random training example's states as the reference",
     paper="ablation of the RefBERT reconstruction",
     report=report,
+)
+
+
+def _export_references(folder: Path):
+    """An export's reference inputs, retrieved as the model did: from the references saved
+    beside its graph, in the model's reference mode."""
+    import json
+
+    from .model import load_references, retrieve
+
+    references = load_references(str(folder), {})
+    mode = json.loads((folder / "config.json").read_text()).get("reference_mode", "nearest")
+
+    def fill(batch: dict) -> dict:
+        states, mask = retrieve(references, mode, batch["input_ids"], batch.get("attention_mask"))
+        return {"reference_states": states, "reference_mask": mask}
+
+    return fill
+
+
+# Deployment runs an export's graph, which takes the references as inputs, and times the
+# retrieval apart from the student (`theseus benchmark`).
+register_extra_inputs(
+    ExtraInputs(
+        inputs=("reference_states", "reference_mask"),
+        load=_export_references,
+        model_step=lambda model: (
+            model.export_inputs if getattr(model, "references", None) is not None else None
+        ),
+        step="retrieval",
+        given="references given",
+    )
 )
 
 __all__ = [
