@@ -394,7 +394,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if isinstance(compared, str):
         compared = compared.split()
     if command == "compress" and method is None and not {"-h", "--help"} & set(argv):
-        method = default_method()
+        method = _selected(argv) or default_method()
     parser = build_parser(method if isinstance(method, str) else None,
                           compared if isinstance(compared, list) else None)  # fmt: skip
     args = _parse_args(parser, argv)
@@ -419,6 +419,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if args.command == "compress" and args.method is None:
         args.method = method
     return args
+
+
+def _selected(argv: list[str]) -> str | None:
+    """The method a flag selects when --method is left out (`--target-speedup 4`)."""
+    from .methods.registry import selected_method
+
+    flags = {arg.partition("=")[0][2:].replace("-", "_") for arg in argv if arg.startswith("--")}
+    return selected_method(flags)
 
 
 def _probe(argv: list[str]) -> tuple:

@@ -14,6 +14,7 @@ from transformers import PreTrainedModel
 
 from .card import push_to_hub, write_model_card
 from .data import TaskData
+from .data.config import DataConfig
 from .data.loading import encode
 from .methods import get_method
 from .methods.registry import ReportInput
@@ -168,7 +169,9 @@ def _against_predecessor(plan: RunPlan, final, metrics: dict, folder) -> None:
     # `compare` too, which leaves the speed-up to its side-by-side timing.
     if plan.report is not None and accelerator.is_main_process:
         length, bf16 = _speed_setting(final, plan.training, accelerator)
-        metrics.update(plan.report(ReportInput(final, reference, metrics, folder, length, bf16)))
+        data = DataConfig(**plan.settings["data"]) if "data" in plan.settings else None
+        metrics.update(plan.report(ReportInput(final, reference, metrics, folder, length, bf16,
+                                               plan.tokenizer, data, plan.training.max_length)))
 
 
 def write_run_folder(plan: RunPlan, folder, final, stage_results, metrics: dict) -> None:

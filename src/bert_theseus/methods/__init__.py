@@ -4,7 +4,7 @@ The import order below is the order of `theseus methods`, of `compare`'s default
 and of the `--help` groups; `compress` runs the first without --method.
 """
 
-from . import theseus, theseus_kd, truncated, kd, pkd, dynabert, ladabert, refbert  # noqa: F401, I001  (registration order)
+from . import theseus, theseus_kd, truncated, kd, pkd, dynabert, ladabert, refbert, target  # noqa: F401, I001  (registration order)
 from .depth import DepthConfig
 from .registry import (
     MethodConfigError,

@@ -98,6 +98,9 @@ class MethodSpec:
     card_lines: Callable[[dict, str], list[str]] | None = None
     # Sub-commands the method adds to `theseus` (DynaBERT's `extract`).
     commands: tuple[MethodCommand, ...] = ()
+    # Settings whose flag, given to `compress` without --method, selects this method
+    # (`compress --target-speedup 4`).
+    selected_by: tuple[str, ...] = ()
 
     def make_config(self, values: dict | None = None):
         """The method's config from `values` (unknown names are refused), validated."""
@@ -149,8 +152,8 @@ class MethodCommand:
 @dataclass
 class ReportInput:
     """What a method's `report` gets: the final and original models, the run's metrics so
-    far, the folder being written (None outside the main process), and the speed setting
-    the run times in (sequence length, bf16)."""
+    far, the folder being written (None outside the main process), the speed setting
+    the run times in (sequence length, bf16), and the tokenizer and data of the run."""
 
     model: PreTrainedModel
     predecessor: PreTrainedModel
@@ -158,6 +161,10 @@ class ReportInput:
     folder: Path | None
     seq_length: int
     bf16: bool
+    # What an export of the model needs (the target method exports and scores it).
+    tokenizer: typing.Any = None
+    data: typing.Any = None  # the run's DataConfig
+    max_length: int = 128
 
 
 def identity(config) -> dict:
@@ -236,6 +243,7 @@ def register_method(
     summary_lines: Callable[[dict], list[str]] | None = None,
     card_lines: Callable[[dict, str], list[str]] | None = None,
     commands: Iterable[MethodCommand] = (),
+    selected_by: Iterable[str] = (),
 ) -> MethodSpec:
     """Make `name` a method of `compress`, `compare` and `theseus methods`.
 
@@ -253,7 +261,7 @@ def register_method(
             f"method '{name}': settings {', '.join(missing)} need defaults (each is a CLI flag)"
         )
     spec = MethodSpec(name, config, build, summary, paper, compare_default, report, variants,
-                      summary_lines, card_lines, tuple(commands))  # fmt: skip
+                      summary_lines, card_lines, tuple(commands), tuple(selected_by))  # fmt: skip
     known = _REGISTRY.get(name)
     if known is not None:
         if _same(known, spec):  # the same module imported again, e.g. as a plugin
@@ -284,6 +292,7 @@ def _same(a: MethodSpec, b: MethodSpec) -> bool:
             getattr(spec.summary_lines, "__qualname__", None),
             getattr(spec.card_lines, "__qualname__", None),
             tuple(command.name for command in spec.commands),
+            spec.selected_by,
         )
 
     return key(a) == key(b)
@@ -315,6 +324,16 @@ def methods() -> dict[str, MethodSpec]:
 def default_method() -> str:
     """The method `compress` runs without --method: the first registered."""
     return next(iter(methods()))
+
+
+def selected_method(settings: Iterable[str]) -> str | None:
+    """The method that `settings` (given without --method) select, if any; two methods
+    selected at once is an error."""
+    chosen = {n for n, s in methods().items() for setting in settings if setting in s.selected_by}
+    if len(chosen) > 1:
+        raise MethodError(f"those settings select methods {', '.join(sorted(chosen))}: pass "
+                          "--method")  # fmt: skip
+    return chosen.pop() if chosen else None
 
 
 def method_commands() -> dict[str, MethodCommand]:

@@ -1,0 +1,73 @@
+"""From a target to a shape: run (or read) the plan and take the shape with the most
+capacity that meets the target on the runtime."""
+
+from __future__ import annotations
+
+from ..registry import MethodConfigError
+
+
+def choose_shape(config, predecessor) -> None:
+    """Set `config.depth`, `config.width` and `config.runtime` to the plan's choice, and
+    `config.planned` to the chosen row (its measured speed-up, kept for the report)."""
+    from ...arch import model_type_of
+    from ...compact import UnsupportedArchitectureError, layout_for
+    from ...plan import Plan, PlanError
+
+    try:
+        layout_for(model_type_of(predecessor.config))
+    except UnsupportedArchitectureError as error:
+        raise MethodConfigError(
+            f"a target needs a width cut, which this model lacks: {error}"
+        ) from None
+    layers = predecessor.config.num_hidden_layers
+    if config.depth is not None and config.depth > layers:
+        raise MethodConfigError(
+            f"depth {config.depth} is more than the predecessor's {layers} layers"
+        )
+    if config.depth == layers and config.width == 1.0:
+        raise MethodConfigError(
+            f"depth {layers} at width 1.0 is the predecessor itself: nothing compressed"
+        )
+    try:
+        plan = Plan.load(config.plan) if config.plan else _measure(config, predecessor)
+        if config.depth is not None and config.width is not None:
+            row = _fastest(plan, config)
+        else:
+            runtime = None if config.runtime == "auto" else config.runtime
+            row = plan.choose(config.target_speedup, config.target_latency, runtime)
+    except PlanError as error:
+        raise MethodConfigError(str(error)) from None
+    config.depth, config.width, config.runtime = row["depth"], row["width"], row["runtime"]
+    config.planned = row
+
+
+def _measure(config, predecessor):
+    from ...plan import PlanConfig, make_plan
+
+    runtimes = ["auto"] if config.runtime == "auto" else [config.runtime]
+    shape_given = config.depth is not None and config.width is not None
+    plan_config = PlanConfig(
+        runtime=runtimes,
+        baseline=config.baseline,
+        batch_size=config.plan_batch_size,
+        length=config.plan_length,
+        widths=[config.width] if shape_given else list(config.widths),
+        depths=[config.depth] if shape_given else None,
+    )
+    return make_plan(predecessor, plan_config)
+
+
+def _fastest(plan, config) -> dict:
+    """The hand-chosen shape's row: on the runtime given, or the fastest runtime."""
+    from ...plan import PlanError
+
+    rows = [r for r in plan.rows if r["depth"] == config.depth and r["width"] == config.width]
+    if config.runtime != "auto":
+        rows = [r for r in rows if r["runtime"] == config.runtime]
+    if not rows:
+        raise PlanError(
+            f"the plan has no row for depth {config.depth}, width {config.width:g}"
+            f"{'' if config.runtime == 'auto' else ' on ' + config.runtime}: plan it again "
+            "without --plan"
+        )
+    return max(rows, key=lambda r: r["speedup"])

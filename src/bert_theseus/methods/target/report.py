@@ -1,0 +1,142 @@
+"""After training to a target: export the model to the runtime (verified and scored as
+`export` does), then time it against the predecessor on the baseline, side by side in one
+process, at the plan's batch and length: the achieved speed-up, not the predicted one."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import tempfile
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from ..registry import ReportInput
+
+EXPORT_FOLDER = "export"  # inside the run folder: the model as the runtime loads it
+
+
+def target_report(config, run: ReportInput) -> dict:
+    """metrics.json's `target` entry; writes the export into the run folder."""
+    planned = getattr(config, "planned", None) or {}
+    result = {
+        "target_speedup": config.target_speedup,
+        "target_latency_ms": config.target_latency,
+        "route": config.route,
+        "depth": config.depth,
+        "width": config.width,
+        "runtime": config.runtime,
+        "baseline": config.baseline,
+        "batch_size": config.plan_batch_size,
+        "length": config.plan_length,
+        "machine": _machine(),
+        "planned_speedup": planned.get("speedup"),
+        "planned_latency_ms": planned.get("latency_ms"),
+    }
+    if run.folder is None:  # only the main process writes and times
+        return result
+    runner, exported = _deployed(config, run)
+    result.update(exported)
+    achieved = _achieved(config, run, runner)
+    result.update(achieved)
+    if result["planned_speedup"]:
+        result["achieved_over_planned"] = round(
+            achieved["achieved_speedup"] / result["planned_speedup"], 3
+        )
+    result["retention_percent"] = run.metrics.get("retention_percent")
+    result["met"] = _met(config, achieved)
+    return result
+
+
+def _met(config, achieved: dict) -> bool:
+    if config.target_speedup is not None:
+        return achieved["achieved_speedup"] >= config.target_speedup
+    if config.target_latency is not None:
+        return achieved["achieved_latency_ms"] <= config.target_latency
+    return True  # a shape chosen by hand has no target to miss
+
+
+def _deployed(config, run: ReportInput):
+    """The model on its runtime: PyTorch itself, or its export (written to the run folder,
+    checked against PyTorch and scored on dev by `export`)."""
+    from ...deploy.runtime import load_variant, torch_logits
+
+    if config.runtime.startswith("torch"):
+        bf16 = config.runtime == "torch-bf16"
+        return partial(torch_logits, run.model.eval(), bf16=bf16), {}
+    from ...deploy.config import ExportConfig
+    from ...deploy.export import export_onnx
+
+    export = ExportConfig(int8=config.runtime.endswith("int8"),
+                          backend="openvino" if "openvino" in config.runtime else "onnxruntime")  # fmt: skip
+    target = Path(run.folder) / EXPORT_FOLDER
+    with tempfile.TemporaryDirectory(prefix="theseus-target-") as scratch:
+        run.model.save_pretrained(scratch)
+        run.tokenizer.save_pretrained(scratch)
+        report = export_onnx(scratch, str(target), export, run.data, run.max_length)
+    variant = report["variants"][config.runtime]
+    runner = load_variant(target, config.runtime, torch.get_num_threads())
+    return runner.logits, {"export": EXPORT_FOLDER, "export_check": variant}
+
+
+def _achieved(config, run: ReportInput, runner) -> dict:
+    """Seconds per batch of the predecessor on the baseline and of the model on its runtime,
+    timed in interleaved rounds on one random batch."""
+    from ...deploy.benchmark import interleaved
+    from ...plan import PlanConfig
+    from ...plan.timing import Candidate, Entry
+    from ...speed import random_batch
+
+    plan = PlanConfig(batch_size=config.plan_batch_size, length=config.plan_length)
+    with tempfile.TemporaryDirectory(prefix="theseus-target-") as scratch:
+        baseline = Candidate(run.predecessor.eval(), None, [config.baseline], Path(scratch))
+        baseline.prepare(plan, torch.get_num_threads())
+        vocab = run.predecessor.config.vocab_size
+        batch = random_batch(plan.batch_size, plan.length, vocab, token_types=True)
+        names = _inputs(runner, run.model)
+        calls = [
+            partial(Entry(baseline, config.baseline).run, batch),
+            partial(runner, {k: v for k, v in batch.items() if k in names}),
+        ]
+        before, after = (statistics.median(t) for t in interleaved(calls, plan.warmup, plan.repeats))
+    return {
+        "baseline_ms": round(1000 * before, 2),
+        "achieved_latency_ms": round(1000 * after, 2),
+        "achieved_speedup": round(before / after, 2),
+    }
+
+
+def _inputs(runner, model) -> set[str]:
+    from ...deploy.runtime import accepted_inputs
+
+    owner = getattr(runner, "__self__", None)
+    return set(getattr(owner, "input_names", None) or accepted_inputs(model))
+
+
+def _machine() -> dict:
+    return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+
+
+def describe(target: dict) -> list[str]:
+    """The target's account in plain lines: what was asked, chosen, achieved and kept."""
+    asked = (f"{target['target_speedup']:g}x over {target['baseline']}"
+             if target.get("target_speedup") else
+             f"{target['target_latency_ms']:g} ms per batch" if target.get("target_latency_ms")
+             else "a shape chosen by hand")  # fmt: skip
+    lines = [
+        f"target: {asked} at batch {target['batch_size']} x {target['length']} tokens on "
+        f"{target['runtime']} ({target['machine']['cpu']}, {target['machine']['threads']} "
+        "threads)",
+        f"chosen: depth {target['depth']}, width {target['width']:g}, route {target['route']}"
+        + (f"; planned {target['planned_speedup']:.2f}x" if target.get("planned_speedup") else ""),
+    ]
+    if "achieved_speedup" in target:
+        verdict = "met" if target["met"] else "NOT met"
+        lines.append(
+            f"achieved: {target['achieved_speedup']:.2f}x over the predecessor on "
+            f"{target['baseline']} ({target['achieved_latency_ms']:.1f} ms against "
+            f"{target['baseline_ms']:.1f} ms per batch, timed side by side): {verdict}; "
+            f"retention {target.get('retention_percent')}%"
+        )
+    return lines

@@ -1,0 +1,219 @@
+"""Compress to a target (issue 40): the plan's choice is what trains, each route trains and
+saves a model that reloads and exports, an unreachable target writes nothing, and a run
+killed inside any stage of a route resumes bit for bit."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_compact import SUPPORTED
+from tiny import tiny_batch, tiny_model
+from transformers import AutoModelForSequenceClassification
+
+import bert_theseus  # noqa: F401  (registers the compact family with the Auto classes)
+from bert_theseus.cli import main
+from bert_theseus.compact import CompactConfig
+from bert_theseus.methods import MethodContext
+from bert_theseus.methods.target.config import TargetConfig
+from bert_theseus.methods.target.distil import SliceDistillMethod, uniform_match
+from bert_theseus.methods.target.routes import build_route, groups
+from bert_theseus.plan import make
+
+ROUTES = ["theseus-width", "dynabert-cell", "kd-sliced"]
+
+
+@pytest.fixture(autouse=True)
+def plan_cache(tmp_path, monkeypatch):
+    """Each test measures its own plans: none from another test or the user's cache."""
+    monkeypatch.setenv("BERT_THESEUS_CACHE", str(tmp_path / "cache"))
+
+
+def fake_timer(entries, config) -> list[float]:
+    """Seconds as the layers and width kept (the predecessor, 4 layers: 1.0); onnx-int8 runs
+    everything twice as fast as the others."""
+    return [
+        (1.0 if e.shape is None else e.shape.depth * e.shape.width / 4)
+        * (0.5 if e.runtime == "onnx-int8" else 1.0)
+        for e in entries
+    ]
+
+
+def target_args(model: Path, data: Path, output: Path, *extra: str) -> list[str]:
+    return [
+        "compress", "--model", str(model), "--task", "sst2", "--data-dir", str(data),
+        "--output", str(output), "--max-steps", "6", "--eval-steps", "3", "--batch-size", "8",
+        "--learning-rate", "1e-3", "--mixed-precision", "no", "--seed", "3", *extra,
+    ]  # fmt: skip
+
+
+def reload_matches(folder: Path) -> AutoModelForSequenceClassification:
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    batch = tiny_batch()
+    with torch.no_grad():
+        again = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        assert torch.equal(model(**batch).logits, again(**batch).logits)
+    return model
+
+
+def sizes(model) -> tuple[list[int], list[int]]:
+    config = model.config
+    if isinstance(config, CompactConfig):
+        return config.layer_heads, config.layer_intermediate_sizes
+    layers = config.num_hidden_layers
+    return [config.num_attention_heads] * layers, [config.intermediate_size] * layers
+
+
+def test_the_plan_s_choice_is_what_trains_and_is_reported(
+    tiny_bert_dir, sst2_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(make, "measure", fake_timer)
+    output = tmp_path / "target"
+    # No --method: the target flag selects the method.
+    args = target_args(tiny_bert_dir, sst2_dir, output, "--target-speedup", "4",
+                       "--runtime", "onnx-fp32", "--route", "kd-sliced")  # fmt: skip
+    assert main(args) == 0
+    plan = make.make_plan(str(tiny_bert_dir), make.PlanConfig(runtime=["onnx-fp32"]),
+                          timer=fake_timer)  # fmt: skip
+    meeting = [r for r in plan.rows if r["speedup"] >= 4]
+    chosen = max(meeting, key=lambda r: r["capacity"])
+    # 4x at these fake times: depth x width <= 1 of 4 layers; depth 2 at width 0.5 keeps the
+    # most parameters (two half layers hold more than one whole: layer norms are not cut).
+    assert (chosen["depth"], chosen["width"]) == (2, 0.5)
+    metrics = json.loads((output / "metrics.json").read_text())
+    target = metrics["target"]
+    assert metrics["method"] == "target"
+    assert (target["depth"], target["width"], target["runtime"]) == (2, 0.5, "onnx-fp32")
+    assert target["planned_speedup"] == pytest.approx(chosen["speedup"])
+    model = reload_matches(output)
+    assert sizes(model) == (chosen["layer_heads"], chosen["layer_intermediate_sizes"])
+    recorded = json.loads((output / "run_config.json").read_text())["config"]
+    assert (recorded["depth"], recorded["width"], recorded["runtime"]) == (2, 0.5, "onnx-fp32")
+    # Exported, verified against PyTorch as `export` does, and timed side by side.
+    assert (output / "export" / "model.onnx").is_file()
+    assert target["export_check"]["max_abs_diff"] <= 1e-3
+    assert target["achieved_speedup"] > 0 and target["baseline_ms"] > 0
+    assert "achieved:" in (output / "README.md").read_text()
+
+
+def test_an_unreachable_target_exits_2_and_writes_nothing(
+    tiny_bert_dir, sst2_dir, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(make, "measure", fake_timer)
+    output = tmp_path / "target"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    args = target_args(tiny_bert_dir, sst2_dir, output, "--target-speedup", "100")
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    # The fastest shape, 1 layer at width 0.25 on onnx-int8: 1 / (0.0625 * 0.5) = 32x.
+    assert "\n" not in err and "no shape reaches 100x" in err
+    assert "depth 1 width 0.25 on onnx-int8, measured 32.0x" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_each_route_trains_saves_and_exports_the_shape(route, tiny_bert_dir, sst2_dir, tmp_path):
+    output = tmp_path / route
+    args = target_args(tiny_bert_dir, sst2_dir, output, "--method", "target", "--route", route,
+                       "--depth", "2", "--width", "0.5", "--runtime", "onnx-int8")  # fmt: skip
+    assert main(args) == 0
+    model = reload_matches(output)
+    assert model.config.num_hidden_layers == 2
+    assert sizes(model) == ([2, 2], [24, 24])
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["target"]["route"] == route and metrics["target"]["met"] is True
+    assert (output / "export" / "model.int8.onnx").is_file()
+    assert metrics["target"]["export_check"]["max_abs_diff"] < 0.05  # int8 of random weights
+
+
+def context_for(model) -> MethodContext:
+    batch = {**tiny_batch(batch=4), "labels": torch.tensor([0, 1, 0, 1])}
+    return MethodContext(model, seed=0, dev_batches=lambda: [batch], train_batches=lambda: [batch])
+
+
+@pytest.mark.parametrize("arch", SUPPORTED)
+@pytest.mark.parametrize("route", ROUTES)
+def test_every_route_makes_the_shape_on_every_architecture(arch, route):
+    predecessor = tiny_model(arch, layers=4)
+    config = TargetConfig(depth=2, width=0.5, route=route)
+    model = predecessor
+    for stage in build_route(context_for(predecessor), config):
+        model, method = stage.start(model)
+        loss = method.loss(model, tiny_batch()) if hasattr(method, "frozen") else None
+        assert loss is None or torch.isfinite(loss)
+        model = method.finalize(model)
+    assert model.config.num_hidden_layers == 2
+    assert sizes(model) == ([2, 2], [24, 24])
+
+
+@pytest.mark.parametrize("arch", SUPPORTED)
+def test_the_distillation_loss_is_zero_for_the_teacher_itself(arch):
+    """Sliced at full width and depth (most important heads first), the student computes
+    what the predecessor does, so logits and every matched state agree."""
+    predecessor = tiny_model(arch, layers=4)
+    config = TargetConfig(depth=4, width=1.0, route="kd-sliced")
+    ((student, method),) = [stage.start(predecessor)
+                            for stage in build_route(context_for(predecessor), config)]  # fmt: skip
+    assert isinstance(method, SliceDistillMethod) and method.match == [0, 1, 2, 3, 4]
+    assert float(method.loss(student, tiny_batch())) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_module_replacing_reaches_any_depth():
+    assert groups(6, 4) == [[0, 1], [2, 3], [4], [5]]
+    assert groups(12, 5) == [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9], [10, 11]]
+    assert uniform_match(3, 6) == [0, 2, 4, 6]
+
+
+def interrupt_in(args: list[str], checkpoints: Path, after_step: int) -> None:
+    """Run `theseus ARGS` in a child; SIGKILL it once a checkpoint at or after `after_step`
+    exists in `checkpoints` (a stage's own folder)."""
+    command = [sys.executable, "-m", "bert_theseus.cli", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 180
+    while time.time() < deadline and process.poll() is None:
+        steps = [int(p.name.split("-")[1]) for p in checkpoints.glob("step-???????")]
+        if steps and max(steps) >= after_step:
+            break
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == -9, err.decode()[-800:]
+
+
+# (route, the stage folder to kill in: "" for a one-stage route's run folder)
+KILLS = [("theseus-width", "stages/1-replace"), ("theseus-width", "stages/2-width"),
+         ("dynabert-cell", ""), ("kd-sliced", "")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("route", "stage"), KILLS)
+def test_a_route_killed_inside_a_stage_resumes_bit_for_bit(
+    route, stage, dropout_bert_dir, sst2_dir, tmp_path
+):
+    def args(output: Path) -> list[str]:
+        return [
+            *target_args(dropout_bert_dir, sst2_dir, output, "--method", "target", "--route",
+                         route, "--depth", "2", "--width", "0.5", "--runtime", "torch-fp32"),
+            "--max-steps", "24", "--save-steps", "2", "--eval-steps", "6",
+        ]  # fmt: skip
+
+    straight = tmp_path / "straight"
+    assert main(args(straight)) == 0
+    output = tmp_path / "killed"
+    partial = tmp_path / ".killed.partial"
+    interrupt_in(args(output), partial / stage / "checkpoints", random.choice([2, 4, 6]))
+    assert not output.exists()
+    assert main([*args(output), "--resume", "auto"]) == 0
+    expected, resumed = (load_file(f / "model.safetensors") for f in (straight, output))
+    assert expected.keys() == resumed.keys()
+    for name, tensor in expected.items():
+        assert torch.equal(tensor, resumed[name]), f"{name} differs"
