@@ -39,6 +39,7 @@ examples:
   theseus export runs/successor --onnx --int8 --task sst2 --data-dir GLUE/SST-2 \\
                    --output exports/successor
   theseus benchmark runs/teacher runs/successor --output bench.json
+  theseus plan runs/teacher --runtime onnx-int8 --length 64 --output runs/plan
   theseus predict exports/successor --int8 --text "a gripping film"
 """
 
@@ -328,6 +329,7 @@ def _add_common(sub: argparse.ArgumentParser) -> None:
 def _add_deploy_commands(commands) -> None:
     from .data.config import DataConfig
     from .deploy.config import BenchmarkConfig, ExportConfig
+    from .plan.config import PlanConfig
 
     def add(name: str, text: str, models: str):
         sub = _add_parser(commands, name, text)
@@ -348,6 +350,15 @@ def _add_deploy_commands(commands) -> None:
                 "+")  # fmt: skip
     bench.add_argument("--output", default="benchmark.json", help="JSON file of every number")
     _add_dataclass(bench, BenchmarkConfig, "benchmark")
+
+    plan = _add_parser(commands, "plan", "time every successor shape (depth x width) on your "
+                       "runtimes against the predecessor: which shape meets a speed-up")  # fmt: skip
+    plan.add_argument("model", help="the predecessor: a model folder or Hub id")
+    _add_common(plan)
+    plan.add_argument("--output", required=True, help="folder to write plan.md, .csv, .json, .png")
+    plan.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    plan.add_argument("--refresh", action="store_true", help="measure again, not from the cache")
+    _add_dataclass(plan, PlanConfig, "plan")
 
     predict = add("predict", "answer texts with a PyTorch folder or an ONNX export", "1")
     predict.add_argument("--text", nargs="+", help="text(s) to classify")
@@ -545,6 +556,11 @@ def run(args: argparse.Namespace):
     trust = args.trust_remote_code
     if args.command in ("export", "benchmark", "predict"):
         return _run_deploy(args)
+    if args.command == "plan":
+        from .plan import PlanConfig, run_plan
+
+        config = _config(PlanConfig, args)
+        return run_plan(args.model, config, args.output, args.overwrite, args.refresh, trust)
     command = _method_command(args.command)
     if command is not None:
         return command.run(args)
@@ -706,6 +722,10 @@ def report(command: str, metrics) -> str:
     """A short human summary of a finished run."""
     if command in ("export", "benchmark", "predict"):
         return _report_deploy(command, metrics)
+    if command == "plan":
+        from .plan import summary
+
+        return summary(metrics)
     method_command = _method_command(command)
     if method_command is not None:
         return method_command.report(metrics)
@@ -904,10 +924,12 @@ def _is_user_error(error: Exception) -> bool:
     from .data import DataError, TaskError
     from .deploy import DeployError
     from .methods import MethodError
+    from .plan import PlanError
     from .runs import RunError
     from .training import TrainingConfigError, TrainingError
 
     user = (
+        PlanError,
         ArchitectureError,
         ModelError,
         DataError,

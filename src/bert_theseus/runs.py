@@ -124,7 +124,12 @@ def _describe(progress: Path) -> str:
 
 # A folder theseus wrote holds one of these (a finished run, an export, an extracted
 # sub-network): only such a folder may be replaced by --overwrite.
-MARKERS = {"run_config.json": "a run", "export.json": "an export", "extract.json": "an extract"}
+MARKERS = {
+    "run_config.json": "a run",
+    "export.json": "an export",
+    "extract.json": "an extract",
+    "plan.json": "a plan",
+}
 WRITTEN_BY = "written_by"  # first key of every JSON --output file: "bert-theseus VERSION"
 DATA_FLAGS = ("data_dir", "train_file", "dev_file", "test_file")
 

@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -267,17 +268,28 @@ def _time(entries, batch_size: int, config, vocab: int, latency: bool, step=None
         if step is not None:
             step(f"{'latency' if latency else 'throughput'}, batch {batch_size} x {length} tokens")
         batch = random_batch(batch_size, length, vocab, token_types=True)
-        inputs = [{k: v for k, v in batch.items() if k in e.inputs} for e in entries]
-        times: list[list[float]] = [[] for _ in entries]
-        for round_ in range(config.warmup + repeats):
-            order = range(len(entries)) if round_ % 2 == 0 else reversed(range(len(entries)))
-            for index in order:
-                start = time.perf_counter()
-                entries[index].run(inputs[index])
-                if round_ >= config.warmup:
-                    times[index].append(time.perf_counter() - start)
-        result[length] = times
+        calls = [partial(e.run, {k: v for k, v in batch.items() if k in e.inputs})
+                 for e in entries]  # fmt: skip
+        result[length] = interleaved(calls, config.warmup, repeats)
     return result
+
+
+def interleaved(calls: list[Callable[[], object]], warmup: int, repeats: int) -> list[list[float]]:
+    """Seconds of each timed call of each of `calls`: `warmup` untimed rounds, then `repeats`
+    timed ones. Every round calls each in turn and the order alternates between rounds, so
+    drift in the machine's speed (other load, frequency changes) hits them all alike.
+
+    >>> interleaved([lambda: big(batch), lambda: small(batch)], warmup=2, repeats=5)
+    """
+    times: list[list[float]] = [[] for _ in calls]
+    for round_ in range(warmup + repeats):
+        order = range(len(calls)) if round_ % 2 == 0 else reversed(range(len(calls)))
+        for index in order:
+            start = time.perf_counter()
+            calls[index]()
+            if round_ >= warmup:
+                times[index].append(time.perf_counter() - start)
+    return times
 
 
 def _rows(entries, timings, memory, config) -> list[dict]:

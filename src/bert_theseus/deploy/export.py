@@ -326,6 +326,16 @@ def _verification_batches(classifier, tokenizer, data, max_length, config):
     return batches, task_data.task
 
 
+def trace_onnx(classifier: nn.Module, names: list[str], batch: dict, path: Path,
+               opset: int = 17) -> None:  # fmt: skip
+    """Write `classifier` as an ONNX graph of the inputs `names` (dynamic batch and sequence
+    axes) to `path`, traced on `batch`, as `export` does; nothing is verified here.
+
+    >>> trace_onnx(model, ["input_ids", "attention_mask"], batch, Path("scratch/model.onnx"))
+    """
+    _trace(classifier, names, batch, path, opset)
+
+
 def _trace(classifier, names, batch, path: Path, opset: int, extra=()) -> None:
     # Trace on a batch with padding: a batch without any lets transformers skip building
     # the attention mask, and the trace would bake that branch in.

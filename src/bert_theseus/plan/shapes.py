@@ -1,0 +1,119 @@
+"""The shapes a successor can take: depth (layers kept) x width (share of each layer's heads
+and FFN neurons kept), built as untrained compact models (latency does not depend on the
+weights)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import PretrainedConfig, PreTrainedModel
+
+from ..arch import model_type_of
+from ..compact import (
+    CompactConfig,
+    CompactForSequenceClassification,
+    layout_for,
+    to_stock_if_possible,
+)
+from ..speed import count_parameters
+from .config import PlanConfig, PlanError
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A successor's size: its bottom `depth` layers of the predecessor, each keeping
+    `width` of its heads and FFN neurons; the per-layer sizes that follow.
+
+    >>> Shape.of(minilm.config, depth=3, width=0.5).layer_heads
+    (6, 6, 6)
+    """
+
+    depth: int
+    width: float
+    layer_heads: tuple[int, ...]
+    layer_intermediate_sizes: tuple[int, ...]
+
+    @classmethod
+    def of(cls, predecessor: PretrainedConfig, depth: int, width: float) -> Shape:
+        heads, neurons = layer_sizes(predecessor)
+        if not 1 <= depth <= len(heads):
+            raise PlanError(
+                f"depth {depth} is not between 1 and the predecessor's {len(heads)} layers"
+            )
+        kept = [kept_heads(width, h) for h in heads[:depth]]
+        widths = [kept_neurons(k, h, n) for k, h, n in zip(kept, heads, neurons, strict=False)]
+        return cls(depth, width, tuple(kept), tuple(widths))
+
+    @property
+    def name(self) -> str:
+        return f"depth {self.depth} width {self.width:g}"
+
+
+def kept_heads(width: float, heads: int) -> int:
+    """Heads a layer keeps at `width`: round(width x heads), at least 1 (DynaBERT's rule)."""
+    return max(1, round(width * heads))
+
+
+def kept_neurons(kept: int, heads: int, neurons: int) -> int:
+    """FFN neurons a layer keeps: the share of its heads kept (DynaBERT's rule)."""
+    return int(kept / heads * neurons)
+
+
+def layer_sizes(config: PretrainedConfig) -> tuple[list[int], list[int]]:
+    """Heads and FFN width of each layer of a stock or compact predecessor."""
+    if isinstance(config, CompactConfig):
+        if any(config.layer_ranks) or config.embedding_rank is not None:
+            raise PlanError(
+                "the predecessor has low-rank factors, which the plan's shapes do not keep: "
+                "plan the model they were made from"
+            )
+        return list(config.layer_heads), list(config.layer_intermediate_sizes)
+    layout = layout_for(model_type_of(config))
+    layers = config.num_hidden_layers
+    heads = config.num_attention_heads
+    return [heads] * layers, [getattr(config, layout.ffn_width)] * layers
+
+
+def shapes(predecessor: PretrainedConfig, config: PlanConfig) -> list[Shape]:
+    """Every depth x width of the plan but the predecessor's own (all layers, width 1), in
+    the order of the plan's depths and widths; widths that give a depth the same sizes count
+    once (the first)."""
+    heads, neurons = layer_sizes(predecessor)
+    own = Shape.of(predecessor, len(heads), 1.0)
+    depths = config.depths or list(range(len(heads), 0, -1))
+    found: dict[tuple, Shape] = {}
+    for depth in depths:
+        for width in config.widths:
+            shape = Shape.of(predecessor, depth, width)
+            sizes = (shape.layer_heads, shape.layer_intermediate_sizes)
+            if sizes != (own.layer_heads, own.layer_intermediate_sizes):
+                found.setdefault(sizes, shape)
+    if not found:
+        raise PlanError("the plan's depths and widths give no shape smaller than the predecessor")
+    return list(found.values())
+
+
+def untrained(predecessor: PretrainedConfig, shape: Shape, seed: int = 0) -> PreTrainedModel:
+    """A classifier of the predecessor's architecture in `shape`, with random weights, as
+    the stock class where it fits (all heads kept), else a compact model.
+
+    >>> untrained(bert.config, Shape.of(bert.config, 6, 0.5)).config.layer_heads
+    [6, 6, 6, 6, 6, 6]
+    """
+    base = predecessor.base_config() if isinstance(predecessor, CompactConfig) else predecessor
+    config = CompactConfig.from_base(
+        base,
+        layer_heads=list(shape.layer_heads),
+        layer_intermediate_sizes=list(shape.layer_intermediate_sizes),
+        attn_implementation=predecessor._attn_implementation,
+    )
+    torch.manual_seed(seed)
+    return to_stock_if_possible(CompactForSequenceClassification(config)).eval()
+
+
+def capacity(model: PreTrainedModel) -> int:
+    """Parameters inside the encoder's layers: what a shape keeps of the predecessor's
+    capacity (embeddings and head stay whole at every shape)."""
+    layout = layout_for(model_type_of(model.config))
+    return count_parameters(model.base_model.get_submodule(layout.layers))
