@@ -52,7 +52,8 @@ def target_args(model: Path, data: Path, output: Path, *extra: str) -> list[str]
     return [
         "compress", "--model", str(model), "--task", "sst2", "--data-dir", str(data),
         "--output", str(output), "--max-steps", "6", "--eval-steps", "3", "--batch-size", "8",
-        "--learning-rate", "1e-3", "--mixed-precision", "no", "--seed", "3", *extra,
+        "--learning-rate", "1e-3", "--mixed-precision", "no", "--seed", "3",
+        "--plan-length", "32", *extra,
     ]  # fmt: skip
 
 
@@ -82,25 +83,26 @@ def test_the_plan_s_choice_is_what_trains_and_is_reported(
     args = target_args(tiny_bert_dir, sst2_dir, output, "--target-speedup", "4",
                        "--runtime", "onnx-fp32", "--route", "kd-sliced")  # fmt: skip
     assert main(args) == 0
-    plan = make.make_plan(str(tiny_bert_dir), make.PlanConfig(runtime=["onnx-fp32"]),
+    plan = make.make_plan(str(tiny_bert_dir), make.PlanConfig(runtime=["onnx-fp32"], length=32),
                           timer=fake_timer)  # fmt: skip
     meeting = [r for r in plan.rows if r["speedup"] >= 4]
     chosen = max(meeting, key=lambda r: r["capacity"])
-    # 4x at these fake times: depth x width <= 1 of 4 layers; depth 2 at width 0.5 keeps the
-    # most parameters (two half layers hold more than one whole: layer norms are not cut).
-    assert (chosen["depth"], chosen["width"]) == (2, 0.5)
+    # 4x at these fake times: depth x width <= 1 of 4 layers. Four quarter-width layers keep
+    # the most parameters (8,080 against 7,696 for two half layers and 7,504 for one whole:
+    # biases and layer norms are not cut).
+    assert (chosen["depth"], chosen["width"], chosen["capacity"]) == (4, 0.25, 8080)
     metrics = json.loads((output / "metrics.json").read_text())
     target = metrics["target"]
     assert metrics["method"] == "target"
-    assert (target["depth"], target["width"], target["runtime"]) == (2, 0.5, "onnx-fp32")
+    assert (target["depth"], target["width"], target["runtime"]) == (4, 0.25, "onnx-fp32")
     assert target["planned_speedup"] == pytest.approx(chosen["speedup"])
     model = reload_matches(output)
     assert sizes(model) == (chosen["layer_heads"], chosen["layer_intermediate_sizes"])
     recorded = json.loads((output / "run_config.json").read_text())["config"]
-    assert (recorded["depth"], recorded["width"], recorded["runtime"]) == (2, 0.5, "onnx-fp32")
+    assert (recorded["depth"], recorded["width"], recorded["runtime"]) == (4, 0.25, "onnx-fp32")
     # Exported, verified against PyTorch as `export` does, and timed side by side.
     assert (output / "export" / "model.onnx").is_file()
-    assert target["export_check"]["max_abs_diff"] <= 1e-3
+    assert target["export_check"]["max_abs_logit_diff"] <= 1e-3
     assert target["achieved_speedup"] > 0 and target["baseline_ms"] > 0
     assert "achieved:" in (output / "README.md").read_text()
 
@@ -113,10 +115,13 @@ def test_an_unreachable_target_exits_2_and_writes_nothing(
     before = sorted(p.name for p in tmp_path.iterdir())
     args = target_args(tiny_bert_dir, sst2_dir, output, "--target-speedup", "100")
     assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    # The fastest shape, 1 layer at width 0.25 on onnx-int8: 1 / (0.0625 * 0.5) = 32x.
-    assert "\n" not in err and "no shape reaches 100x" in err
-    assert "depth 1 width 0.25 on onnx-int8, measured 32.0x" in err
+    err = capsys.readouterr().err.strip().splitlines()
+    # The plan's progress, then the one error line. The fastest shape, 1 layer at width
+    # 0.25 on onnx-int8: 1 / (0.0625 * 0.5) = 32x.
+    assert [line for line in err if "error" in line] == err[-1:]
+    print(err[-1])
+    assert err[-1].startswith("theseus: error: no shape reaches 100x over torch-fp32")
+    assert "depth 1 width 0.25 on onnx-int8, measured 32.0x" in err[-1]
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
@@ -132,7 +137,7 @@ def test_each_route_trains_saves_and_exports_the_shape(route, tiny_bert_dir, sst
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["target"]["route"] == route and metrics["target"]["met"] is True
     assert (output / "export" / "model.int8.onnx").is_file()
-    assert metrics["target"]["export_check"]["max_abs_diff"] < 0.05  # int8 of random weights
+    assert metrics["target"]["export_check"]["max_abs_logit_diff"] < 0.05  # int8 of random weights
 
 
 def context_for(model) -> MethodContext:
@@ -146,10 +151,11 @@ def test_every_route_makes_the_shape_on_every_architecture(arch, route):
     predecessor = tiny_model(arch, layers=4)
     config = TargetConfig(depth=2, width=0.5, route=route)
     model = predecessor
+    batch = {**tiny_batch(), "labels": torch.tensor([0, 1, 1])}
     for stage in build_route(context_for(predecessor), config):
         model, method = stage.start(model)
-        loss = method.loss(model, tiny_batch()) if hasattr(method, "frozen") else None
-        assert loss is None or torch.isfinite(loss)
+        method.prepare(model, 2)
+        assert all(torch.isfinite(loss) for loss in method.losses(model, batch))
         model = method.finalize(model)
     assert model.config.num_hidden_layers == 2
     assert sizes(model) == ([2, 2], [24, 24])
@@ -164,7 +170,11 @@ def test_the_distillation_loss_is_zero_for_the_teacher_itself(arch):
     ((student, method),) = [stage.start(predecessor)
                             for stage in build_route(context_for(predecessor), config)]  # fmt: skip
     assert isinstance(method, SliceDistillMethod) and method.match == [0, 1, 2, 3, 4]
-    assert float(method.loss(student, tiny_batch())) == pytest.approx(0.0, abs=1e-9)
+    with torch.no_grad():
+        loss = float(method.loss(student, tiny_batch()))
+    # The KL of two equal distributions is a difference of log-probabilities: fp32 leaves
+    # about 1e-8 of it (a head or neuron set apart would cost orders of magnitude more).
+    assert loss == pytest.approx(0.0, abs=1e-6)
 
 
 def test_module_replacing_reaches_any_depth():

@@ -3,6 +3,7 @@ capacity that meets the target on the runtime."""
 
 from __future__ import annotations
 
+from ...pooling import say
 from ..registry import MethodConfigError
 
 
@@ -36,9 +37,13 @@ def choose_shape(config, predecessor) -> None:
             runtime = None if config.runtime == "auto" else config.runtime
             row = plan.choose(config.target_speedup, config.target_latency, runtime)
     except PlanError as error:
-        raise MethodConfigError(str(error)) from None
+        raise MethodConfigError(_as_compress_flags(str(error))) from None
     config.depth, config.width, config.runtime = row["depth"], row["width"], row["runtime"]
     config.planned = row
+    say(f"target: depth {row['depth']}, width {row['width']:g} on {row['runtime']}, "
+        f"{row['speedup']:.2f}x over {config.baseline} as planned at batch "
+        f"{config.plan_batch_size} x {config.plan_length} ({row['capacity']:,} parameters in "
+        f"its layers); trained by route {config.route}")  # fmt: skip
 
 
 def _measure(config, predecessor):
@@ -71,3 +76,10 @@ def _fastest(plan, config) -> dict:
             "without --plan"
         )
     return max(rows, key=lambda r: r["speedup"])
+
+
+def _as_compress_flags(message: str) -> str:
+    """A plan's message, naming the flags as `compress` spells them."""
+    for plan_flag, own in (("--length", "--plan-length"), ("--batch-size", "--plan-batch-size")):
+        message = message.replace(plan_flag + " ", own + " ")
+    return message
