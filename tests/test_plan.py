@@ -132,14 +132,42 @@ def test_the_chosen_shape_has_the_most_capacity_that_meets_the_target():
     assert (own["depth"], own["width"], own["speedup"]) == (4, 1.0, 2.0)
 
 
+def test_a_chosen_row_gives_back_its_shape():
+    plan = planned()
+    row = plan.choose(target_speedup=4, runtime="torch-fp32")
+    predecessor = tiny_model("bert")
+    assert Shape.from_row(row) == Shape.of(predecessor.config, 4, 0.25)
+    assert count_parameters(untrained(predecessor.config, Shape.from_row(row))) == row["parameters"]
+
+
+def test_auto_leaves_openvino_out_with_one_line_where_it_is_missing(monkeypatch, capsys):
+    from bert_theseus.plan import make
+
+    assert make.resolve_runtimes(PlanConfig()) == ["torch-fp32", "onnx-int8", "openvino-int8"]
+    monkeypatch.setattr(make, "_has_openvino", lambda: False)
+    assert make.resolve_runtimes(PlanConfig()) == ["torch-fp32", "onnx-int8"]
+    assert capsys.readouterr().err.count("openvino or nncf is not installed") == 1
+
+
+def test_an_onnx_graph_that_differs_from_pytorch_is_refused(monkeypatch):
+    from bert_theseus.plan import timing
+
+    monkeypatch.setattr(timing, "TOLERANCE", -1.0)  # any difference, even 0, is too much
+    config = PlanConfig(runtime=["onnx-fp32"], widths=[1.0], depths=[1], **QUICK)
+    with pytest.raises(PlanError, match="ONNX graph of the predecessor differs from PyTorch"):
+        make_plan(tiny_model("bert"), config)
+
+
 def test_an_unreachable_target_names_the_fastest_shape():
     plan = planned()
     with pytest.raises(PlanError) as error:
         plan.choose(target_speedup=40)
     message = str(error.value)
     assert "\n" not in message
-    assert message.startswith("no shape reaches 40x over torch-fp32 at batch 2 x 8: the "
-                              "fastest, depth 1 width 0.25 on onnx-int8, measured 32.0x")  # fmt: skip
+    assert message.startswith(
+        "no shape reaches 40x over torch-fp32 at batch 2 x 8: the fastest, depth 1 width 0.25 "
+        "on onnx-int8, measured 32.0x"
+    )
     with pytest.raises(PlanError, match="depth 1 width 0.25 on torch-fp32, measured 16.0x"):
         plan.choose(target_speedup=20, runtime="torch-fp32")
     with pytest.raises(PlanError, match="not in the plan"):
@@ -195,8 +223,13 @@ def test_the_files_are_written_and_the_plan_reloads(tmp_path):
     frontier = plan.frontier("torch-fp32")
     assert [(r["depth"], r["width"]) for r in frontier][:2] == [(1, 0.25), (2, 0.25)]
     for row in frontier:
-        beaten = [o for o in plan.rows if o["runtime"] == "torch-fp32"
-                  and o["capacity"] > row["capacity"] and o["speedup"] > row["speedup"]]
+        beaten = [
+            o
+            for o in plan.rows
+            if o["runtime"] == "torch-fp32"
+            and o["capacity"] > row["capacity"]
+            and o["speedup"] > row["speedup"]
+        ]
         assert beaten == []
     assert (tmp_path / "out" / "plan.png").read_bytes()[:4] == b"\x89PNG"
 
