@@ -43,7 +43,8 @@ def make_plan(
     """Time every shape of the plan on every runtime against the predecessor on the
     baseline runtime; reuse the cached plan of the same predecessor shape, settings and
     machine unless `refresh`. `timer(entries, config)` gives each entry's seconds per
-    batch (default: `timing.measure`, which exports and times them).
+    batch (default: `timing.measure`, which exports and times them). A model given (not
+    a path) is put in eval mode.
 
     >>> plan = make_plan("runs/teacher", PlanConfig(runtime=["onnx-int8"], length=32))
     >>> plan.choose(target_speedup=4, runtime="onnx-int8")
