@@ -351,8 +351,9 @@ def _add_deploy_commands(commands) -> None:
     bench.add_argument("--output", default="benchmark.json", help="JSON file of every number")
     _add_dataclass(bench, BenchmarkConfig, "benchmark")
 
-    plan = _add_parser(commands, "plan", "time every successor shape (depth x width) on your "
-                       "runtimes against the predecessor: which shape meets a speed-up")  # fmt: skip
+    text = ("time every successor shape (depth x width) on your runtimes against the "
+            "predecessor: which shape meets a speed-up")  # fmt: skip
+    plan = _add_parser(commands, "plan", text)
     plan.add_argument("model", help="the predecessor: a model folder or Hub id")
     _add_common(plan)
     plan.add_argument("--output", required=True, help="folder to write plan.md, .csv, .json, .png")

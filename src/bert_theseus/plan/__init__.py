@@ -20,7 +20,6 @@ __all__ = [
     "Shape",
     "make_plan",
     "run_plan",
-    "shapes",
     "summary",
     "untrained",
 ]
@@ -30,7 +29,6 @@ __getattr__ = lazy_exports(
     {
         "Plan": ".result",
         "Shape": ".shapes",
-        "shapes": ".shapes",
         "untrained": ".shapes",
         "make_plan": ".make",
         "run_plan": ".make",

@@ -54,7 +54,7 @@ class PlanConfig:
     )
     depths: list[int] | None = field(
         default=None,
-        metadata={"help": "successor layer counts to plan (default: every one, 1 to the predecessor's)"},
+        metadata={"help": "successor layer counts to plan (default: 1 to the predecessor's)"},
     )
     repeats: int = field(default=5, metadata={"help": "timed rounds (the median is kept)"})
     warmup: int = field(default=2, metadata={"help": "untimed rounds before the timed ones"})
@@ -72,9 +72,7 @@ class PlanConfig:
                 f"{', '.join(RUNTIMES)}, auto"
             )
         if self.baseline not in RUNTIMES:
-            raise PlanError(
-                f"unknown baseline '{self.baseline}': use one of {', '.join(RUNTIMES)}"
-            )
+            raise PlanError(f"unknown baseline '{self.baseline}': use one of {', '.join(RUNTIMES)}")
         if self.batch_size < 1 or self.length < 2:
             raise PlanError(
                 f"batch size {self.batch_size} x length {self.length}: use a batch of at "

@@ -43,7 +43,8 @@ def make_plan(
     """Time every shape of the plan on every runtime against the predecessor on the
     baseline runtime; reuse the cached plan of the same predecessor shape, settings and
     machine unless `refresh`. `timer(entries, config)` gives each entry's seconds per
-    batch (default: `timing.measure`, which exports and times them).
+    batch (default: `timing.measure`, which exports and times them). A model given (not
+    a path) is put in eval mode.
 
     >>> plan = make_plan("runs/teacher", PlanConfig(runtime=["onnx-int8"], length=32))
     >>> plan.choose(target_speedup=4, runtime="onnx-int8")
@@ -87,15 +88,19 @@ def resolve_runtimes(config: PlanConfig) -> list[str]:
 
 def _measure(predecessor, config, runtimes, settings, timer) -> Plan:
     planned = shapes(predecessor.config, config)
-    say(f"plan: {len(planned)} shapes x {len(runtimes)} runtimes ({', '.join(runtimes)}) "
+    say(f"plan: {len(planned)} shape(s) x {len(runtimes)} runtime(s) ({', '.join(runtimes)}) "
         f"against the predecessor on {config.baseline}")  # fmt: skip
     own_runtimes = list(dict.fromkeys([config.baseline, *runtimes]))
     torch.set_num_threads(settings["threads"])
     with tempfile.TemporaryDirectory(prefix="theseus-plan-") as scratch:
         own = Candidate(predecessor, None, own_runtimes, Path(scratch) / "predecessor")
         candidates = [own] + [
-            Candidate(untrained(predecessor.config, shape), shape, runtimes,
-                      Path(scratch) / f"shape-{index}")  # fmt: skip
+            Candidate(
+                untrained(predecessor.config, shape),
+                shape,
+                runtimes,
+                Path(scratch) / f"shape-{index}",
+            )  # fmt: skip
             for index, shape in enumerate(planned)
         ]
         entries = [Entry(c, r) for c in candidates for r in c.runtimes]

@@ -155,9 +155,9 @@ class Plan:
         out = io.StringIO()
         writer = csv.DictWriter(out, COLUMNS, extrasaction="ignore")
         writer.writeheader()
+        lists = ("layer_heads", "layer_intermediate_sizes")
         for row in self.rows:
-            writer.writerow({**row, **{k: " ".join(map(str, row[k]))
-                                       for k in ("layer_heads", "layer_intermediate_sizes")}})  # fmt: skip
+            writer.writerow({**row, **{k: " ".join(map(str, row[k])) for k in lists}})
         return out.getvalue()
 
     def save(self, folder: str | Path) -> Path:

@@ -45,6 +45,12 @@ class Shape:
         widths = [kept_neurons(k, h, n) for k, h, n in zip(kept, heads, neurons, strict=False)]
         return cls(depth, width, tuple(kept), tuple(widths))
 
+    @classmethod
+    def from_row(cls, row: dict) -> Shape:
+        """The shape of a plan's row (`Plan.choose` gives one)."""
+        return cls(row["depth"], row["width"], tuple(row["layer_heads"]),
+                   tuple(row["layer_intermediate_sizes"]))  # fmt: skip
+
     @property
     def name(self) -> str:
         return f"depth {self.depth} width {self.width:g}"

@@ -8,6 +8,8 @@ the files its runtimes need, its fp32 graph checked against PyTorch; then every
 
 from __future__ import annotations
 
+import contextlib
+import io
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,7 +100,8 @@ class Candidate:
                 plain.feeds(random_batch(8, config.length, vocab, seed=seed, token_types=True))
                 for seed in range(1, 1 + CALIBRATION_BATCHES)
             ]
-            openvino_int8(self.folder, calibration)
+            with contextlib.redirect_stdout(io.StringIO()):  # NNCF's progress bars
+                openvino_int8(self.folder, calibration)
 
 
 @dataclass(eq=False)
@@ -136,7 +139,7 @@ def measure(entries: list[Entry], config: PlanConfig) -> list[float]:
     vocab = min(e.candidate.model.config.vocab_size for e in entries)
     batch = random_batch(config.batch_size, config.length, vocab, token_types=True)
     say(f"plan: timing {len(entries)} entries on batches of {config.batch_size} x "
-        f"{config.length} tokens, {config.repeats} rounds interleaved")  # fmt: skip
+        f"{config.length} tokens, {config.repeats} round(s) interleaved")  # fmt: skip
     calls = [partial(entry.run, batch) for entry in entries]
     return [statistics.median(t) for t in interleaved(calls, config.warmup, config.repeats)]
 
