@@ -170,8 +170,21 @@ def _against_predecessor(plan: RunPlan, final, metrics: dict, folder) -> None:
     if plan.report is not None and accelerator.is_main_process:
         length, bf16 = _speed_setting(final, plan.training, accelerator)
         data = DataConfig(**plan.settings["data"]) if "data" in plan.settings else None
-        metrics.update(plan.report(ReportInput(final, reference, metrics, folder, length, bf16,
-                                               plan.tokenizer, data, plan.training.max_length)))
+        metrics.update(
+            plan.report(
+                ReportInput(
+                    final,
+                    reference,
+                    metrics,
+                    folder,
+                    length,
+                    bf16,
+                    plan.tokenizer,
+                    data,
+                    plan.training.max_length,
+                )
+            )
+        )
 
 
 def write_run_folder(plan: RunPlan, folder, final, stage_results, metrics: dict) -> None:

@@ -68,8 +68,8 @@ def _deployed(config, run: ReportInput):
     from ...deploy.config import ExportConfig
     from ...deploy.export import export_onnx
 
-    export = ExportConfig(int8=config.runtime.endswith("int8"),
-                          backend="openvino" if "openvino" in config.runtime else "onnxruntime")  # fmt: skip
+    backend = "openvino" if "openvino" in config.runtime else "onnxruntime"
+    export = ExportConfig(int8=config.runtime.endswith("int8"), backend=backend)
     target = Path(run.folder) / EXPORT_FOLDER
     with tempfile.TemporaryDirectory(prefix="theseus-target-") as scratch:
         run.model.save_pretrained(scratch)
@@ -99,7 +99,8 @@ def _achieved(config, run: ReportInput, runner) -> dict:
             partial(Entry(baseline, config.baseline).run, batch),
             partial(runner, {k: v for k, v in batch.items() if k in names}),
         ]
-        before, after = (statistics.median(t) for t in interleaved(calls, plan.warmup, plan.repeats))
+        times = interleaved(calls, plan.warmup, plan.repeats)
+    before, after = (statistics.median(t) for t in times)
     return {
         "baseline_ms": round(1000 * before, 2),
         "achieved_latency_ms": round(1000 * after, 2),
