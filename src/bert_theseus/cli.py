@@ -407,6 +407,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         compared = compared.split()
     if command == "compress" and method is None and not {"-h", "--help"} & set(argv):
         method = _selected(argv) or default_method()
+    selected = _selected(argv) if command == "compare" and compared is None else None
+    compared = [selected] if selected else compared
     parser = build_parser(method if isinstance(method, str) else None,
                           compared if isinstance(compared, list) else None)  # fmt: skip
     args = _parse_args(parser, argv)
@@ -430,6 +432,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
             setattr(args, key, _yaml_value(_setting_action(owner, key), value, config))
     if args.command == "compress" and args.method is None:
         args.method = method
+    if selected:  # `compare --target-speedup 4`: the method the flag selects, alone
+        args.methods = compared
     return args
 
 

@@ -70,6 +70,7 @@ def compare(
     if not methods:
         raise ModelError("no method to compare: pass --methods, e.g. --methods theseus kd")
     specs = {name: method_for(method_config, name) for name, method_config in methods.items()}
+    methods, specs = _runs_of(methods, specs)
     output = Path(output)
     lock = OutputLock(output)
     _check_output(output, input_paths(model, data), lock)
@@ -81,6 +82,17 @@ def compare(
     ready = prepare(model, data, training, trust_remote_code, check)
     with lock.held(main_process()):  # one comparison writes the folder at a time
         return _compare(model, data, methods, specs, config, output, overwrite, ready)
+
+
+def _runs_of(methods: dict, specs: dict) -> tuple[dict, dict]:
+    """The configs and specs by run label: a method may make several runs of one config
+    (`MethodSpec.compare_runs`: the target method, one per route)."""
+    configs, labelled = {}, {}
+    for name, spec in specs.items():
+        runs = spec.compare_runs(methods[name]) if spec.compare_runs else {name: methods[name]}
+        for label, run_config in runs.items():
+            configs[label], labelled[label] = run_config, spec
+    return configs, labelled
 
 
 def _compare(model, data, methods, specs, config, output, overwrite, ready) -> dict:
@@ -171,7 +183,7 @@ def _train_runs(model, data, methods, specs, config, output, overwrite, ready) -
                     report=partial(spec.report, methods[name]) if spec.report else None,
                 )
                 metrics = execute(plan)
-            runs.append({"folder": folder, "seed": seed, **metrics})
+            runs.append({"folder": folder, "seed": seed, **metrics, "method": name})
     return runs
 
 

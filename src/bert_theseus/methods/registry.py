@@ -98,9 +98,12 @@ class MethodSpec:
     card_lines: Callable[[dict, str], list[str]] | None = None
     # Sub-commands the method adds to `theseus` (DynaBERT's `extract`).
     commands: tuple[MethodCommand, ...] = ()
-    # Settings whose flag, given to `compress` without --method, selects this method
-    # (`compress --target-speedup 4`).
+    # Settings whose flag, given to `compress` or `compare` without --method(s), selects
+    # this method (`compress --target-speedup 4`).
     selected_by: tuple[str, ...] = ()
+    # The runs `compare` makes of one config, by label (default: one, the method's name):
+    # compare_runs(config) -> {label: config}. The target method: one per route.
+    compare_runs: Callable[[typing.Any], dict[str, typing.Any]] | None = None
 
     def make_config(self, values: dict | None = None):
         """The method's config from `values` (unknown names are refused), validated."""
@@ -244,6 +247,7 @@ def register_method(
     card_lines: Callable[[dict, str], list[str]] | None = None,
     commands: Iterable[MethodCommand] = (),
     selected_by: Iterable[str] = (),
+    compare_runs: Callable[[typing.Any], dict[str, typing.Any]] | None = None,
 ) -> MethodSpec:
     """Make `name` a method of `compress`, `compare` and `theseus methods`.
 
@@ -261,7 +265,8 @@ def register_method(
             f"method '{name}': settings {', '.join(missing)} need defaults (each is a CLI flag)"
         )
     spec = MethodSpec(name, config, build, summary, paper, compare_default, report, variants,
-                      summary_lines, card_lines, tuple(commands), tuple(selected_by))  # fmt: skip
+                      summary_lines, card_lines, tuple(commands), tuple(selected_by),
+                      compare_runs)  # fmt: skip
     known = _REGISTRY.get(name)
     if known is not None:
         if _same(known, spec):  # the same module imported again, e.g. as a plugin
@@ -293,6 +298,7 @@ def _same(a: MethodSpec, b: MethodSpec) -> bool:
             getattr(spec.card_lines, "__qualname__", None),
             tuple(command.name for command in spec.commands),
             spec.selected_by,
+            getattr(spec.compare_runs, "__qualname__", None),
         )
 
     return key(a) == key(b)

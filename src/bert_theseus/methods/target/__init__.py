@@ -55,4 +55,5 @@ register_method(
     summary_lines=summary_lines,
     card_lines=card_lines,
     selected_by=("target_speedup", "target_latency"),
+    compare_runs=TargetConfig.compared,
 )

@@ -3,7 +3,7 @@ the route that trains the shape the plan chooses (light to import: the CLI reads
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..registry import MethodConfigError
 
@@ -17,6 +17,8 @@ ROUTES = {
     "kd-sliced": "the predecessor's bottom layers sliced by importance to the width, "
     "distilled from the predecessor (logits and hidden states)",
 }
+# The route compress takes when none is named (docs/results.md: measured against the others).
+DEFAULT_ROUTE = "kd-sliced"
 RUNTIMES = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8", "openvino-fp32", "openvino-int8")
 
 
@@ -67,12 +69,12 @@ class TargetConfig:
             "help": "a folder written by 'theseus plan' to choose from instead of measuring",
         },
     )
-    route: str = field(
-        default="kd-sliced",
+    route: str | None = field(
+        default=None,
         metadata={
-            "help": "how the shape is trained: "
-            + "; ".join(f"{name}: {text}" for name, text in ROUTES.items())
-        },  # fmt: skip
+            "help": f"how the shape is trained (default: {DEFAULT_ROUTE} in compress, every "
+            "route in compare): " + "; ".join(f"{n}: {text}" for n, text in ROUTES.items())
+        },
     )
     depth: int | None = field(
         default=None,
@@ -101,7 +103,7 @@ class TargetConfig:
             )
         if targets and targets[0] <= 0:
             raise MethodConfigError(f"target {targets[0]} must be positive, e.g. 4")
-        if self.route not in ROUTES:
+        if self.route is not None and self.route not in ROUTES:
             raise MethodConfigError(f"route '{self.route}' is not one of {', '.join(ROUTES)}")
         for name, value in (("runtime", self.runtime), ("baseline", self.baseline)):
             allowed = RUNTIMES + (("auto",) if name == "runtime" else ())
@@ -125,4 +127,11 @@ class TargetConfig:
         run_config.json records it and a resume must land on the same one."""
         from .choice import choose_shape
 
+        self.route = self.route or DEFAULT_ROUTE
         choose_shape(self, context.predecessor)
+
+    def compared(self) -> dict[str, TargetConfig]:
+        """The runs `compare` makes of this config: one per route unless one is named."""
+        if self.route is not None:
+            return {"target": self}
+        return {f"target-{route}": replace(self, route=route) for route in ROUTES}
