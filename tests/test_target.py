@@ -227,3 +227,23 @@ def test_a_route_killed_inside_a_stage_resumes_bit_for_bit(
     assert expected.keys() == resumed.keys()
     for name, tensor in expected.items():
         assert torch.equal(tensor, resumed[name]), f"{name} differs"
+
+
+def test_compare_puts_the_routes_side_by_side_on_one_shape(
+    tiny_bert_dir, sst2_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(make, "measure", fake_timer)
+    output = tmp_path / "compare"
+    args = ["compare", "--model", str(tiny_bert_dir), "--task", "sst2", "--data-dir",
+            str(sst2_dir), "--output", str(output), "--target-speedup", "4", "--runtime",
+            "torch-fp32", "--plan-length", "32", "--seeds", "1", "--max-steps", "4",
+            "--batch-size", "8", "--mixed-precision", "no"]  # fmt: skip
+    assert main(args) == 0
+    results = json.loads((output / "results.json").read_text())
+    labels = [f"target-{route}" for route in ROUTES]
+    assert [row["method"] for row in results["methods"]] == labels
+    for label in labels:
+        config = json.loads((output / "runs" / f"{label}-seed1" / "run_config.json").read_text())
+        # Every route trains the one shape the plan chose (the plan measured once).
+        assert (config["config"]["depth"], config["config"]["width"]) == (4, 0.25)
+        assert config["config"]["route"] == label.removeprefix("target-")
