@@ -241,7 +241,7 @@ def test_compare_puts_the_routes_side_by_side_on_one_shape(
     assert main(args) == 0
     results = json.loads((output / "results.json").read_text())
     labels = [f"target-{route}" for route in ROUTES]
-    assert [row["method"] for row in results["methods"]] == labels
+    assert [row["method"] for row in results["methods"]] == ["predecessor", *labels]
     for label in labels:
         config = json.loads((output / "runs" / f"{label}-seed1" / "run_config.json").read_text())
         # Every route trains the one shape the plan chose (the plan measured once).
