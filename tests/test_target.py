@@ -147,7 +147,9 @@ def context_for(model) -> MethodContext:
 
 @pytest.mark.parametrize("arch", SUPPORTED)
 @pytest.mark.parametrize("route", ROUTES)
-def test_every_route_makes_the_shape_on_every_architecture(arch, route):
+def test_every_route_makes_the_shape_on_every_architecture(arch, route, tmp_path):
+    """Each route's stages, started and finalised in turn, leave a model of the shape that
+    saves and reloads with from_pretrained, computing the same logits."""
     predecessor = tiny_model(arch, layers=4)
     config = TargetConfig(depth=2, width=0.5, route=route)
     model = predecessor
@@ -159,6 +161,10 @@ def test_every_route_makes_the_shape_on_every_architecture(arch, route):
         model = method.finalize(model)
     assert model.config.num_hidden_layers == 2
     assert sizes(model) == ([2, 2], [24, 24])
+    model.eval().save_pretrained(tmp_path)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.equal(model(**tiny_batch()).logits, reloaded(**tiny_batch()).logits)
 
 
 @pytest.mark.parametrize("arch", SUPPORTED)
@@ -247,3 +253,17 @@ def test_compare_puts_the_routes_side_by_side_on_one_shape(
         # Every route trains the one shape the plan chose (the plan measured once).
         assert (config["config"]["depth"], config["config"]["width"]) == (4, 0.25)
         assert config["config"]["route"] == label.removeprefix("target-")
+
+
+def test_slicing_keeps_the_most_important_heads():
+    """A head whose output projection is zero changes nothing, so its importance is zero:
+    cut to 3 heads of 4, every layer drops it and keeps the other three."""
+    from bert_theseus.methods.target.routes import sliced
+
+    model = tiny_model("bert", layers=4)
+    with torch.no_grad():
+        for layer in model.bert.encoder.layer:
+            layer.attention.output.dense.weight[:, 16:24] = 0  # head 2 (head size 8)
+    batch = {**tiny_batch(batch=4), "labels": torch.tensor([0, 1, 0, 1])}
+    cut = sliced(model, 0.75, None, [batch])
+    assert [sorted(kept) for kept in cut.config.layer_head_indices] == [[0, 1, 3]] * 4
