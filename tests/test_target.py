@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -33,9 +32,10 @@ ROUTES = ["theseus-width", "dynabert-cell", "kd-sliced"]
 
 
 @pytest.fixture(autouse=True)
-def plan_cache(tmp_path, monkeypatch):
-    """Each test measures its own plans: none from another test or the user's cache."""
-    monkeypatch.setenv("BERT_THESEUS_CACHE", str(tmp_path / "cache"))
+def plan_cache(tmp_path_factory, monkeypatch):
+    """Each test measures its own plans: none from another test or the user's cache (and
+    none inside the test's own folder, whose listing some tests compare)."""
+    monkeypatch.setenv("BERT_THESEUS_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 
 def fake_timer(entries, config) -> list[float]:
@@ -119,7 +119,6 @@ def test_an_unreachable_target_exits_2_and_writes_nothing(
     # The plan's progress, then the one error line. The fastest shape, 1 layer at width
     # 0.25 on onnx-int8: 1 / (0.0625 * 0.5) = 32x.
     assert [line for line in err if "error" in line] == err[-1:]
-    print(err[-1])
     assert err[-1].startswith("theseus: error: no shape reaches 100x over torch-fp32")
     assert "depth 1 width 0.25 on onnx-int8, measured 32.0x" in err[-1]
     assert sorted(p.name for p in tmp_path.iterdir()) == before
@@ -135,7 +134,8 @@ def test_each_route_trains_saves_and_exports_the_shape(route, tiny_bert_dir, sst
     assert model.config.num_hidden_layers == 2
     assert sizes(model) == ([2, 2], [24, 24])
     metrics = json.loads((output / "metrics.json").read_text())
-    assert metrics["target"]["route"] == route and metrics["target"]["met"] is True
+    assert metrics["target"]["route"] == route
+    assert metrics["target"]["planned_speedup"] > 0 and metrics["target"]["achieved_speedup"] > 0
     assert (output / "export" / "model.int8.onnx").is_file()
     assert metrics["target"]["export_check"]["max_abs_logit_diff"] < 0.05  # int8 of random weights
 
@@ -206,27 +206,32 @@ def interrupt_in(args: list[str], checkpoints: Path, after_step: int) -> None:
     assert process.returncode == -9, err.decode()[-800:]
 
 
-# (route, the stage folder to kill in: "" for a one-stage route's run folder)
-KILLS = [("theseus-width", "stages/1-replace"), ("theseus-width", "stages/2-width"),
-         ("dynabert-cell", ""), ("kd-sliced", "")]  # fmt: skip
+HAND = ("--depth", "2", "--width", "0.5")
+# Every shape meets an hour a batch: the plan's choice is then the most capacity, whatever
+# the timings, and a resume must read the same plan back from the cache.
+PLANNED = ("--target-latency", "3600000")
+# (route, how the shape is given, the stage folder to kill in: "" for a one-stage route)
+KILLS = [("theseus-width", HAND, "stages/1-replace"), ("theseus-width", HAND, "stages/2-width"),
+         ("dynabert-cell", HAND, ""), ("kd-sliced", PLANNED, "")]  # fmt: skip
 
 
-@pytest.mark.parametrize(("route", "stage"), KILLS)
+@pytest.mark.parametrize(("route", "shape", "stage"), KILLS)
 def test_a_route_killed_inside_a_stage_resumes_bit_for_bit(
-    route, stage, dropout_bert_dir, sst2_dir, tmp_path
+    route, shape, stage, dropout_bert_dir, sst2_dir, tmp_path
 ):
     def args(output: Path) -> list[str]:
         return [
             *target_args(dropout_bert_dir, sst2_dir, output, "--method", "target", "--route",
-                         route, "--depth", "2", "--width", "0.5", "--runtime", "torch-fp32"),
-            "--max-steps", "24", "--save-steps", "2", "--eval-steps", "6",
+                         route, *shape, "--runtime", "torch-fp32", "--save-steps", "2",
+                         "--eval-steps", "6"),
+            "--max-steps", "24",
         ]  # fmt: skip
 
     straight = tmp_path / "straight"
     assert main(args(straight)) == 0
     output = tmp_path / "killed"
     partial = tmp_path / ".killed.partial"
-    interrupt_in(args(output), partial / stage / "checkpoints", random.choice([2, 4, 6]))
+    interrupt_in(args(output), partial / stage / "checkpoints", 4)
     assert not output.exists()
     assert main([*args(output), "--resume", "auto"]) == 0
     expected, resumed = (load_file(f / "model.safetensors") for f in (straight, output))
@@ -238,13 +243,20 @@ def test_a_route_killed_inside_a_stage_resumes_bit_for_bit(
 def test_compare_puts_the_routes_side_by_side_on_one_shape(
     tiny_bert_dir, sst2_dir, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(make, "measure", fake_timer)
+    timed = []
+
+    def counted(entries, config):
+        timed.append(1)
+        return fake_timer(entries, config)
+
+    monkeypatch.setattr(make, "measure", counted)
     output = tmp_path / "compare"
     args = ["compare", "--model", str(tiny_bert_dir), "--task", "sst2", "--data-dir",
             str(sst2_dir), "--output", str(output), "--target-speedup", "4", "--runtime",
             "torch-fp32", "--plan-length", "32", "--seeds", "1", "--max-steps", "4",
             "--batch-size", "8", "--mixed-precision", "no"]  # fmt: skip
     assert main(args) == 0
+    assert timed == [1]  # one plan, measured once, for the three routes
     results = json.loads((output / "results.json").read_text())
     labels = [f"target-{route}" for route in ROUTES]
     assert [row["method"] for row in results["methods"]] == ["predecessor", *labels]
@@ -267,3 +279,69 @@ def test_slicing_keeps_the_most_important_heads():
     batch = {**tiny_batch(batch=4), "labels": torch.tensor([0, 1, 0, 1])}
     cut = sliced(model, 0.75, None, [batch])
     assert [sorted(kept) for kept in cut.config.layer_head_indices] == [[0, 1, 3]] * 4
+
+
+def test_a_saved_plan_is_used_and_a_latency_target_chooses_from_it(
+    tiny_bert_dir, sst2_dir, tmp_path, monkeypatch
+):
+    plan = make.make_plan(str(tiny_bert_dir), make.PlanConfig(runtime=["onnx-fp32"], length=32),
+                          timer=fake_timer)  # fmt: skip
+    plan.save(tmp_path / "plan")
+    monkeypatch.setattr(make, "measure", None)  # nothing may be timed: the plan is given
+    output = tmp_path / "target"
+    # The predecessor takes 1000 ms at these fake times; 260 ms admits depth x width <= 1.04.
+    args = target_args(tiny_bert_dir, sst2_dir, output, "--target-latency", "260",
+                       "--plan", str(tmp_path / "plan"), "--runtime", "onnx-fp32")  # fmt: skip
+    assert main(args) == 0
+    target = json.loads((output / "metrics.json").read_text())["target"]
+    assert (target["depth"], target["width"], target["target_latency_ms"]) == (4, 0.25, 260)
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (("--plan-batch-size", "8"), "was timed at batch 32 x 32 against torch-fp32"),
+        (("--depth", "2"), "needs both --depth and --width"),
+        (
+            ("--route", "theseus-width", "--width", "0.5", "--depth", "2", "--plan", "NONE"),
+            "holds no plan theseus wrote",
+        ),
+    ],
+)
+def test_a_plan_or_shape_that_does_not_fit_is_one_line_and_writes_nothing(
+    flags, says, tiny_bert_dir, sst2_dir, tmp_path, capsys
+):
+    plan = make.make_plan(str(tiny_bert_dir), make.PlanConfig(runtime=["onnx-fp32"], length=32),
+                          timer=fake_timer)  # fmt: skip
+    plan.save(tmp_path / "plan")
+    given = [str(tmp_path / "missing") if flag == "NONE" else flag for flag in flags]
+    if "--plan" not in given:
+        given += ["--plan", str(tmp_path / "plan")]
+    args = target_args(tiny_bert_dir, sst2_dir, tmp_path / "out", "--method", "target",
+                       "--target-speedup", "2", *given)  # fmt: skip
+    if "--depth" in given and "--width" in given:
+        args.remove("--target-speedup")
+        args.remove("2")
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0], err
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".out.partial").exists()
+
+
+def test_a_compact_predecessor_is_cut_as_the_plan_timed_it():
+    """A predecessor whose layers differ (a compact model) is sliced per layer, to the
+    sizes the plan gives its shape; routes that need whole layers refuse it."""
+    from bert_theseus.compact import compact_from
+    from bert_theseus.methods.target.routes import check_route, sliced
+    from bert_theseus.plan.shapes import Shape
+
+    heads = [[0, 1, 2, 3], [0, 2], [1, 2, 3], [3]]
+    neurons = [range(48), range(20), range(40), range(8)]
+    predecessor = compact_from(tiny_model("bert", layers=4), heads=heads, neurons=neurons)
+    batch = {**tiny_batch(batch=4), "labels": torch.tensor([0, 1, 0, 1])}
+    cut = sliced(predecessor, 0.5, [0, 1, 2], [batch])
+    shape = Shape.of(predecessor.config, 3, 0.5)
+    assert sizes(cut) == (list(shape.layer_heads), list(shape.layer_intermediate_sizes))
+    for route in ("theseus-width", "dynabert-cell"):
+        with pytest.raises(ValueError, match="compact"):
+            check_route(TargetConfig(depth=3, width=0.5, route=route), predecessor)

@@ -38,7 +38,8 @@ class _HeadGate:
 def importance(
     model: PreTrainedModel, batches: Iterable[dict[str, torch.Tensor]]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(heads, neurons) importance: tensors [layers, heads] and [layers, FFN neurons].
+    """(heads, neurons) importance: tensors [layers, heads] and [layers, FFN neurons]; for a
+    compact model whose layers differ in size, lists of one tensor per layer.
 
     `batches` carry labels (the task loss is what a head's removal would change); the model is
     run in eval mode and left unchanged, with no gradient kept.
@@ -50,7 +51,8 @@ def importance(
     layers = model.base_model.get_submodule(layout.layers)
     head_size = config.hidden_size // config.num_attention_heads
     device = next(model.parameters()).device
-    gates = torch.ones(len(layers), config.num_attention_heads, device=device, requires_grad=True)
+    counts = getattr(config, "layer_heads", None) or [config.num_attention_heads] * len(layers)
+    gates = [torch.ones(count, device=device, requires_grad=True) for count in counts]
     ffn = [(layer.get_submodule(layout.ffn_in), layer.get_submodule(layout.ffn_out))
            for layer in layers]  # fmt: skip
     tracked = [p for pair in ffn for linear in pair for p in linear.parameters()]
@@ -76,8 +78,8 @@ def importance(
             seen += 1
         if not seen:
             raise ValueError("importance needs at least one batch of labelled examples")
-        heads = gates.grad.abs().detach()
-        neurons = torch.stack([_neuron_importance(inner, outer) for inner, outer in ffn])
+        heads = _stacked([gate.grad.abs().detach().cpu() for gate in gates])
+        neurons = _stacked([_neuron_importance(inner, outer).cpu() for inner, outer in ffn])
     finally:
         for hook in hooks:
             hook.remove()
@@ -85,7 +87,12 @@ def importance(
             p.requires_grad_(flag)
             p.grad = None
         model.train(was_training)
-    return heads.cpu(), neurons.cpu()
+    return heads, neurons
+
+
+def _stacked(rows: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+    """One tensor where every layer has as many entries, else the per-layer list."""
+    return torch.stack(rows) if len({len(row) for row in rows}) == 1 else rows
 
 
 def _neuron_importance(inner: nn.Linear, outer: nn.Linear) -> torch.Tensor:

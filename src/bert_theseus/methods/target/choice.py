@@ -12,7 +12,7 @@ def choose_shape(config, predecessor) -> None:
     `config.planned` to the chosen row (its measured speed-up, kept for the report)."""
     from ...arch import model_type_of
     from ...compact import UnsupportedArchitectureError, layout_for
-    from ...plan import Plan, PlanError
+    from ...plan import PlanError
 
     try:
         layout_for(model_type_of(predecessor.config))
@@ -30,7 +30,7 @@ def choose_shape(config, predecessor) -> None:
             f"depth {layers} at width 1.0 is the predecessor itself: nothing compressed"
         )
     try:
-        plan = Plan.load(config.plan) if config.plan else _measure(config, predecessor)
+        plan = _given(config, predecessor) if config.plan else _measure(config, predecessor)
         if config.depth is not None and config.width is not None:
             row = _fastest(plan, config)
         else:
@@ -44,6 +44,35 @@ def choose_shape(config, predecessor) -> None:
         f"{row['speedup']:.2f}x over {config.baseline} as planned at batch "
         f"{config.plan_batch_size} x {config.plan_length} ({row['capacity']:,} parameters in "
         f"its layers); trained by route {config.route}")  # fmt: skip
+
+
+def _given(config, predecessor):
+    """The plan in `--plan FOLDER`, if it was timed for this predecessor's layers at this
+    run's batch, length and baseline (else its speed-ups answer another question)."""
+    from ...plan import Plan, PlanError
+    from ...plan.shapes import layer_sizes
+
+    try:
+        plan = Plan.load(config.plan)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise PlanError(f"--plan {config.plan} holds no plan theseus wrote ({error}): run "
+                        "'theseus plan' into it, or leave --plan out") from None  # fmt: skip
+    ours = list(layer_sizes(predecessor.config))
+    theirs = [plan.baseline["layer_heads"], plan.baseline["layer_intermediate_sizes"]]
+    asked = {"batch_size": config.plan_batch_size, "length": config.plan_length,
+             "baseline": config.baseline}  # fmt: skip
+    timed = {key: plan.settings.get(key) for key in asked}
+    if ours != theirs:
+        raise PlanError(f"--plan {config.plan} was measured for another model (layers of "
+                        f"{theirs[0]} heads): plan this one, or leave --plan out")  # fmt: skip
+    if timed != asked:
+        raise PlanError(
+            f"--plan {config.plan} was timed at batch {timed['batch_size']} x "
+            f"{timed['length']} against {timed['baseline']}: pass --plan-batch-size "
+            f"{timed['batch_size']} --plan-length {timed['length']} --baseline "
+            f"{timed['baseline']}, or leave --plan out"
+        )
+    return plan
 
 
 def _measure(config, predecessor):

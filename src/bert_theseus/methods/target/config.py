@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from ...plan.config import RUNTIMES
 from ..registry import MethodConfigError
 
 # Each route makes the chosen (depth, width) shape its own way; the loss is the same
@@ -19,7 +20,6 @@ ROUTES = {
 }
 # The route compress takes when none is named (docs/results.md: measured against the others).
 DEFAULT_ROUTE = "kd-sliced"
-RUNTIMES = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8", "openvino-fp32", "openvino-int8")
 
 
 @dataclass
@@ -92,7 +92,11 @@ class TargetConfig:
     )
 
     def validate(self) -> None:
-        shape_given = self.depth is not None and self.width is not None
+        if (self.depth is None) != (self.width is None):
+            raise MethodConfigError(
+                "a shape by hand needs both --depth and --width (or neither: the plan chooses)"
+            )
+        shape_given = self.depth is not None
         targets = [t for t in (self.target_speedup, self.target_latency) if t is not None]
         if len(targets) > 1:
             raise MethodConfigError("give --target-speedup or --target-latency, not both")
@@ -126,12 +130,13 @@ class TargetConfig:
         read; an unreachable target stops here. The choice is written into the settings, so
         run_config.json records it and a resume must land on the same one."""
         from .choice import choose_shape
+        from .routes import check_route
 
         self.route = self.route or DEFAULT_ROUTE
         choose_shape(self, context.predecessor)
+        check_route(self, context.predecessor)
 
     def compared(self) -> dict[str, TargetConfig]:
         """The runs `compare` makes of this config: one per route unless one is named."""
-        if self.route is not None:
-            return {"target": self}
-        return {f"target-{route}": replace(self, route=route) for route in ROUTES}
+        routes = [self.route] if self.route is not None else list(ROUTES)
+        return {f"target-{route}": replace(self, route=route) for route in routes}

@@ -4,7 +4,7 @@ process, at the plan's batch and length: the achieved speed-up, not the predicte
 
 from __future__ import annotations
 
-import platform
+import copy
 import statistics
 import tempfile
 from functools import partial
@@ -64,7 +64,7 @@ def _deployed(config, run: ReportInput):
 
     if config.runtime.startswith("torch"):
         bf16 = config.runtime == "torch-bf16"
-        return partial(torch_logits, run.model.eval(), bf16=bf16), {}
+        return partial(torch_logits, _on_cpu(run.model), bf16=bf16), {}
     from ...deploy.config import ExportConfig
     from ...deploy.export import export_onnx
 
@@ -74,7 +74,9 @@ def _deployed(config, run: ReportInput):
     with tempfile.TemporaryDirectory(prefix="theseus-target-") as scratch:
         run.model.save_pretrained(scratch)
         run.tokenizer.save_pretrained(scratch)
-        report = export_onnx(scratch, str(target), export, run.data, run.max_length)
+        # The run owns its folder: a resume after a kill here replaces the export it left.
+        report = export_onnx(scratch, str(target), export, run.data, run.max_length,
+                             overwrite=True)  # fmt: skip
     variant = report["variants"][config.runtime]
     runner = load_variant(target, config.runtime, torch.get_num_threads())
     return runner.logits, {"export": EXPORT_FOLDER, "export_check": variant}
@@ -90,7 +92,8 @@ def _achieved(config, run: ReportInput, runner) -> dict:
 
     plan = PlanConfig(batch_size=config.plan_batch_size, length=config.plan_length)
     with tempfile.TemporaryDirectory(prefix="theseus-target-") as scratch:
-        baseline = Candidate(run.predecessor.eval(), None, [config.baseline], Path(scratch))
+        predecessor = _on_cpu(run.predecessor)
+        baseline = Candidate(predecessor, None, [config.baseline], Path(scratch))
         baseline.prepare(plan, torch.get_num_threads())
         vocab = run.predecessor.config.vocab_size
         batch = random_batch(plan.batch_size, plan.length, vocab, token_types=True)
@@ -108,6 +111,13 @@ def _achieved(config, run: ReportInput, runner) -> dict:
     }
 
 
+def _on_cpu(model):
+    """A model to time where the plan timed: on the CPU (a copy, if it trained elsewhere)."""
+    if next(model.parameters()).device.type != "cpu":
+        model = copy.deepcopy(model).cpu()
+    return model.eval()
+
+
 def _inputs(runner, model) -> set[str]:
     from ...deploy.runtime import accepted_inputs
 
@@ -116,7 +126,9 @@ def _inputs(runner, model) -> set[str]:
 
 
 def _machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    from ...plan.make import machine
+
+    return {**machine(), "threads": torch.get_num_threads()}
 
 
 def describe(target: dict) -> list[str]:

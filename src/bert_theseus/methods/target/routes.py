@@ -16,6 +16,25 @@ def build_route(context, config) -> list:
     return builders[config.route](context, config)
 
 
+def check_route(config, predecessor) -> None:
+    """Let the route's own methods refuse, before any data is read, a predecessor or shape
+    they cannot start from: module replacing and DynaBERT need whole layers of one size,
+    and DynaBERT at least one head per layer at the width."""
+    from ..registry import MethodContext
+
+    layers = predecessor.config.num_hidden_layers
+    context = MethodContext(predecessor)
+    if config.route == "theseus-width" and config.depth < layers:
+        from ..theseus import TheseusConfig
+
+        TheseusConfig(grouping=groups(layers, config.depth)).check(context)
+    if config.route == "dynabert-cell":
+        from ..dynabert.config import DynaBERTConfig, check_predecessor
+
+        widths, depths = sorted({1.0, config.width}), sorted({1.0, config.depth / layers})
+        check_predecessor(predecessor, DynaBERTConfig(widths=widths, depths=depths))
+
+
 def groups(layers: int, depth: int) -> list[list[int]]:
     """`layers` consecutive layers in `depth` runs whose lengths differ by at most one (the
     longer runs first), so module replacing reaches any depth, not only divisors.
@@ -34,22 +53,21 @@ def groups(layers: int, depth: int) -> list[list[int]]:
 
 def sliced(model, width: float, layers: list[int] | None, batches):
     """`model` cut to `width` in every layer, keeping each layer's most important heads and
-    FFN neurons (DynaBERT's importance on `batches`, most important first), and to `layers`."""
+    FFN neurons (DynaBERT's importance on `batches`, most important first), and to `layers`.
+    Each layer keeps the plan's share of its own heads and neurons, so a compact model
+    whose layers differ is cut as the plan timed it."""
     from ...compact import compact_from, to_stock_if_possible
+    from ...plan.shapes import kept_heads, kept_neurons
     from ..dynabert.importance import importance, importance_order
-    from ..dynabert.sizes import kept_heads, kept_neurons
 
     heads, neurons = importance(model, batches)
-    total_heads, total_neurons = heads.shape[1], neurons.shape[1]
-    h = kept_heads(width, total_heads)
-    n = kept_neurons(width, total_heads, total_neurons)
-    cut = compact_from(
-        model,
-        heads=[order[:h] for order in importance_order(heads)],
-        neurons=[order[:n] for order in importance_order(neurons)],
-        layers=layers,
-    )
-    return to_stock_if_possible(cut)
+    kept_h, kept_n = [], []
+    for head_order, neuron_order in zip(importance_order(heads), importance_order(neurons),
+                                        strict=True):  # fmt: skip
+        count = kept_heads(width, len(head_order))
+        kept_h.append(head_order[:count])
+        kept_n.append(neuron_order[: kept_neurons(count, len(head_order), len(neuron_order))])
+    return to_stock_if_possible(compact_from(model, heads=kept_h, neurons=kept_n, layers=layers))
 
 
 def _dev(context):
