@@ -432,13 +432,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
             setattr(args, key, _yaml_value(_setting_action(owner, key), value, config))
     if args.command == "compress" and args.method is None:
         args.method = method
-    if selected:  # `compare --target-speedup 4`: the method the flag selects, alone
+    if selected:  # a flag that selects a method (`MethodSpec.selected_by`): that one alone
         args.methods = compared
     return args
 
 
 def _selected(argv: list[str]) -> str | None:
-    """The method a flag selects when --method is left out (`--target-speedup 4`)."""
+    """The method a flag selects when --method is left out (`MethodSpec.selected_by`)."""
     from .methods.registry import selected_method
 
     flags = {arg.partition("=")[0][2:].replace("-", "_") for arg in argv if arg.startswith("--")}

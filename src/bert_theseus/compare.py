@@ -86,7 +86,7 @@ def compare(
 
 def _runs_of(methods: dict, specs: dict) -> tuple[dict, dict]:
     """The configs and specs by run label: a method may make several runs of one config
-    (`MethodSpec.compare_runs`: the target method, one per route)."""
+    (`MethodSpec.compare_runs`: one per route of a method that has several)."""
     configs, labelled = {}, {}
     for name, spec in specs.items():
         runs = spec.compare_runs(methods[name]) if spec.compare_runs else {name: methods[name]}

@@ -57,12 +57,12 @@ class Shape:
 
 
 def kept_heads(width: float, heads: int) -> int:
-    """Heads a layer keeps at `width`: round(width x heads), at least 1 (DynaBERT's rule)."""
+    """Heads a layer keeps at `width`: round(width x heads), at least 1 (as the width methods cut)."""
     return max(1, round(width * heads))
 
 
 def kept_neurons(kept: int, heads: int, neurons: int) -> int:
-    """FFN neurons a layer keeps: the share of its heads kept (DynaBERT's rule)."""
+    """FFN neurons a layer keeps: the share of its heads kept (as the width methods cut)."""
     return int(kept / heads * neurons)
 
 
