@@ -57,7 +57,7 @@ class Shape:
 
 
 def kept_heads(width: float, heads: int) -> int:
-    """Heads a layer keeps at `width`: round(width x heads), at least 1 (as the width methods cut)."""
+    """Heads a layer keeps at `width`: round(width x heads), at least 1 (as width methods cut)."""
     return max(1, round(width * heads))
 
 
