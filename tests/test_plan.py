@@ -13,7 +13,7 @@ from bert_theseus.cli import main
 from bert_theseus.compact import LAYOUTS, compact_from, layout_for
 from bert_theseus.plan import Plan, PlanConfig, PlanError, make_plan
 from bert_theseus.plan.shapes import Shape, shapes, untrained
-from bert_theseus.plan.timing import measure
+from bert_theseus.plan.timing import Candidate
 from bert_theseus.speed import count_parameters
 
 SUPPORTED = [a for a in ARCHITECTURES if a in LAYOUTS]
@@ -174,21 +174,23 @@ def test_an_unreachable_target_names_the_fastest_shape():
         plan.choose(target_speedup=2, runtime="openvino-int8")
 
 
-def test_a_real_plan_times_each_runtime_on_its_own_engine(tmp_path):
-    seen = []
+def test_a_real_plan_times_each_runtime_on_its_own_engine(tmp_path, monkeypatch):
+    """Each candidate's runners, seen as it is released after its timing (the default
+    timer holds one shape at a time, then drops its model, runners and files)."""
+    seen, release = [], Candidate.release
 
-    def spy(entries, config):
-        seconds = measure(entries, config)  # exports, loads and times them
-        for entry in entries:
-            runner = entry.candidate.runners[entry.runtime]
-            files = sorted(p.name for p in entry.candidate.folder.glob("*.onnx"))
-            seen.append((entry.runtime, type(getattr(runner, "__self__", runner)).__name__,
-                         files))  # fmt: skip
-        return seconds
+    def spy(candidate):
+        for runtime, runner in candidate.runners.items():
+            files = sorted(p.name for p in candidate.folder.glob("*.onnx"))
+            seen.append((runtime, type(getattr(runner, "__self__", runner)).__name__, files))
+        release(candidate)
+        if candidate.shape is not None:  # a shape's model and files are gone
+            assert candidate.model is None and not candidate.folder.exists()
 
+    monkeypatch.setattr(Candidate, "release", spy)
     config = PlanConfig(runtime=["torch-fp32", "onnx-int8"], widths=[1.0, 0.5], depths=[4, 2],
                         **QUICK)  # fmt: skip
-    plan = make_plan(tiny_model("bert"), config, timer=spy)
+    plan = make_plan(tiny_model("bert"), config)
     assert {(r["depth"], r["width"]) for r in plan.rows} == {(4, 0.5), (2, 1.0), (2, 0.5)}
     assert len(seen) == 2 * 4  # the predecessor and 3 shapes, on 2 runtimes
     for runtime, runner, files in seen:

@@ -12,6 +12,7 @@ import platform
 import shutil
 import tempfile
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -96,10 +97,11 @@ def _measure(predecessor, config, runtimes, settings, timer) -> Plan:
         own = Candidate(predecessor, None, own_runtimes, Path(scratch) / "predecessor")
         candidates = [own] + [
             Candidate(
-                untrained(predecessor.config, shape),
+                None,
                 shape,
                 runtimes,
                 Path(scratch) / f"shape-{index}",
+                build=partial(untrained, predecessor.config, shape),
             )  # fmt: skip
             for index, shape in enumerate(planned)
         ]
@@ -124,21 +126,20 @@ def _measure(predecessor, config, runtimes, settings, timer) -> Plan:
 
 
 def _row(entry: Entry, seconds: float, base: float, engine: str) -> dict:
-    model = entry.candidate.model
     shape = entry.shape
-    config = model.config
+    parameters, layers = entry.candidate.counted(lambda m: (count_parameters(m), capacity(m)))
     if shape is not None:
         heads, neurons = list(shape.layer_heads), list(shape.layer_intermediate_sizes)
     else:
-        heads, neurons = layer_sizes(config)
+        heads, neurons = layer_sizes(entry.candidate.model.config)
     return {
         "depth": len(heads),
         "width": shape.width if shape is not None else 1.0,
         "runtime": entry.runtime,
         "layer_heads": heads,
         "layer_intermediate_sizes": neurons,
-        "parameters": count_parameters(model),
-        "capacity": capacity(model),
+        "parameters": parameters,
+        "capacity": layers,
         "seconds": seconds,
         "latency_ms": 1000 * seconds,
         "speedup": base / seconds,

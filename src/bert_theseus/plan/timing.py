@@ -9,7 +9,9 @@ the files its runtimes need, its fp32 graph checked against PyTorch; then every
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
+import shutil
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,22 +47,51 @@ CALIBRATION_BATCHES = 3  # random batches for OpenVINO's int8 statistics (latenc
 @dataclass(eq=False)
 class Candidate:
     """One model to time: the predecessor (`shape` None) or a shape's untrained model, with
-    the runners of its runtimes once `prepare` has exported it."""
+    the runners of its runtimes once `prepare` has exported it. A shape's model is built
+    when first needed (`build`) and dropped by `release`, so a plan holds two models at a
+    time, not every shape of a large predecessor."""
 
-    model: PreTrainedModel
+    model: PreTrainedModel | None
     shape: Shape | None
     runtimes: list[str]
     folder: Path  # scratch: its exported files
     runners: dict[str, Callable[[dict], object]] = field(default_factory=dict)
     inputs: dict[str, set[str]] = field(default_factory=dict)
     engines: dict[str, str] = field(default_factory=dict)  # runtime -> what ran it
+    build: Callable[[], PreTrainedModel] | None = None
+    sizes: tuple[int, int] | None = None  # (parameters, capacity), once counted
 
     @property
     def name(self) -> str:
         return self.shape.name if self.shape is not None else "the predecessor"
 
+    def built(self) -> PreTrainedModel:
+        if self.model is None:
+            self.model = self.build()
+        return self.model
+
+    def counted(self, count: Callable[[PreTrainedModel], tuple[int, int]]) -> tuple[int, int]:
+        """(parameters, capacity), counted once (building the model if it is not held)."""
+        if self.sizes is None:
+            held = self.model is not None
+            self.sizes = count(self.built())
+            if not held and self.build is not None:
+                self.model = None
+        return self.sizes
+
+    def release(self) -> None:
+        """Drop the model, its runners and its exported files (the counts stay)."""
+        if self.build is None:
+            return  # the predecessor is the caller's
+        self.runners.clear()
+        self.inputs.clear()
+        self.model = None
+        shutil.rmtree(self.folder, ignore_errors=True)
+        gc.collect()
+
     def prepare(self, config: PlanConfig, threads: int) -> None:
         """Export to every file the runtimes need and load a runner for each runtime."""
+        self.built()
         exported = [r for r in self.runtimes if r in EXPORT_VARIANTS]
         if exported:
             self._export(exported, config)
@@ -127,21 +158,31 @@ Timer = Callable[[list[Entry], PlanConfig], list[float]]
 
 
 def measure(entries: list[Entry], config: PlanConfig) -> list[float]:
-    """The default timer: export and load every candidate, then time all entries side by
-    side on one random batch of `batch_size x length` tokens, interleaved, and keep each
-    one's median seconds per batch."""
+    """The default timer: each candidate in turn is exported and timed on every runtime
+    side by side with the predecessor on the baseline (the first entry), interleaved, on
+    one random batch of `batch_size x length` tokens, then released. Each block's median
+    seconds per batch are scaled by its own baseline time to the first block's, so every
+    speed-up is a ratio measured side by side."""
     threads = config.threads or torch.get_num_threads()
     candidates = list({id(e.candidate): e.candidate for e in entries}.values())
+    base = entries[0]
+    base.candidate.prepare(config, threads)
+    batch = random_batch(config.batch_size, config.length,
+                         base.candidate.model.config.vocab_size, token_types=True)  # fmt: skip
+    seconds: dict[int, float] = {}
     for index, candidate in enumerate(candidates):
-        runtimes = ", ".join(candidate.runtimes)
-        say(f"plan: exporting {index + 1} of {len(candidates)}: {candidate.name} ({runtimes})")
+        say(f"plan: timing {index + 1} of {len(candidates)}: {candidate.name} "
+            f"({', '.join(candidate.runtimes)}) beside the predecessor on {base.runtime}, "
+            f"batch {config.batch_size} x {config.length}")  # fmt: skip
         candidate.prepare(config, threads)
-    vocab = min(e.candidate.model.config.vocab_size for e in entries)
-    batch = random_batch(config.batch_size, config.length, vocab, token_types=True)
-    say(f"plan: timing {len(entries)} entries on batches of {config.batch_size} x "
-        f"{config.length} tokens, {config.repeats} round(s) interleaved")  # fmt: skip
-    calls = [partial(entry.run, batch) for entry in entries]
-    return [statistics.median(t) for t in interleaved(calls, config.warmup, config.repeats)]
+        block = [base] + [e for e in entries if e.candidate is candidate and e is not base]
+        calls = [partial(entry.run, batch) for entry in block]
+        times = [statistics.median(t) for t in interleaved(calls, config.warmup, config.repeats)]
+        seconds.setdefault(id(base), times[0])
+        scale = seconds[id(base)] / times[0]
+        seconds.update({id(e): t * scale for e, t in zip(block[1:], times[1:], strict=True)})
+        candidate.release()
+    return [seconds[id(e)] for e in entries]
 
 
 def _check_batch(model: PreTrainedModel, config: PlanConfig) -> dict[str, torch.Tensor]:
