@@ -103,6 +103,9 @@ def test_the_plan_s_choice_is_what_trains_and_is_reported(
     # Exported, verified against PyTorch as `export` does, and timed side by side.
     assert (output / "export" / "model.onnx").is_file()
     assert target["export_check"]["max_abs_logit_diff"] <= 1e-3
+    # Retention on the runtime: the export's own dev score against the predecessor's.
+    exported, before = target["export_check"]["dev"]["score"], metrics["predecessor_dev"]
+    assert target["runtime_retention_percent"] == round(100 * exported / before["dev"]["score"], 2)
     assert target["achieved_speedup"] > 0 and target["baseline_ms"] > 0
     assert "achieved:" in (output / "README.md").read_text()
 

@@ -45,8 +45,20 @@ def target_report(config, run: ReportInput) -> dict:
             achieved["achieved_speedup"] / result["planned_speedup"], 3
         )
     result["retention_percent"] = run.metrics.get("retention_percent")
+    result["runtime_retention_percent"] = _runtime_retention(run.metrics, exported)
     result["met"] = _met(config, achieved)
     return result
+
+
+def _runtime_retention(metrics: dict, exported: dict) -> float | None:
+    """The export's dev score (on its runtime: int8 may lose some) in percent of the
+    predecessor's; None where nothing was exported or no dev data was given."""
+    dev = exported.get("export_check", {}).get("dev")
+    before = metrics.get("predecessor_dev") or {}
+    if not dev or not before:
+        return None
+    score = next(iter(before.values()))["score"]
+    return round(100 * dev["score"] / score, 2) if score else None
 
 
 def _met(config, achieved: dict) -> bool:
@@ -151,5 +163,10 @@ def describe(target: dict) -> list[str]:
             f"{target['baseline']} ({target['achieved_latency_ms']:.1f} ms against "
             f"{target['baseline_ms']:.1f} ms per batch, timed side by side): {verdict}; "
             f"retention {target.get('retention_percent')}%"
+            + (
+                f" ({target['runtime_retention_percent']}% as {target['runtime']})"
+                if target.get("runtime_retention_percent")
+                else ""
+            )
         )
     return lines
