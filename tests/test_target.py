@@ -145,7 +145,7 @@ def test_each_route_trains_saves_and_exports_the_shape(
     assert model.config.num_hidden_layers == 2
     assert sizes(model) == ([2, 2], [24, 24])
     metrics = json.loads((output / "metrics.json").read_text())
-    assert metrics["target"]["route"] == route
+    assert metrics["target"]["route"] == route and metrics["target"]["met"] is None
     assert metrics["target"]["planned_speedup"] > 0 and metrics["target"]["achieved_speedup"] > 0
     assert (output / "export" / exported).is_file()
     assert metrics["target"]["export_check"]["max_abs_logit_diff"] < 0.05  # int8 of random weights

@@ -61,12 +61,14 @@ def _runtime_retention(metrics: dict, exported: dict) -> float | None:
     return round(100 * dev["score"] / score, 2) if score else None
 
 
-def _met(config, achieved: dict) -> bool:
+def _met(config, achieved: dict) -> bool | None:
+    """Whether the achieved speed (not the planned one) meets the target; None for a shape
+    chosen by hand, which has no target."""
     if config.target_speedup is not None:
         return achieved["achieved_speedup"] >= config.target_speedup
     if config.target_latency is not None:
         return achieved["achieved_latency_ms"] <= config.target_latency
-    return True  # a shape chosen by hand has no target to miss
+    return None
 
 
 def _deployed(config, run: ReportInput):
@@ -157,7 +159,7 @@ def describe(target: dict) -> list[str]:
         + (f"; planned {target['planned_speedup']:.2f}x" if target.get("planned_speedup") else ""),
     ]
     if "achieved_speedup" in target:
-        verdict = "met" if target["met"] else "NOT met"
+        verdict = {True: "met", False: "NOT met", None: "no target"}[target["met"]]
         lines.append(
             f"achieved: {target['achieved_speedup']:.2f}x over the predecessor on "
             f"{target['baseline']} ({target['achieved_latency_ms']:.1f} ms against "
