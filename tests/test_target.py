@@ -5,17 +5,14 @@ killed inside any stage of a route resumes bit for bit."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 from test_compact import SUPPORTED
+from test_resume import interrupt
 from tiny import tiny_batch, tiny_model
 from transformers import AutoModelForSequenceClassification
 
@@ -200,23 +197,6 @@ def test_module_replacing_reaches_any_depth():
     assert uniform_match(3, 6) == [0, 2, 4, 6]
 
 
-def interrupt_in(args: list[str], checkpoints: Path, after_step: int) -> None:
-    """Run `theseus ARGS` in a child; SIGKILL it once a checkpoint at or after `after_step`
-    exists in `checkpoints` (a stage's own folder)."""
-    command = [sys.executable, "-m", "bert_theseus.cli", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 180
-    while time.time() < deadline and process.poll() is None:
-        steps = [int(p.name.split("-")[1]) for p in checkpoints.glob("step-???????")]
-        if steps and max(steps) >= after_step:
-            break
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == -9, err.decode()[-800:]
-
-
 HAND = ("--depth", "2", "--width", "0.5")
 # Every shape meets an hour a batch: the plan's choice is then the most capacity, whatever
 # the timings, and a resume must read the same plan back from the cache.
@@ -242,7 +222,7 @@ def test_a_route_killed_inside_a_stage_resumes_bit_for_bit(
     assert main(args(straight)) == 0
     output = tmp_path / "killed"
     partial = tmp_path / ".killed.partial"
-    interrupt_in(args(output), partial / stage / "checkpoints", 4)
+    interrupt(args(output), partial / stage, 4, signal.SIGKILL)
     assert not output.exists()
     assert main([*args(output), "--resume", "auto"]) == 0
     expected, resumed = (load_file(f / "model.safetensors") for f in (straight, output))
