@@ -119,7 +119,7 @@ CASES = {
     "compress over a foreign folder, with --overwrite": (
         lambda t, m, d: compress(m, d, foreign(t / "thesis"), "--overwrite"),
         "--overwrite replaces only a folder theseus wrote, and {t}/thesis holds none of "
-        "run_config.json, export.json, extract.json: choose a new --output",
+        "run_config.json, export.json, extract.json, plan.json: choose a new --output",
     ),
     "compress into a foreign folder": (
         lambda t, m, d: compress(m, d, foreign(t / "thesis")),

@@ -6,6 +6,7 @@ run as a `RunPlan`; this module imports no job."""
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -169,22 +170,22 @@ def _against_predecessor(plan: RunPlan, final, metrics: dict, folder) -> None:
     # `compare` too, which leaves the speed-up to its side-by-side timing.
     if plan.report is not None and accelerator.is_main_process:
         length, bf16 = _speed_setting(final, plan.training, accelerator)
-        data = DataConfig(**plan.settings["data"]) if "data" in plan.settings else None
-        metrics.update(
-            plan.report(
-                ReportInput(
-                    final,
-                    reference,
-                    metrics,
-                    folder,
-                    length,
-                    bf16,
-                    plan.tokenizer,
-                    data,
-                    plan.training.max_length,
-                )
-            )
-        )
+        export = partial(_export, plan, final)
+        report = ReportInput(final, reference, metrics, folder, length, bf16, export)
+        metrics.update(plan.report(report))
+
+
+def _export(plan: RunPlan, final, target, config) -> dict:
+    """`theseus export` of the final model into `target`, verified and scored on the run's
+    dev data; the run owns the folder, so a resume replaces what a killed run left."""
+    from .deploy.export import export_onnx
+
+    data = DataConfig(**plan.settings["data"]) if "data" in plan.settings else None
+    with tempfile.TemporaryDirectory(prefix="theseus-export-") as scratch:
+        final.save_pretrained(scratch)
+        plan.tokenizer.save_pretrained(scratch)
+        return export_onnx(scratch, str(target), config, data, plan.training.max_length,
+                           overwrite=True, trust_remote_code=plan.trust_remote_code)  # fmt: skip
 
 
 def write_run_folder(plan: RunPlan, folder, final, stage_results, metrics: dict) -> None:

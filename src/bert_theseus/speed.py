@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -38,6 +39,24 @@ def random_batch(
     if token_types:
         batch["token_type_ids"] = torch.zeros_like(input_ids)
     return batch
+
+
+def interleaved(calls: list[Callable[[], object]], warmup: int, repeats: int) -> list[list[float]]:
+    """Seconds of each timed call of each of `calls`: `warmup` untimed rounds, then `repeats`
+    timed ones. Every round calls each in turn and the order alternates between rounds, so
+    drift in the machine's speed (other load, frequency changes) hits them all alike.
+
+    >>> interleaved([lambda: big(batch), lambda: small(batch)], warmup=2, repeats=5)
+    """
+    times: list[list[float]] = [[] for _ in calls]
+    for round_ in range(warmup + repeats):
+        order = range(len(calls)) if round_ % 2 == 0 else reversed(range(len(calls)))
+        for index in order:
+            start = time.perf_counter()
+            calls[index]()
+            if round_ >= warmup:
+                times[index].append(time.perf_counter() - start)
+    return times
 
 
 @torch.inference_mode()

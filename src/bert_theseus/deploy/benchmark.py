@@ -15,7 +15,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import partial
@@ -28,7 +27,7 @@ from ..extra_inputs import ExtraInputs, for_model
 from ..models import check_weights, load_model
 from ..pooling import say
 from ..runs import JsonOutput, input_paths
-from ..speed import count_parameters, random_batch
+from ..speed import count_parameters, interleaved, random_batch
 from .config import (  # noqa: F401  (the variant lists: imported from here before)
     DEFAULT_VARIANTS,
     VARIANTS,
@@ -272,24 +271,6 @@ def _time(entries, batch_size: int, config, vocab: int, latency: bool, step=None
                  for e in entries]  # fmt: skip
         result[length] = interleaved(calls, config.warmup, repeats)
     return result
-
-
-def interleaved(calls: list[Callable[[], object]], warmup: int, repeats: int) -> list[list[float]]:
-    """Seconds of each timed call of each of `calls`: `warmup` untimed rounds, then `repeats`
-    timed ones. Every round calls each in turn and the order alternates between rounds, so
-    drift in the machine's speed (other load, frequency changes) hits them all alike.
-
-    >>> interleaved([lambda: big(batch), lambda: small(batch)], warmup=2, repeats=5)
-    """
-    times: list[list[float]] = [[] for _ in calls]
-    for round_ in range(warmup + repeats):
-        order = range(len(calls)) if round_ % 2 == 0 else reversed(range(len(calls)))
-        for index in order:
-            start = time.perf_counter()
-            calls[index]()
-            if round_ >= warmup:
-                times[index].append(time.perf_counter() - start)
-    return times
 
 
 def _rows(entries, timings, memory, config) -> list[dict]:

@@ -96,7 +96,7 @@ class ExportedClassifier:
         """How this graph's inputs past the tokens are computed, as the model that was
         exported computed them (the method that made it registered how)."""
         from ..extra_inputs import for_export
-        from ..methods import methods
+        from ..methods.registry import methods
 
         methods()  # a plug-in method registers its extra inputs as it loads
         provider = for_export(self.input_names)

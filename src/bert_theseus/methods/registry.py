@@ -156,7 +156,7 @@ class MethodCommand:
 class ReportInput:
     """What a method's `report` gets: the final and original models, the run's metrics so
     far, the folder being written (None outside the main process), the speed setting
-    the run times in (sequence length, bf16), and the tokenizer and data of the run."""
+    the run times in (sequence length, bf16), and a way to export the final model."""
 
     model: PreTrainedModel
     predecessor: PreTrainedModel
@@ -164,10 +164,10 @@ class ReportInput:
     folder: Path | None
     seq_length: int
     bf16: bool
-    # What an export of the model needs (the target method exports and scores it).
-    tokenizer: typing.Any = None
-    data: typing.Any = None  # the run's DataConfig
-    max_length: int = 128
+    # export(folder, ExportConfig) -> export.json's report: the final model exported,
+    # verified and scored on the run's dev data as `theseus export` does (the job passes
+    # it: exporting reads data, which sits above the methods).
+    export: Callable[[Path, typing.Any], dict] | None = None
 
 
 def identity(config) -> dict:

@@ -3,7 +3,7 @@
 Each candidate (the predecessor, or an untrained model of one shape) is exported once to
 the files its runtimes need, its fp32 graph checked against PyTorch; then every
 (candidate, runtime) entry runs the same random batch in interleaved rounds
-(deploy.benchmark.interleaved), and the median seconds per batch is kept.
+(speed.interleaved), and the median seconds per batch is kept.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from ..deploy.benchmark import interleaved
-from ..deploy.export import trace_onnx
 from ..deploy.runtime import (
     EXPORT_VARIANTS,
     INT8_FILE,
@@ -33,9 +31,10 @@ from ..deploy.runtime import (
     load_variant,
     torch_logits,
 )
+from ..deploy.trace import trace_onnx
 from ..deploy.variants import openvino_fp32, openvino_int8, quantize_dynamic_int8
 from ..pooling import say
-from ..speed import random_batch
+from ..speed import interleaved, random_batch
 from .config import PlanConfig, PlanError
 from .shapes import Shape
 

@@ -80,17 +80,11 @@ def _deployed(config, run: ReportInput):
         bf16 = config.runtime == "torch-bf16"
         return partial(torch_logits, _on_cpu(run.model), bf16=bf16), {}
     from ...deploy.config import ExportConfig
-    from ...deploy.export import export_onnx
 
     backend = "openvino" if "openvino" in config.runtime else "onnxruntime"
     export = ExportConfig(int8=config.runtime.endswith("int8"), backend=backend)
     target = Path(run.folder) / EXPORT_FOLDER
-    with tempfile.TemporaryDirectory(prefix="theseus-target-") as scratch:
-        run.model.save_pretrained(scratch)
-        run.tokenizer.save_pretrained(scratch)
-        # The run owns its folder: a resume after a kill here replaces the export it left.
-        report = export_onnx(scratch, str(target), export, run.data, run.max_length,
-                             overwrite=True)  # fmt: skip
+    report = run.export(target, export)  # the job's `export`, on the run's data
     variant = report["variants"][config.runtime]
     runner = load_variant(target, config.runtime, torch.get_num_threads())
     return runner.logits, {"export": EXPORT_FOLDER, "export_check": variant}
@@ -99,10 +93,9 @@ def _deployed(config, run: ReportInput):
 def _achieved(config, run: ReportInput, runner) -> dict:
     """Seconds per batch of the predecessor on the baseline and of the model on its runtime,
     timed in interleaved rounds on one random batch."""
-    from ...deploy.benchmark import interleaved
     from ...plan import PlanConfig
     from ...plan.timing import Candidate, Entry
-    from ...speed import random_batch
+    from ...speed import interleaved, random_batch
 
     plan = PlanConfig(batch_size=config.plan_batch_size, length=config.plan_length)
     with tempfile.TemporaryDirectory(prefix="theseus-target-") as scratch:
