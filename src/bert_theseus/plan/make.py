@@ -22,10 +22,9 @@ from ..deploy.runtime import DeployError, require_openvino
 from ..models import load_model, token_positions
 from ..pooling import say
 from ..runs import OutputDir, input_paths
-from ..speed import count_parameters
 from .config import AUTO, PlanConfig, PlanError
 from .result import Plan
-from .shapes import capacity, layer_sizes, shapes, untrained
+from .shapes import layer_sizes, shapes, untrained
 from .timing import Candidate, Entry, Timer, measure
 
 CACHE_ENV = "BERT_THESEUS_CACHE"
@@ -127,7 +126,7 @@ def _measure(predecessor, config, runtimes, settings, timer) -> Plan:
 
 def _row(entry: Entry, seconds: float, base: float, engine: str) -> dict:
     shape = entry.shape
-    parameters, layers = entry.candidate.counted(lambda m: (count_parameters(m), capacity(m)))
+    parameters, layers = entry.candidate.counted()
     if shape is not None:
         heads, neurons = list(shape.layer_heads), list(shape.layer_intermediate_sizes)
     else:

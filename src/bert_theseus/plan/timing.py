@@ -34,9 +34,9 @@ from ..deploy.runtime import (
 from ..deploy.trace import trace_onnx
 from ..deploy.variants import openvino_fp32, openvino_int8, quantize_dynamic_int8
 from ..pooling import say
-from ..speed import interleaved, random_batch
+from ..speed import count_parameters, interleaved, random_batch
 from .config import PlanConfig, PlanError
-from .shapes import Shape
+from .shapes import Shape, capacity
 
 TOKENS = ("input_ids", "attention_mask", "token_type_ids")
 TOLERANCE = 1e-3  # |logit - PyTorch| of the fp32 graph: the graph must be the model
@@ -67,13 +67,16 @@ class Candidate:
     def built(self) -> PreTrainedModel:
         if self.model is None:
             self.model = self.build()
+        if self.sizes is None:  # counted as it is built: a released shape is not built again
+            self.sizes = (count_parameters(self.model), capacity(self.model))
         return self.model
 
-    def counted(self, count: Callable[[PreTrainedModel], tuple[int, int]]) -> tuple[int, int]:
-        """(parameters, capacity), counted once (building the model if it is not held)."""
+    def counted(self) -> tuple[int, int]:
+        """(parameters, capacity), counted once (building the model if it never was: a
+        timer other than `measure` builds none)."""
         if self.sizes is None:
             held = self.model is not None
-            self.sizes = count(self.built())
+            self.built()
             if not held and self.build is not None:
                 self.model = None
         return self.sizes

@@ -36,9 +36,9 @@ def target_report(config, run: ReportInput) -> dict:
     }
     if run.folder is None:  # only the main process writes and times
         return result
-    runner, exported = _deployed(config, run)
+    runner, names, exported = _deployed(config, run)
     result.update(exported)
-    achieved = _achieved(config, run, runner)
+    achieved = _achieved(config, run, runner, names)
     result.update(achieved)
     if result["planned_speedup"]:
         result["achieved_over_planned"] = round(
@@ -74,11 +74,12 @@ def _met(config, achieved: dict) -> bool | None:
 def _deployed(config, run: ReportInput):
     """The model on its runtime: PyTorch itself, or its export (written to the run folder,
     checked against PyTorch and scored on dev by `export`)."""
-    from ...deploy.runtime import load_variant, torch_logits
+    from ...deploy.runtime import accepted_inputs, load_variant, torch_logits
 
     if config.runtime.startswith("torch"):
         bf16 = config.runtime == "torch-bf16"
-        return partial(torch_logits, _on_cpu(run.model), bf16=bf16), {}
+        model = _on_cpu(run.model)
+        return partial(torch_logits, model, bf16=bf16), accepted_inputs(model), {}
     from ...deploy.config import ExportConfig
 
     backend = "openvino" if "openvino" in config.runtime else "onnxruntime"
@@ -87,10 +88,11 @@ def _deployed(config, run: ReportInput):
     report = run.export(target, export)  # the job's `export`, on the run's data
     variant = report["variants"][config.runtime]
     runner = load_variant(target, config.runtime, torch.get_num_threads())
-    return runner.logits, {"export": EXPORT_FOLDER, "export_check": variant}
+    exported = {"export": EXPORT_FOLDER, "export_check": variant}
+    return runner.logits, set(runner.input_names), exported
 
 
-def _achieved(config, run: ReportInput, runner) -> dict:
+def _achieved(config, run: ReportInput, runner, names: set[str]) -> dict:
     """Seconds per batch of the predecessor on the baseline and of the model on its runtime,
     timed in interleaved rounds on one random batch."""
     from ...plan import PlanConfig
@@ -104,7 +106,6 @@ def _achieved(config, run: ReportInput, runner) -> dict:
         baseline.prepare(plan, torch.get_num_threads())
         vocab = run.predecessor.config.vocab_size
         batch = random_batch(plan.batch_size, plan.length, vocab, token_types=True)
-        names = _inputs(runner, run.model)
         calls = [
             partial(Entry(baseline, config.baseline).run, batch),
             partial(runner, {k: v for k, v in batch.items() if k in names}),
@@ -123,13 +124,6 @@ def _on_cpu(model):
     if next(model.parameters()).device.type != "cpu":
         model = copy.deepcopy(model).cpu()
     return model.eval()
-
-
-def _inputs(runner, model) -> set[str]:
-    from ...deploy.runtime import accepted_inputs
-
-    owner = getattr(runner, "__self__", None)
-    return set(getattr(owner, "input_names", None) or accepted_inputs(model))
 
 
 def _machine() -> dict:
