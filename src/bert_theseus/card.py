@@ -17,7 +17,12 @@ from .training import TrainingConfig
 
 _command: str | None = None
 HUB_METRICS = {"accuracy": "accuracy", "f1": "f1", "matthews": "matthews_correlation",
-               "pearson": "pearsonr", "spearman": "spearmanr"}  # fmt: skip
+               "pearson": "pearsonr", "spearman": "spearmanr",
+               "spearman_cosine": "spearman_cosine", "pearson_cosine": "pearson_cosine",
+               "cosine": "cosine_similarity"}  # fmt: skip
+# The Hub's pipeline of each kind of model this toolkit makes.
+PIPELINES = {False: ("text-classification", "Text Classification"),
+             True: ("sentence-similarity", "Semantic Similarity")}  # fmt: skip
 
 
 def set_command(argv: list[str]) -> None:
@@ -39,8 +44,11 @@ def write_model_card(
     `method` is the registered method that made it (its `MethodSpec`; None for a fine-tuning):
     passed in, so that the card, below the methods, never imports them."""
     name = final_folder(folder).name
-    header = card_header(name, metrics["method"], settings["model"], hub_results(metrics))
-    lines = _body(name, metrics, settings, training, method) + usage_lines(folder, repo_id)
+    embedding = "embedding" in settings  # a sentence-transformers student
+    results = hub_results(metrics, embedding)
+    header = card_header(name, metrics["method"], settings["model"], results, embedding)
+    usage = embedding_usage(folder, repo_id) if embedding else usage_lines(folder, repo_id)
+    lines = _body(name, metrics, settings, training, method) + usage
     (Path(folder) / "README.md").write_text(header + "\n".join(lines) + "\n")
 
 
@@ -59,15 +67,21 @@ def final_folder(folder: Path) -> Path:
     return folder.with_name(folder.name.removeprefix(".").removesuffix(".partial"))
 
 
-def card_header(name: str, method: str, source: str, results: list[dict]) -> str:
-    """The YAML block the Hub indexes (`method` is one of its tags)."""
+def card_header(
+    name: str, method: str, source: str, results: list[dict], embedding: bool = False
+) -> str:
+    """The YAML block the Hub indexes (`method` is one of its tags); a sentence-embedding
+    student's is sentence-transformers' (its library, pipeline and tags)."""
     import yaml
 
+    pipeline = PIPELINES[embedding][0]
     header = {
-        "library_name": "bert-theseus",
-        "pipeline_tag": "text-classification",
-        "tags": ["bert-theseus", method, "text-classification"],
+        "library_name": "sentence-transformers" if embedding else "bert-theseus",
+        "pipeline_tag": pipeline,
+        "tags": ["bert-theseus", method, pipeline],
     }
+    if embedding:
+        header["tags"] += ["sentence-transformers", "feature-extraction"]
     if _is_hub_id(source):
         header["base_model"] = source
     header["model-index"] = [{"name": name, "results": results}]
@@ -93,12 +107,31 @@ def usage_lines(folder: Path, repo_id: str | None = None) -> list[str]:
     ]
 
 
+def embedding_usage(folder: Path, repo_id: str | None = None) -> list[str]:
+    """How to load a sentence-embedding student: sentence-transformers, as its predecessor."""
+    where = repo_id or str(final_folder(folder))
+    moved = "" if repo_id else "  # the folder's path: change it if you move the folder"
+    return [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from sentence_transformers import SentenceTransformer",
+        "",
+        f"model = SentenceTransformer({json.dumps(where)}){moved}",
+        'embeddings = model.encode(["a first sentence", "another one"])',
+        "print(model.similarity(embeddings, embeddings))",
+        "```",
+    ]
+
+
 def _is_hub_id(name: str) -> bool:
     return not Path(name).exists() and name.count("/") <= 1 and not name.startswith((".", "/"))
 
 
-def hub_results(metrics: dict) -> list[dict]:
+def hub_results(metrics: dict, embedding: bool = False) -> list[dict]:
     """The model-index results: every dev split's (and the test's) Hub metrics."""
+    kind, title = PIPELINES[embedding]
     results = []
     # Views ("dev@VIEW": models inside the run, a method's variants) are not dataset splits.
     splits = [(split, values) for split, values in metrics["dev"].items() if "@" not in split]
@@ -112,7 +145,7 @@ def hub_results(metrics: dict) -> list[dict]:
         ]
         results.append(
             {
-                "task": {"type": "text-classification", "name": "Text Classification"},
+                "task": {"type": kind, "name": title},
                 "dataset": {"name": metrics["task"], "type": metrics["task"], "split": split},
                 "metrics": hub,
             }

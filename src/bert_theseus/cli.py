@@ -147,6 +147,7 @@ def build_parser(
     # Config modules only: building the parser (--help, 'theseus methods') loads no torch.
     from .compare_config import CompareConfig
     from .data.config import DataConfig
+    from .embedding.config import EmbeddingConfig
     from .methods import compare_defaults, default_method, methods
     from .training import TrainingConfig
 
@@ -198,6 +199,7 @@ def build_parser(
         more = " (in full: 'theseus finetune --help')" if brief else ""
         _add_dataclass(sub, DataConfig, "data" + more, brief=brief)
         if name == "compress":
+            _add_dataclass(sub, EmbeddingConfig, "sentence-embedding models")
             sub.add_argument(
                 "--method",
                 choices=names,
@@ -584,6 +586,8 @@ def run(args: argparse.Namespace):
     if args.command == "evaluate":
         return evaluate_model(args.model, data, training, trust)
     if args.command == "compress":
+        from .embedding.config import EmbeddingConfig
+
         (config,) = _method_configs([args.method], args).values()
         return compress(
             args.model,
@@ -595,6 +599,7 @@ def run(args: argparse.Namespace):
             trust,
             args.method,
             args.push_to_hub,
+            _config(EmbeddingConfig, args),
         )
     configs = _method_configs(args.methods, args)
     settings = _config(CompareConfig, args)
@@ -928,6 +933,7 @@ def _is_user_error(error: Exception) -> bool:
     from .commands import ModelError
     from .data import DataError, TaskError
     from .deploy import DeployError
+    from .embedding import EmbeddingError
     from .methods import MethodError
     from .plan import PlanError
     from .runs import RunError
@@ -942,6 +948,7 @@ def _is_user_error(error: Exception) -> bool:
         RunError,
         MethodError,
         DeployError,
+        EmbeddingError,
         TrainingError,
         TrainingConfigError,
     )

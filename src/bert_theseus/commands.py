@@ -17,7 +17,8 @@ from accelerate.utils import set_seed
 
 from .data import DataError
 from .data.config import DataConfig
-from .methods import MethodError, MethodSpec, get_method, methods
+from .embedding.config import EmbeddingConfig
+from .methods import MethodError, MethodSpec, embedding_methods, get_method, methods
 from .methods.registry import identity, validate
 from .models import ModelError, fit_max_length, load_model
 from .pooling import ATTRIBUTE as POOLING
@@ -86,17 +87,34 @@ def compress(
     trust_remote_code: bool = False,
     method: str | None = None,
     push_to_hub: str | None = None,
+    embedding: EmbeddingConfig | None = None,
 ) -> dict:
     """Compress a fine-tuned predecessor with a registered method and save the result.
 
     `config` is the method's config (`TheseusConfig(successor_layers=3)`, `KDConfig(...)`);
     `method` names the method, and is found from the config's class when left out.
-    `push_to_hub` names a Hub repository to upload the finished folder to.
+    `push_to_hub` names a Hub repository to upload the finished folder to. With
+    `embedding` (`EmbeddingConfig(embedding=True)`) the predecessor is a sentence-transformers
+    model and the student learns its sentence embeddings (`bert_theseus.embedding`).
     """
     training.validate()
     spec = method_for(config, method)
+    embedding = embedding if embedding is not None and embedding.embedding else None
+    if embedding is not None:
+        embedding.validate()
+        check_embedding_method(spec)
     out = OutputDir(output, overwrite, training.resume, input_paths(model, data))
-    ready = prepare(model, data, training, trust_remote_code, partial(spec.check, config))
+    check = partial(spec.check, config)
+    settings = method_settings(model, data, spec, config)
+    report = partial(spec.report, config) if spec.report else None
+    if embedding is None:
+        ready = prepare(model, data, training, trust_remote_code, check)
+    else:
+        from .embedding.prepare import prepare_embedding
+
+        ready = prepare_embedding(model, data, embedding, training, trust_remote_code, check)
+        settings["embedding"] = asdict(embedding)
+        report = embedding_report(data, embedding, report)
     training, predecessor, tokenizer = ready.training, ready.predecessor, ready.tokenizer
     plan = RunPlan(
         spec.stages(config, ready.context(training)),
@@ -105,16 +123,40 @@ def compress(
         ready.task_data,
         training,
         out,
-        method_settings(model, data, spec, config),
+        settings,
         predecessor=(predecessor, ready.before),
         accelerator=ready.accelerator,
         features=ready.features,
         train_features=ready.train_features,
         push_to_hub=push_to_hub,
         trust_remote_code=trust_remote_code,
-        report=partial(spec.report, config) if spec.report else None,
+        report=report,
     )
     return execute(plan)
+
+
+def check_embedding_method(spec: MethodSpec) -> None:
+    """Refuse, in one line, a method that does not train sentence-embedding students."""
+    if not spec.embedding:
+        raise MethodError(
+            f"method '{spec.name}' does not train sentence-embedding models: with --embedding "
+            f"pass --method {' or '.join(embedding_methods())}"
+        )
+
+
+def embedding_report(data: DataConfig, embedding: EmbeddingConfig, method_report=None):
+    """The report of an embedding run: sentence-transformers' evaluator on the scored pair
+    files (then the method's own report, if it has one)."""
+    from .embedding.data import read_pair_splits
+    from .embedding.report import pair_report
+
+    splits = read_pair_splits(data, embedding)
+
+    def report(inputs) -> dict:
+        entry = pair_report(splits, inputs)
+        return {**entry, **(method_report(inputs) if method_report else {})}
+
+    return report
 
 
 def method_for(config, name: str | None = None) -> MethodSpec:

@@ -27,6 +27,12 @@ def compute_metrics(metric: str, predictions, labels) -> dict[str, float]:
 
     predictions = np.asarray(predictions)
     labels = np.asarray(labels)
+    if metric == "teacher_cosine":  # embeddings against the teacher's, row by row
+        return _against_teacher(predictions, labels)
+    if metric == "spearman_cosine":  # cosines of sentence pairs against their gold scores
+        scores = compute_metrics("pearson_spearman", predictions, labels)
+        spearman, pearson = scores["spearman"], scores["pearson"]
+        return {"spearman_cosine": spearman, "pearson_cosine": pearson, "score": spearman}
     if metric == "pearson_spearman":
         with warnings.catch_warnings():  # constant predictions early in training
             warnings.simplefilter("ignore")
@@ -43,6 +49,18 @@ def compute_metrics(metric: str, predictions, labels) -> dict[str, float]:
         f1 = float(f1_score(labels, predictions, zero_division=0))
         return {"f1": f1, "accuracy": accuracy, "score": (f1 + accuracy) / 2}
     raise ValueError(f"unknown metric '{metric}'")
+
+
+# Metrics that read whole outputs (embeddings), not one score or class per example.
+VECTOR_METRICS = ("teacher_cosine",)
+
+
+def _against_teacher(embeddings: np.ndarray, teacher: np.ndarray) -> dict[str, float]:
+    """Mean cosine and mean squared error of each embedding to the teacher's."""
+    a, b = embeddings.astype(np.float64), teacher.astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    cosine = float(np.mean((a * b).sum(axis=1) / np.maximum(norms, 1e-12)))
+    return {"cosine": cosine, "mse": float(np.mean((a - b) ** 2)), "score": cosine}
 
 
 def _finite(value: float) -> float:

@@ -228,6 +228,25 @@ def encode(examples: list[Example], tokenizer, max_length: int, regression: bool
 
 
 EXAMPLE_INDEX = "example_index"
+# Prefix of a second text's inputs in a feature (a scored pair of sentences): padded on its own.
+PAIR = "pair_"
+
+
+def pad(tokenizer, features: list[dict]) -> dict[str, torch.Tensor]:
+    """One batch of `features`, padded to its longest example. A feature's second text
+    (`pair_` inputs) is padded apart from the first; tensor labels (a teacher's embeddings)
+    are stacked as they are."""
+    vectors = isinstance(features[0].get("labels"), torch.Tensor)
+    skip = ("labels",) if vectors else ()
+    first = [{k: v for k, v in f.items() if not k.startswith(PAIR) and k not in skip}
+             for f in features]  # fmt: skip
+    padded = tokenizer.pad(first, return_tensors="pt")
+    second = [{k[len(PAIR) :]: v for k, v in f.items() if k.startswith(PAIR)} for f in features]
+    if second[0]:
+        padded.update({PAIR + k: v for k, v in tokenizer.pad(second, return_tensors="pt").items()})
+    if vectors:
+        padded["labels"] = torch.stack([f["labels"] for f in features]).float()
+    return padded
 
 
 def make_loader(
@@ -243,8 +262,8 @@ def make_loader(
 
     def collate(batch: list) -> dict[str, torch.Tensor]:
         if not indexed:
-            return tokenizer.pad(batch, return_tensors="pt")
-        padded = tokenizer.pad([feature for _, feature in batch], return_tensors="pt")
+            return pad(tokenizer, batch)
+        padded = pad(tokenizer, [feature for _, feature in batch])
         padded[EXAMPLE_INDEX] = torch.tensor([index for index, _ in batch])
         return padded
 

@@ -17,7 +17,9 @@ class Task:
     text_columns: tuple[str, ...]
     label_column: str
     labels: tuple[str, ...] | None
-    metric: str  # accuracy | matthews | f1_accuracy | pearson_spearman
+    # accuracy | matthews | f1_accuracy | pearson_spearman; embeddings: spearman_cosine
+    # (scored pairs) | teacher_cosine (held-out sentences)
+    metric: str
     label_names: tuple[str, ...] | None = None
     train_file: str = "train.tsv"
     dev_files: tuple[str, ...] = ("dev.tsv",)

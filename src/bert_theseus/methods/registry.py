@@ -104,6 +104,10 @@ class MethodSpec:
     # The runs `compare` makes of one config, by label (default: one, the method's name):
     # compare_runs(config) -> {label: config}. The target method: one per route.
     compare_runs: Callable[[typing.Any], dict[str, typing.Any]] | None = None
+    # Whether the method trains sentence-embedding students (`compress --embedding`): its
+    # loss is the model's own (`model(**batch).loss`, the MSE to the teacher's embeddings)
+    # or the teacher's outputs, and its model stays one of the predecessor's class.
+    embedding: bool = False
 
     def make_config(self, values: dict | None = None):
         """The method's config from `values` (unknown names are refused), validated."""
@@ -248,6 +252,7 @@ def register_method(
     commands: Iterable[MethodCommand] = (),
     selected_by: Iterable[str] = (),
     compare_runs: Callable[[typing.Any], dict[str, typing.Any]] | None = None,
+    embedding: bool = False,
 ) -> MethodSpec:
     """Make `name` a method of `compress`, `compare` and `theseus methods`.
 
@@ -266,7 +271,7 @@ def register_method(
         )
     spec = MethodSpec(name, config, build, summary, paper, compare_default, report, variants,
                       summary_lines, card_lines, tuple(commands), tuple(selected_by),
-                      compare_runs)  # fmt: skip
+                      compare_runs, embedding)  # fmt: skip
     known = _REGISTRY.get(name)
     if known is not None:
         if _same(known, spec):  # the same module imported again, e.g. as a plugin
@@ -299,6 +304,7 @@ def _same(a: MethodSpec, b: MethodSpec) -> bool:
             tuple(command.name for command in spec.commands),
             spec.selected_by,
             getattr(spec.compare_runs, "__qualname__", None),
+            spec.embedding,
         )
 
     return key(a) == key(b)
@@ -345,6 +351,11 @@ def selected_method(settings: Iterable[str]) -> str | None:
 def method_commands() -> dict[str, MethodCommand]:
     """The sub-commands the registered methods add, by name."""
     return {command.name: command for spec in methods().values() for command in spec.commands}
+
+
+def embedding_methods() -> list[str]:
+    """The methods that train sentence-embedding students."""
+    return [name for name, spec in methods().items() if spec.embedding]
 
 
 def compare_defaults() -> list[str]:

@@ -21,13 +21,12 @@ from transformers import PretrainedConfig, PreTrainedModel
 from ..deploy.runtime import DeployError, require_openvino
 from ..models import load_model, token_positions
 from ..pooling import say
-from ..runs import OutputDir, input_paths
+from ..runs import OutputDir, cache_root, input_paths
 from .config import AUTO, PlanConfig, PlanError
 from .result import Plan
 from .shapes import layer_sizes, shapes, untrained
 from .timing import Candidate, Entry, Timer, measure
 
-CACHE_ENV = "BERT_THESEUS_CACHE"
 # Config keys that name or label a model without changing its shape or speed.
 UNTIMED_KEYS = ("_name_or_path", "transformers_version", "architectures", "id2label",
                 "label2id", "finetuning_task", "problem_type")  # fmt: skip
@@ -152,8 +151,7 @@ def cache_folder(predecessor: PretrainedConfig, settings: dict) -> Path:
     shape = {k: v for k, v in predecessor.to_dict().items() if k not in UNTIMED_KEYS}
     text = json.dumps({"predecessor": shape, "settings": settings}, sort_keys=True, default=str)
     key = hashlib.sha256(text.encode()).hexdigest()[:24]
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "bert-theseus")
-    return root.expanduser() / "plans" / key
+    return cache_root() / "plans" / key
 
 
 def _save_atomic(plan: Plan, folder: Path) -> None:

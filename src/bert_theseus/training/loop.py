@@ -24,7 +24,7 @@ from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from ..data.loading import EXAMPLE_INDEX, make_loader
 from ..data.tasks import Task
-from ..metrics import compute_metrics
+from ..metrics import VECTOR_METRICS, compute_metrics
 from .checkpoint import Checkpoint, list_checkpoints, restore_rng, save_checkpoint
 from .config import TrainingConfig
 from .progress import TrainingProgress
@@ -665,6 +665,8 @@ def evaluate(model: nn.Module, loader, task: Task, accelerator: Accelerator) -> 
 
 
 def _metrics(task: Task, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    if task.metric in VECTOR_METRICS:
+        return compute_metrics(task.metric, logits, labels)
     predictions = logits[:, 0] if task.is_regression else logits.argmax(-1)
     return compute_metrics(task.metric, predictions, labels)
 

@@ -38,4 +38,5 @@ register_method(
     summary="the truncated student distilled from the predecessor's soft targets",
     paper="Hinton et al., 2015; baseline of Xu et al., EMNLP 2020, Table 1",
     compare_default=True,
+    embedding=True,
 )

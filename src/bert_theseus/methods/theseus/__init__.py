@@ -66,4 +66,5 @@ register_method(
     summary="progressive module replacing: successor layers swapped in at a rising rate",
     paper="Xu et al., EMNLP 2020 (BERT-of-Theseus)",
     compare_default=True,
+    embedding=True,
 )

@@ -35,4 +35,5 @@ register_method(
     summary="the predecessor's bottom layers fine-tuned on the labels",
     paper="baseline of Xu et al., EMNLP 2020 (BERT-of-Theseus), Table 1",
     compare_default=True,
+    embedding=True,
 )

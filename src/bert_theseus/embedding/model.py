@@ -1,0 +1,160 @@
+"""A sentence-transformers model as a model of the shared training loop.
+
+`SentenceEncoder` holds the transformer (`backbone`, a plain Hugging Face encoder) and the
+modules sentence-transformers runs after it (`head`: pooling, dense layers,
+normalisation), and computes the sentence embedding with those modules' own code. Its
+output is the embedding as `logits` and, given the teacher's embeddings as `labels`, their
+MSE as `loss`: so the methods that cut, replace or distil layers (through `config`,
+`base_model` and the layer list under `backbone`) train it unchanged. Given a second
+sentence (`pair_*` inputs) its `logits` are the two embeddings' cosine, which is what an
+STS evaluation scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.utils import ModelOutput
+
+from .config import EmbeddingError
+
+PAIR = "pair_"  # prefix of the second sentence's inputs in an evaluation batch
+
+
+@dataclass
+class EmbeddingOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+class SentenceEncoder(nn.Module):
+    """A `SentenceTransformer` whose first module is a Hugging Face transformer.
+
+    >>> encoder = SentenceEncoder(SentenceTransformer("sentence-transformers/all-MiniLM-L6-v2"))
+    >>> encoder(**tokenizer(["a sentence"], return_tensors="pt")).logits   # its embedding
+    >>> encoder.save_pretrained("out")   # SentenceTransformer("out") loads it
+    """
+
+    base_model_prefix = "backbone"
+
+    def __init__(self, model):
+        super().__init__()
+        first = model[0]
+        if not hasattr(first, "auto_model"):
+            raise EmbeddingError(
+                f"the first module of this sentence-transformers model is a "
+                f"{type(first).__name__}, not a Transformer: --embedding compresses "
+                "transformer encoders"
+            )
+        self.backbone = first.auto_model
+        self.head = nn.ModuleList(list(model)[1:])
+        # The SentenceTransformer itself, outside the registered modules (its transformer is
+        # `backbone`, its other modules `head`): saving goes through it, so its prompts,
+        # similarity function and module layout are kept.
+        self.__dict__["sentence_transformer"] = model
+
+    @property
+    def config(self):
+        return self.backbone.config
+
+    @property
+    def base_model(self) -> nn.Module:
+        return self.backbone
+
+    @property
+    def tokenizer(self):
+        return self.sentence_transformer.tokenizer
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        pair_input_ids: torch.Tensor | None = None,
+        pair_attention_mask: torch.Tensor | None = None,
+        pair_token_type_ids: torch.Tensor | None = None,
+    ) -> EmbeddingOutput:
+        embedding, hidden = self.embed(
+            input_ids, attention_mask, token_type_ids, output_hidden_states
+        )
+        if pair_input_ids is not None:
+            other, _ = self.embed(pair_input_ids, pair_attention_mask, pair_token_type_ids)
+            cosine = F.cosine_similarity(embedding.float(), other.float(), dim=-1)
+            return EmbeddingOutput(logits=cosine[:, None], hidden_states=hidden)
+        loss = None
+        if labels is not None and labels.dim() == 2:  # the teacher's embeddings
+            loss = F.mse_loss(embedding.float(), labels.float())
+        return EmbeddingOutput(loss=loss, logits=embedding, hidden_states=hidden)
+
+    def embed(self, input_ids, attention_mask=None, token_type_ids=None, hidden=False):
+        """The sentence embedding (and the transformer's hidden states when `hidden`)."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        out = self.backbone(**inputs, output_hidden_states=hidden, return_dict=True)
+        features = {"input_ids": input_ids, "attention_mask": attention_mask,
+                    "token_embeddings": out.last_hidden_state}  # fmt: skip
+        for module in self.head:
+            features = module(features)
+        return features["sentence_embedding"], out.hidden_states
+
+    def save_pretrained(self, folder, **_) -> None:
+        """Save as a sentence-transformers folder (the card is the run's own)."""
+        self.sentence_transformer.save(str(folder), create_model_card=False)
+
+
+def load_encoder(name: str, trust_remote_code: bool = False) -> SentenceEncoder:
+    """The sentence-transformers model `name` (folder or Hub id) as a `SentenceEncoder`;
+    a model without modules.json is refused (sentence-transformers would invent a mean
+    pooling for it, which is not the model the user deploys)."""
+    _check_modules(name)
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        model = SentenceTransformer(name, device="cpu", trust_remote_code=trust_remote_code)
+    except Exception as error:
+        raise EmbeddingError(
+            f"sentence-transformers cannot load {name} ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}): pass a sentence-transformers "
+            "folder or Hub id"
+        ) from None
+    return SentenceEncoder(model)
+
+
+def _check_modules(name: str) -> None:
+    path = Path(name)
+    if path.exists():
+        if not (path / "modules.json").is_file():
+            raise EmbeddingError(
+                f"{name} is not a sentence-transformers model (no modules.json): pass a "
+                "sentence-transformers folder, or leave out --embedding to compress a classifier"
+            )
+        return
+    try:
+        from huggingface_hub import hf_hub_download
+
+        hf_hub_download(name, "modules.json")
+    except Exception as error:
+        raise EmbeddingError(
+            f"{name} is neither a folder nor a sentence-transformers model on the Hub "
+            f"({type(error).__name__}): pass a sentence-transformers folder or Hub id"
+        ) from None
+
+
+def check_installed() -> None:
+    """One line where the sentence-transformers extra is missing."""
+    try:
+        import sentence_transformers  # noqa: F401
+    except ImportError:
+        raise EmbeddingError(
+            "--embedding needs sentence-transformers: pip install 'bert-theseus[embedding]'"
+        ) from None
