@@ -14,14 +14,19 @@ from ..registry import MethodConfigError
 
 
 def truncate(
-    model: PreTrainedModel, layers: int, layers_path: str | None = None
+    model: PreTrainedModel,
+    layers: int,
+    layers_path: str | None = None,
+    keep: list[int] | None = None,
 ) -> PreTrainedModel:
-    """A copy of `model` keeping its embeddings, head and its bottom `layers` layers.
+    """A copy of `model` keeping its embeddings, head and its bottom `layers` layers (or
+    the layers `keep` names).
 
     This is the student of every baseline, and it starts where a Theseus successor
     starts (successor i = predecessor layer i), so the methods differ only in training.
 
     >>> student = truncate(predecessor, 3)   # a plain 3-layer model of the same class
+    >>> student = truncate(predecessor, 4, keep=[1, 4, 7, 10])
     """
     path = find_layers_path(model, layers_path)
     depth = len(model.get_submodule(path))
@@ -31,7 +36,12 @@ def truncate(
             f"pass --successor-layers between 1 and {depth}"
         )
     student = copy.deepcopy(model)
-    kept = nn.ModuleList(list(student.get_submodule(path))[:layers])
+    every = list(student.get_submodule(path))
+    kept = nn.ModuleList(every[i] for i in keep) if keep else nn.ModuleList(every[:layers])
+    for index, layer in enumerate(kept):  # a layer's cache index follows its new position
+        for module in layer.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = index
     replace_submodule(student, path, kept)
     student.config.num_hidden_layers = layers
     return student
