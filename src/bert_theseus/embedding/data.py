@@ -113,8 +113,9 @@ def _read_training(data: DataConfig) -> list[str]:
     if path.suffix == ".txt":
         if not path.is_file():
             raise DataError(f"missing data file {path}: check the path")
-        with path.open(encoding="utf-8-sig", newline="\n") as handle:
-            return [line.strip("\r\n") for line in handle]
+        # Universal newlines: "\r\n" and a lone "\r" end a line too (Windows, old Mac files).
+        with path.open(encoding="utf-8-sig") as handle:
+            return [line.rstrip("\n") for line in handle]
     return _column_sentences(path, data.text_columns)
 
 
