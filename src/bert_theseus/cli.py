@@ -198,8 +198,9 @@ def build_parser(
         brief = name == "compress"
         more = " (in full: 'theseus finetune --help')" if brief else ""
         _add_dataclass(sub, DataConfig, "data" + more, brief=brief)
-        if name == "compress":
+        if name in ("compress", "compare"):
             _add_dataclass(sub, EmbeddingConfig, "sentence-embedding models")
+        if name == "compress":
             sub.add_argument(
                 "--method",
                 choices=names,
@@ -575,6 +576,7 @@ def run(args: argparse.Namespace):
         return _list_methods()
     from .commands import DataConfig, compress, evaluate_model, finetune
     from .compare import CompareConfig, compare
+    from .embedding.config import EmbeddingConfig
     from .training import TrainingConfig
 
     data = _config(DataConfig, args)
@@ -586,8 +588,6 @@ def run(args: argparse.Namespace):
     if args.command == "evaluate":
         return evaluate_model(args.model, data, training, trust)
     if args.command == "compress":
-        from .embedding.config import EmbeddingConfig
-
         (config,) = _method_configs([args.method], args).values()
         return compress(
             args.model,
@@ -603,8 +603,17 @@ def run(args: argparse.Namespace):
         )
     configs = _method_configs(args.methods, args)
     settings = _config(CompareConfig, args)
+    embedding = _config(EmbeddingConfig, args)
     return compare(
-        args.model, data, training, configs, settings, args.output, args.overwrite, trust
+        args.model,
+        data,
+        training,
+        configs,
+        settings,
+        args.output,
+        args.overwrite,
+        trust,
+        embedding,
     )
 
 

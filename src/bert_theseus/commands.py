@@ -99,22 +99,10 @@ def compress(
     """
     training.validate()
     spec = method_for(config, method)
-    embedding = embedding if embedding is not None and embedding.embedding else None
-    if embedding is not None:
-        embedding.validate()
-        check_embedding_method(spec)
+    embedding = embedding_setting(embedding, [spec])
     out = OutputDir(output, overwrite, training.resume, input_paths(model, data))
     check = partial(spec.check, config)
-    settings = method_settings(model, data, spec, config)
-    report = partial(spec.report, config) if spec.report else None
-    if embedding is None:
-        ready = prepare(model, data, training, trust_remote_code, check)
-    else:
-        from .embedding.prepare import prepare_embedding
-
-        ready = prepare_embedding(model, data, embedding, training, trust_remote_code, check)
-        settings["embedding"] = asdict(embedding)
-        report = embedding_report(data, embedding, report)
+    ready = prepare_run(model, data, training, trust_remote_code, check, embedding)
     training, predecessor, tokenizer = ready.training, ready.predecessor, ready.tokenizer
     plan = RunPlan(
         spec.stages(config, ready.context(training)),
@@ -123,40 +111,79 @@ def compress(
         ready.task_data,
         training,
         out,
-        settings,
+        run_settings(model, data, spec, config, embedding),
         predecessor=(predecessor, ready.before),
         accelerator=ready.accelerator,
         features=ready.features,
         train_features=ready.train_features,
         push_to_hub=push_to_hub,
         trust_remote_code=trust_remote_code,
-        report=report,
+        report=run_report(spec, config, data, embedding),
     )
     return execute(plan)
 
 
-def check_embedding_method(spec: MethodSpec) -> None:
-    """Refuse, in one line, a method that does not train sentence-embedding students."""
-    if not spec.embedding:
-        raise MethodError(
-            f"method '{spec.name}' does not train sentence-embedding models: with --embedding "
-            f"pass --method {' or '.join(embedding_methods())}"
-        )
+def embedding_setting(
+    embedding: EmbeddingConfig | None, specs: list[MethodSpec]
+) -> EmbeddingConfig | None:
+    """The embedding objective when it is asked for (else None), checked, with every
+    method in `specs` able to train it: one line for one that is not."""
+    if embedding is None or not embedding.embedding:
+        return None
+    embedding.validate()
+    for spec in specs:
+        if not spec.embedding:
+            raise MethodError(
+                f"method '{spec.name}' does not train sentence-embedding models: with "
+                f"--embedding use {' or '.join(embedding_methods())}"
+            )
+    return embedding
 
 
-def embedding_report(data: DataConfig, embedding: EmbeddingConfig, method_report=None):
-    """The report of an embedding run: sentence-transformers' evaluator on the scored pair
-    files (then the method's own report, if it has one)."""
+def prepare_run(model, data, training, trust_remote_code, check, embedding=None) -> Prepared:
+    """The predecessor and data made ready (`run_setup.prepare`), or for the embedding
+    objective the sentence-transformers predecessor and its sentences."""
+    if embedding is None:
+        return prepare(model, data, training, trust_remote_code, check)
+    from .embedding.prepare import prepare_embedding
+
+    return prepare_embedding(model, data, embedding, training, trust_remote_code, check)
+
+
+def run_settings(model: str, data: DataConfig, spec: MethodSpec, config, embedding=None) -> dict:
+    """`method_settings`, with the embedding objective's when it is on."""
+    settings = method_settings(model, data, spec, config)
+    if embedding is not None:
+        settings["embedding"] = asdict(embedding)
+    return settings
+
+
+def run_report(spec: MethodSpec, config, data: DataConfig, embedding=None):
+    """A run's report after training: the method's own, and for the embedding objective
+    sentence-transformers' evaluator on the scored pair files."""
+    method_report = partial(spec.report, config) if spec.report else None
+    if embedding is None:
+        return method_report
     from .embedding.data import read_pair_splits
     from .embedding.report import pair_report
 
     splits = read_pair_splits(data, embedding)
 
     def report(inputs) -> dict:
-        entry = pair_report(splits, inputs)
-        return {**entry, **(method_report(inputs) if method_report else {})}
+        return {**pair_report(splits, inputs), **(method_report(inputs) if method_report else {})}
 
     return report
+
+
+def load_saved(folder, embedding=None):
+    """A finished run's saved model: a classifier, or a `SentenceEncoder`."""
+    if embedding is None:
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification.from_pretrained(folder)
+    from .embedding.model import load_encoder
+
+    return load_encoder(str(folder))
 
 
 def method_for(config, name: str | None = None) -> MethodSpec:

@@ -17,20 +17,30 @@ import io
 import json
 import statistics
 from dataclasses import asdict, replace
-from functools import partial
 from pathlib import Path
 
+import numpy as np
 from transformers import AutoModelForSequenceClassification
 
-from .commands import DataConfig, ModelError, method_for, method_settings
+from .commands import (
+    DataConfig,
+    ModelError,
+    embedding_setting,
+    load_saved,
+    method_for,
+    prepare_run,
+    run_report,
+    run_settings,
+)
 from .compare_config import CompareConfig
+from .embedding.config import EmbeddingConfig
 from .methods import get_method, methods
 from .methods.registry import identity
 from .metrics import constant_score
 from .paired import paired_differences
 from .pooling import say
 from .run_folder import RunPlan, execute
-from .run_setup import prepare, score, speed_length
+from .run_setup import score, speed_length
 from .runs import (
     OutputDir,
     OutputLock,
@@ -56,10 +66,12 @@ def compare(
     output: str,
     overwrite: bool = False,
     trust_remote_code: bool = False,
+    embedding: EmbeddingConfig | None = None,
 ) -> dict:
     """Run every method x seed, then write results.md, results.csv, runs.csv, pareto.png.
 
     `methods` maps each method's name to its config, in the order of the tables.
+    `embedding` (`EmbeddingConfig(embedding=True)`) compares sentence-embedding students.
 
     Finished runs already under `output/runs/` with the same settings are reused, and
     interrupted ones resume from their checkpoints, so an interrupted comparison goes on
@@ -70,6 +82,7 @@ def compare(
     if not methods:
         raise ModelError("no method to compare: pass --methods, e.g. --methods theseus kd")
     specs = {name: method_for(method_config, name) for name, method_config in methods.items()}
+    embedding = embedding_setting(embedding, list(specs.values()))
     methods, specs = _runs_of(methods, specs)
     output = Path(output)
     lock = OutputLock(output)
@@ -79,7 +92,7 @@ def compare(
         for name, spec in specs.items():
             spec.check(methods[name], context)
 
-    ready = prepare(model, data, training, trust_remote_code, check)
+    ready = prepare_run(model, data, training, trust_remote_code, check, embedding)
     with lock.held(main_process()):  # one comparison writes the folder at a time
         return _compare(model, data, methods, specs, config, output, overwrite, ready)
 
@@ -114,10 +127,10 @@ def _compare(model, data, methods, specs, config, output, overwrite, ready) -> d
         # Under several processes the main one times the models alone (timings taken while
         # the others run would measure the contention) and writes the tables.
         return {"runs": runs, "output": str(output)}
-    timings = _time_runs(predecessor, runs, config, accelerator.device)
+    timings = _time_runs(predecessor, runs, config, accelerator.device, ready.embedding)
     summary = _summarise(runs, before, reported, timings, predecessor)
     task = task_data.task
-    labels = [example["labels"] for example in features[reported]]
+    labels = _labels(features[reported])
     constant = constant_score(task.metric, labels, None if task.is_regression else task.num_labels)
     setting = (
         f"batch {config.speed_batch_size} x {timings['length']} tokens, fp32, "
@@ -159,7 +172,7 @@ def _train_runs(model, data, methods, specs, config, output, overwrite, ready) -
         for seed in config.seeds:
             run_training = replace(training, seed=seed, resume=None)
             folder = output / "runs" / f"{name}-seed{seed}"
-            settings = method_settings(model, data, spec, methods[name])
+            settings = run_settings(model, data, spec, methods[name], ready.embedding)
             metrics = _finished(folder, settings, run_training, overwrite)
             if accelerator.is_main_process:
                 say(_starting(len(runs) + 1, count, name, seed, folder, metrics is not None))
@@ -180,7 +193,7 @@ def _train_runs(model, data, methods, specs, config, output, overwrite, ready) -
                     features=features,
                     train_features=ready.train_features,
                     measure_speed=False,
-                    report=partial(spec.report, methods[name]) if spec.report else None,
+                    report=run_report(spec, methods[name], data, ready.embedding),
                 )
                 metrics = execute(plan)
             runs.append({"folder": folder, "seed": seed, **metrics, "method": name})
@@ -321,13 +334,21 @@ def _expand_variants(runs: list[dict], specs: dict, reported: str, test_score) -
     return expanded
 
 
-def _time_runs(predecessor, runs: list[dict], config: CompareConfig, device) -> dict:
+def _labels(features: list[dict]):
+    """The reported split's labels: numbers, or the teacher's embeddings stacked."""
+    labels = [example["labels"] for example in features]
+    if np.ndim(labels[0]) == 0:
+        return labels
+    return np.stack([np.asarray(v, dtype=np.float32) for v in labels])
+
+
+def _time_runs(predecessor, runs: list[dict], config: CompareConfig, device, embedding) -> dict:
     """Latency of the predecessor and of every saved run, interleaved on one batch."""
     models = {"predecessor": predecessor.to(device)}
     for run in runs:
         saved = run.get("variant")
         if saved is None:
-            saved = AutoModelForSequenceClassification.from_pretrained(run["folder"])
+            saved = load_saved(run["folder"], embedding)
         models[str(run["folder"])] = saved.to(device)
     length = min(speed_length(m, config.speed_length) for m in models.values())
     times = measure_latency(

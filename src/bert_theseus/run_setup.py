@@ -5,6 +5,7 @@ deployment (`deploy/export`) build on it; it imports no job."""
 from __future__ import annotations
 
 import itertools
+import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -46,6 +47,7 @@ class Prepared:
     features: dict  # each scored split's encoded examples
     train_features: list[dict]
     before: dict  # the predecessor's scores per split
+    embedding: typing.Any = None  # the EmbeddingConfig of a sentence-embedding run
 
     def context(self, training: TrainingConfig) -> MethodContext:
         """A method's view of the run, with batches drawn under `training` (its seed)."""

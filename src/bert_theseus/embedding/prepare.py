@@ -53,7 +53,7 @@ def prepare_embedding(
     accelerator = make_accelerator(training)
     before = score(predecessor, features, tokenizer, training, task_data, accelerator)
     return Prepared(training, predecessor, tokenizer, trust_remote_code, task_data,
-                    accelerator, features, train_features, before)  # fmt: skip
+                    accelerator, features, train_features, before, embedding)  # fmt: skip
 
 
 def scored_features(
