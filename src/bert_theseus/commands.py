@@ -164,10 +164,10 @@ def run_report(spec: MethodSpec, config, data: DataConfig, embedding=None):
     method_report = partial(spec.report, config) if spec.report else None
     if embedding is None:
         return method_report
-    from .embedding.data import read_pair_splits
+    from .embedding.data import reported_pairs
     from .embedding.report import pair_report
 
-    splits = read_pair_splits(data, embedding)
+    splits = reported_pairs(data, embedding)
 
     def report(inputs) -> dict:
         return {**pair_report(splits, inputs), **(method_report(inputs) if method_report else {})}

@@ -84,12 +84,13 @@ def read_sentence_data(data: DataConfig, embedding: EmbeddingConfig) -> Sentence
     return SentenceData(train, {"dev": held}, test, HELD_OUT, sources, dropped)
 
 
-def read_pair_splits(data: DataConfig, embedding: EmbeddingConfig) -> dict[str, list[Pair]]:
-    """The scored pair files, by split name (dev, test)."""
+def reported_pairs(data: DataConfig, embedding: EmbeddingConfig) -> dict[str, list[Pair]]:
+    """The pair file a run is reported on, by split name: the test file, else the dev file
+    (none when neither is given)."""
     columns = tuple(embedding.pair_columns or PAIR_COLUMNS)
     label = data.label_column or PAIR_LABEL
-    files = {"dev": data.dev_file, "test": data.test_file}
-    return {split: read_pairs(Path(f), columns, label) for split, f in files.items() if f}
+    split, path = ("test", data.test_file) if data.test_file else ("dev", data.dev_file)
+    return {split: read_pairs(Path(path), columns, label)} if path else {}
 
 
 def hold_out(sentences: list[str], count: int) -> tuple[list[str], list[str]]:

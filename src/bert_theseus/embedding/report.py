@@ -1,6 +1,7 @@
 """What an embedding run reports besides the loop's scores: sentence-transformers' own
-evaluator on every scored pair split, for the predecessor and the student, as their users
-compute it (the model as `SentenceTransformer` encodes, at its own token limit, in fp32)."""
+evaluator on the pairs the run is reported on (the test file, else the dev file), for the
+predecessor and the student, as their users compute it (the model as `SentenceTransformer`
+encodes, at its own token limit, in fp32)."""
 
 from __future__ import annotations
 
