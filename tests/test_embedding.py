@@ -358,6 +358,9 @@ def test_in_loop_pair_score_is_sentence_transformers_evaluator(st_dirs, data_dir
         before = metrics["predecessor_dev"]["test"][key]
         assert before == pytest.approx(st["test"]["predecessor"][key], abs=1e-6)
     assert metrics["dev"]["dev"]["spearman_cosine"] != metrics["predecessor_dev"]["dev"]["score"]
+    card = (output / "README.md").read_text()
+    student = 100 * st["test"]["student"]["spearman_cosine"]
+    assert f"EmbeddingSimilarityEvaluator on the test pairs: Spearman {student:.2f}" in card
     # The saved folder scores the dev pairs as the run's own evaluation did.
     saved = load_encoder(str(output))
     pairs = read_pairs(data_dir / "dev.tsv", ("sentence1", "sentence2"), "score")

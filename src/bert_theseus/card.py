@@ -189,6 +189,7 @@ def _body(name: str, metrics: dict, settings: dict, training: TrainingConfig, sp
         ]
     if "test" in metrics:
         lines.append(f"- Test score: {metrics['test']['score']:.4f}.")
+    lines += _evaluator_lines(metrics.get("sentence_transformers", {}))
     lines += _method_lines(spec, metrics, split)
     if metrics.get("constant_at_best"):
         lines.append(
@@ -213,6 +214,17 @@ def _body(name: str, metrics: dict, settings: dict, training: TrainingConfig, sp
         "```",
     ]
     return lines
+
+
+def _evaluator_lines(scores: dict) -> list[str]:
+    """sentence-transformers' own evaluation of a sentence-embedding student."""
+    return [
+        f"- sentence-transformers' EmbeddingSimilarityEvaluator on the {split} pairs: Spearman "
+        f"{100 * entry['student']['spearman_cosine']:.2f} (predecessor "
+        f"{100 * entry['predecessor']['spearman_cosine']:.2f}; {entry['retention_percent']}% "
+        "retained)."
+        for split, entry in scores.items()
+    ]
 
 
 def _precision(metrics: dict) -> str:
