@@ -712,6 +712,14 @@ def _run_deploy(args: argparse.Namespace):
     trust = args.trust_remote_code
     if args.command == "export":
         data = _config(DataConfig, args)
+        from .embedding.config import is_sentence_transformers
+
+        if is_sentence_transformers(args.model):  # exported where its backends load it
+            from .embedding.export import export_embedding
+
+            config = _config(ExportConfig, args)
+            return export_embedding(args.model, args.output, config, data, args.max_length,
+                                    args.overwrite, trust)  # fmt: skip
         return export_onnx(
             args.model,
             args.output,
@@ -808,6 +816,10 @@ def _report_deploy(command: str, result) -> str:
         from .deploy import format_table
 
         return format_table(result)
+    if result.get("embedding"):
+        from .embedding.export import summary
+
+        return summary(result)
     lines = [f"exported {result['model']} ({', '.join(result['inputs'])})"]
     for variant, check in result["variants"].items():
         line = f"  {variant}: max |logit - PyTorch| {check['max_abs_logit_diff']:.2e}"
