@@ -341,7 +341,8 @@ def _add_deploy_commands(commands) -> None:
         return sub
 
     export = add("export", "export a model to ONNX Runtime or OpenVINO (fp32, bf16, int8), "
-                 "verified against PyTorch", "1")  # fmt: skip
+                 "verified against PyTorch; a sentence-transformers folder is copied with "
+                 "onnx/ and openvino/ files its backends load", "1")  # fmt: skip
     export.add_argument("--onnx", action="store_true", help="ONNX format (the only one)")
     export.add_argument("--output", required=True, help="folder to write the export to")
     export.add_argument("--overwrite", action="store_true", help="replace an existing --output")
