@@ -342,7 +342,8 @@ def _add_deploy_commands(commands) -> None:
         return sub
 
     export = add("export", "export a model to ONNX Runtime or OpenVINO (fp32, bf16, int8), "
-                 "verified against PyTorch", "1")  # fmt: skip
+                 "verified against PyTorch; a sentence-transformers folder is copied with "
+                 "onnx/ and openvino/ files its backends load", "1")  # fmt: skip
     export.add_argument("--onnx", action="store_true", help="ONNX format (the only one)")
     export.add_argument("--output", required=True, help="folder to write the export to")
     export.add_argument("--overwrite", action="store_true", help="replace an existing --output")
@@ -721,6 +722,14 @@ def _run_deploy(args: argparse.Namespace):
     trust = args.trust_remote_code
     if args.command == "export":
         data = _config(DataConfig, args)
+        from .embedding.config import is_sentence_transformers
+
+        if is_sentence_transformers(args.model):  # exported where its backends load it
+            from .embedding.export import export_embedding
+
+            config = _config(ExportConfig, args)
+            return export_embedding(args.model, args.output, config, data, args.max_length,
+                                    args.overwrite, trust)  # fmt: skip
         return export_onnx(
             args.model,
             args.output,
@@ -817,6 +826,10 @@ def _report_deploy(command: str, result) -> str:
         from .deploy import format_table
 
         return format_table(result)
+    if result.get("embedding"):
+        from .embedding.export import summary
+
+        return summary(result)
     lines = [f"exported {result['model']} ({', '.join(result['inputs'])})"]
     for variant, check in result["variants"].items():
         line = f"  {variant}: max |logit - PyTorch| {check['max_abs_logit_diff']:.2e}"

@@ -140,10 +140,12 @@ class OnnxClassifier(ExportedClassifier):
         # Token inputs are int64; float ones (a model's extra inputs) float32.
         self.input_types = {node.name: np.float32 if "float" in node.type else np.int64
                             for node in self.session.get_inputs()}  # fmt: skip
+        # The graph's one output: a classifier's logits, an embedding export's token states.
+        self.output = self.session.get_outputs()[0].name
         self._extra_inputs(Path(folder))
 
     def logits(self, batch) -> np.ndarray:
-        return self.session.run(["logits"], self.feeds(batch))[0]
+        return self.session.run([self.output], self.feeds(batch))[0]
 
 
 class OpenVINOClassifier(ExportedClassifier):

@@ -11,14 +11,16 @@ from torch import nn
 
 
 class _Logits(nn.Module):
-    """The classifier with positional inputs and one output, as the tracer wants it."""
+    """The model with positional inputs and one output (`output`, an attribute of the
+    model's output: a classifier's logits, an encoder's last_hidden_state), as the tracer
+    wants it."""
 
-    def __init__(self, model: nn.Module, names: list[str]):
+    def __init__(self, model: nn.Module, names: list[str], output: str = "logits"):
         super().__init__()
-        self.model, self.names = model, names
+        self.model, self.names, self.output = model, names, output
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.model(**dict(zip(self.names, inputs, strict=True))).logits
+        return getattr(self.model(**dict(zip(self.names, inputs, strict=True))), self.output)
 
 
 def trace_onnx(classifier: nn.Module, names: list[str], batch: dict, path: Path,
@@ -31,7 +33,7 @@ def trace_onnx(classifier: nn.Module, names: list[str], batch: dict, path: Path,
     trace(classifier, names, batch, path, opset)
 
 
-def trace(classifier, names, batch, path: Path, opset: int, extra=()) -> None:
+def trace(classifier, names, batch, path: Path, opset: int, extra=(), output="logits") -> None:
     # Trace on a batch with padding: a batch without any lets transformers skip building
     # the attention mask, and the trace would bake that branch in.
     example = tuple(batch[name][:4] for name in names)
@@ -41,15 +43,17 @@ def trace(classifier, names, batch, path: Path, opset: int, extra=()) -> None:
     # Inputs past the tokens (a model's `export_inputs`) have their own length.
     axes = {name: {0: "batch", 1: "reference" if name in extra else "sequence"}
             for name in names}  # fmt: skip
+    # Logits have one row per text; token states (last_hidden_state) one per token too.
+    axes[output] = {0: "batch"} if output == "logits" else {0: "batch", 1: "sequence"}
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python control flow
         torch.onnx.export(
-            _Logits(classifier, names),
+            _Logits(classifier, names, output),
             example,
             str(path),
             input_names=names,
-            output_names=["logits"],
-            dynamic_axes={**axes, "logits": {0: "batch"}},
+            output_names=[output],
+            dynamic_axes=axes,
             opset_version=opset,
             dynamo=False,
         )

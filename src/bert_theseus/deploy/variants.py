@@ -66,10 +66,11 @@ def attention_fused(counts: dict[str, int]) -> bool:
     return any(counts.get(op) for op in ("Attention", "MultiHeadAttention"))
 
 
-def openvino_fp32(onnx_path: Path, folder: Path) -> Path:
-    """The ONNX graph as OpenVINO IR, weights kept in fp32."""
+def openvino_fp32(onnx_path: Path, folder: Path, file: str | None = None) -> Path:
+    """The ONNX graph as OpenVINO IR at `folder/file` (default: the export's), weights kept
+    in fp32."""
     openvino = require_openvino()
-    target = folder / EXPORT_VARIANTS["openvino-fp32"].file
+    target = folder / (file or EXPORT_VARIANTS["openvino-fp32"].file)
     target.parent.mkdir(parents=True, exist_ok=True)
     with _quiet():
         model = openvino.convert_model(str(onnx_path))
@@ -77,8 +78,10 @@ def openvino_fp32(onnx_path: Path, folder: Path) -> Path:
     return target
 
 
-def openvino_int8(folder: Path, calibration: list[dict[str, np.ndarray]]) -> Path:
-    """Static int8 by NNCF's post-training quantisation (transformer preset), calibrated on
+def openvino_int8(folder: Path, calibration: list[dict[str, np.ndarray]],
+                  source: str | None = None, file: str | None = None) -> Path:  # fmt: skip
+    """Static int8 by NNCF's post-training quantisation (transformer preset) of the fp32 IR
+    `folder/source` to `folder/file` (default: the export's files), calibrated on
     `calibration` (the dev split's batches when given, else sample texts)."""
     openvino = require_openvino()
     try:
@@ -87,8 +90,8 @@ def openvino_int8(folder: Path, calibration: list[dict[str, np.ndarray]]) -> Pat
         from .runtime import DeployError
 
         raise DeployError("NNCF is not installed: pip install 'bert-theseus[openvino]'") from None
-    source = folder / EXPORT_VARIANTS["openvino-fp32"].file
-    target = folder / EXPORT_VARIANTS["openvino-int8"].file
+    source = folder / (source or EXPORT_VARIANTS["openvino-fp32"].file)
+    target = folder / (file or EXPORT_VARIANTS["openvino-int8"].file)
     model = openvino.Core().read_model(str(source))
     with _quiet():
         nncf.set_log_level(logging.ERROR)

@@ -4,10 +4,16 @@ them without loading torch or sentence-transformers)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # An STS-B style file: two sentences and a similarity score per row.
 PAIR_COLUMNS = ("sentence1", "sentence2")
 PAIR_LABEL = "score"
+
+
+def is_sentence_transformers(path: str) -> bool:
+    """Whether `path` is a sentence-transformers folder (it lists its modules)."""
+    return (Path(path) / "modules.json").is_file()
 
 
 class EmbeddingError(ValueError):

@@ -101,11 +101,17 @@ class SentenceEncoder(nn.Module):
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
         out = self.backbone(**inputs, output_hidden_states=hidden, return_dict=True)
+        embedding = self.sentence_embedding(input_ids, attention_mask, out.last_hidden_state)
+        return embedding, out.hidden_states
+
+    def sentence_embedding(self, input_ids, attention_mask, token_embeddings) -> torch.Tensor:
+        """sentence-transformers' modules after the transformer (pooling, dense layers,
+        normalisation) on its token states: from this model, or from an exported graph."""
         features = {"input_ids": input_ids, "attention_mask": attention_mask,
-                    "token_embeddings": out.last_hidden_state}  # fmt: skip
+                    "token_embeddings": token_embeddings}  # fmt: skip
         for module in self.head:
             features = module(features)
-        return features["sentence_embedding"], out.hidden_states
+        return features["sentence_embedding"]
 
     def save_pretrained(self, folder, **_) -> None:
         """Save as a sentence-transformers folder (the card is the run's own)."""
