@@ -4,6 +4,8 @@ Every (model, variant) runs on the same random batch in turn within each round, 
 warm-up rounds, alternating the order between rounds, so drift in the machine's speed
 hits all of them alike. Peak memory is measured apart, one child process per variant,
 since a process's peak cannot be attributed to one of several models inside it.
+Sentence-transformers folders are timed as sentence embeddings, in sentences per second
+(embedding/benchmark.py); a mix of those and classifiers is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..embedding import benchmark as embedding
+from ..embedding.config import is_sentence_transformers
 from ..extra_inputs import ExtraInputs, for_model
 from ..models import check_weights, load_model
 from ..pooling import say
@@ -72,6 +76,8 @@ def benchmark(
     # Find out now, not after minutes of timing, that it cannot be written; create nothing yet.
     chart = Path(output).with_suffix(".png") if output else None
     saved = JsonOutput(output, input_paths(models), beside=[chart]) if output else None
+    # Sentence-transformers folders are timed as sentence embeddings (embedding/benchmark.py).
+    embedder = embedding.check(models, config.variants)
     _check_models(models, config)
     threads = config.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -80,7 +86,11 @@ def benchmark(
         for index, model in enumerate(models):
             say(f"benchmark: model {index + 1} of {len(models)}: loading {model}"
                 f"{_exporting(model, config)}")  # fmt: skip
-            entries += _prepare(model, config, Path(scratch), threads, trust)
+            entries += (
+                embedding.entries(model, config.variants, Path(scratch), threads, trust)
+                if embedder
+                else _prepare(model, config, Path(scratch), threads, trust)
+            )
         longest = min(min(e.positions for e in entries), max(config.lengths))
         if max(config.lengths) > longest:
             raise DeployError(
@@ -102,7 +112,9 @@ def benchmark(
         memory = [_peak_memory(e, config, threads, step) if m else None
                   for e, m in zip(entries, measured, strict=True)]  # fmt: skip
     rows = _rows(entries, timings, memory, config)
-    result = {"settings": {**asdict(config), "threads": threads, **_machine()}, "results": rows}
+    unit = embedding.UNIT if embedder else "sequences/s"
+    settings = {**asdict(config), "threads": threads, "throughput_unit": unit, **_machine()}
+    result = {"settings": settings, "results": rows}
     if saved is not None:
         saved.write(result)
         plot(result, chart)
@@ -246,6 +258,8 @@ def _steps(what: str, total: int, suffix: str = "") -> Callable[[str], None]:
 
 def _exporting(model: str, config: BenchmarkConfig) -> str:
     exported = [v for v in config.variants if v in EXPORT_VARIANTS]
+    if is_sentence_transformers(model):
+        exported = embedding.missing(model, exported)
     if not exported or is_onnx_folder(model):
         return ""
     return f" and exporting it ({', '.join(exported)}, checked against PyTorch)"
@@ -313,13 +327,14 @@ def format_table(result: dict) -> str:
     """The rows as a Markdown table (the JSON has every number)."""
     settings = result["settings"]
     lengths = settings["lengths"]
+    unit = settings.get("throughput_unit", "sequences/s").replace("sequences", "seq")
     head = ["model", "variant", "params", "disk MB", "peak MB"]
     for length in lengths:
         head += [f"p50/p95 ms @{length} (b{settings['latency_batch_size']})"]
-        head += [f"seq/s @{length} (b{settings['throughput_batch_size']})", f"speed-up @{length}"]
+        head += [f"{unit} @{length} (b{settings['throughput_batch_size']})", f"speed-up @{length}"]
     sizes, longest = settings.get("sweep_batch_sizes") or [], max(lengths)
     if sizes:
-        head += [f"seq/s @{longest}, b{' / b'.join(str(size) for size in sizes)}"]
+        head += [f"{unit} @{longest}, b{' / b'.join(str(size) for size in sizes)}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in result["results"]:
         peak = row.get("peak_mb")
@@ -346,6 +361,8 @@ def format_table(result: dict) -> str:
         " latency rounds, interleaved; peak MB: resident memory of a process running one "
         "batch of throughput at the longest length"
     )
+    if unit == embedding.UNIT:
+        note += f"; {embedding.TIMED}"
     return "\n".join(lines) + "\n" + note
 
 
@@ -360,10 +377,10 @@ def plot(result: dict, path: Path) -> None:
     from ..runs import save_figure
 
     settings, rows = result["settings"], result["results"]
-    length = max(settings["lengths"])
+    length, unit = max(settings["lengths"]), settings.get("throughput_unit", "sequences/s")
     labels = [f"{Path(r['model']).name or r['model']} · {r['variant']}" for r in rows]
     panels = [
-        (f"throughput@{length}", f"sequences/s, batch {settings['throughput_batch_size']} x "
+        (f"throughput@{length}", f"{unit}, batch {settings['throughput_batch_size']} x "
          f"{length} (higher is better)"),
         (f"latency_p50_ms@{length}", f"p50 ms, batch {settings['latency_batch_size']} x "
          f"{length} (lower is better)"),

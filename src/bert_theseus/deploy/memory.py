@@ -7,6 +7,7 @@ resident size the process had once its libraries were imported.
 
 from __future__ import annotations
 
+import inspect
 import json
 import resource
 import sys
@@ -44,10 +45,15 @@ def main(argv: list[str]) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    from ..embedding.benchmark import torch_model
+    from ..embedding.config import is_sentence_transformers
     from ..speed import random_batch
     from .runtime import EXPORT_VARIANTS, load_variant, torch_logits
 
     torch.set_num_threads(int(threads))
+    embedder = variant not in EXPORT_VARIANTS and is_sentence_transformers(source)
+    if embedder:  # its sentence embedding (embedding/benchmark.py); its library is an import
+        import sentence_transformers  # noqa: F401
     reset = _reset_peak()
     baseline = _status_mib("VmRSS") if reset else _peak_mib()
     if variant in EXPORT_VARIANTS:
@@ -55,11 +61,12 @@ def main(argv: list[str]) -> None:
         batch = random_batch(int(batch_size), int(length), 100, token_types=True)
         model.logits(batch)
     else:
-        model = AutoModelForSequenceClassification.from_pretrained(source)
+        if embedder:
+            model, accepted = torch_model(source)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(source)
+            accepted = inspect.signature(model.forward).parameters
         batch = random_batch(int(batch_size), int(length), 100, token_types=True)
-        import inspect
-
-        accepted = inspect.signature(model.forward).parameters
         torch_logits(
             model, {k: v for k, v in batch.items() if k in accepted}, variant == "torch-bf16"
         )
