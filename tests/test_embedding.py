@@ -36,9 +36,9 @@ MAX_SEQ_LENGTH = 32
 
 
 def build_st(folder: Path, tokenizer_dir: Path, pooling="mean", normalize=True, dense=False,
-             dropout=0.0) -> Path:  # fmt: skip
-    """A tiny sentence-transformers model (4-layer BERT, `pooling`, optional Dense and
-    Normalize) saved at `folder`, as `SentenceTransformer.save` writes one."""
+             dropout=0.0, model_type="bert") -> Path:  # fmt: skip
+    """A tiny sentence-transformers model (4-layer `model_type`, `pooling`, optional Dense
+    and Normalize) saved at `folder`, as `SentenceTransformer.save` writes one."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import (
         Dense,
@@ -48,7 +48,7 @@ def build_st(folder: Path, tokenizer_dir: Path, pooling="mean", normalize=True, 
     )
 
     torch.manual_seed(0)
-    config = tiny_config("bert", layers=4, dropout=dropout)
+    config = tiny_config(model_type, layers=4, dropout=dropout)
     hf = folder.with_name(folder.name + "-hf")
     AutoModel.from_config(config).save_pretrained(hf)
     BertTokenizerFast.from_pretrained(tokenizer_dir).save_pretrained(hf)
@@ -130,7 +130,8 @@ def metrics_of(folder: Path) -> dict:
 
 
 def test_the_tested_methods_are_the_supported_ones():
-    assert sorted(embedding_methods()) == sorted(METHODS)
+    # target (its kd-sliced route, a width cut): tests/test_embedding_width.py
+    assert sorted(embedding_methods()) == sorted([*METHODS, "target"])
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

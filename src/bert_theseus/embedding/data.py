@@ -84,6 +84,12 @@ def read_sentence_data(data: DataConfig, embedding: EmbeddingConfig) -> Sentence
     return SentenceData(train, {"dev": held}, test, HELD_OUT, sources, dropped)
 
 
+def scored_task(data: DataConfig) -> Task:
+    """How a run is scored, which the flags decide before any data is read: pairs when a
+    --dev-file is given, else held-out sentences."""
+    return PAIRS if data.dev_file else HELD_OUT
+
+
 def reported_pairs(data: DataConfig, embedding: EmbeddingConfig) -> dict[str, list[Pair]]:
     """The pair file a run is reported on, by split name: the test file, else the dev file
     (none when neither is given)."""

@@ -7,11 +7,14 @@ output is the embedding as `logits` and, given the teacher's embeddings as `labe
 MSE as `loss`: so the methods that cut, replace or distil layers (through `config`,
 `base_model` and the layer list under `backbone`) train it unchanged. Given a second
 sentence (`pair_*` inputs) its `logits` are the two embeddings' cosine, which is what an
-STS evaluation scores.
+STS evaluation scores, and given the pairs' gold scores its `loss` is sentence-transformers'
+CoSENT loss of those cosines (a task loss on scored pairs, as a classifier's dev batches have
+one: DynaBERT's importance is its gradient).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,11 +90,21 @@ class SentenceEncoder(nn.Module):
         if pair_input_ids is not None:
             other, _ = self.embed(pair_input_ids, pair_attention_mask, pair_token_type_ids)
             cosine = F.cosine_similarity(embedding.float(), other.float(), dim=-1)
-            return EmbeddingOutput(logits=cosine[:, None], hidden_states=hidden)
+            loss = self.pair_loss(embedding, other, labels) if labels is not None else None
+            return EmbeddingOutput(loss=loss, logits=cosine[:, None], hidden_states=hidden)
         loss = None
         if labels is not None and labels.dim() == 2:  # the teacher's embeddings
             loss = F.mse_loss(embedding.float(), labels.float())
         return EmbeddingOutput(loss=loss, logits=embedding, hidden_states=hidden)
+
+    def pair_loss(self, first, second, scores: torch.Tensor) -> torch.Tensor:
+        """sentence-transformers' CoSENT loss of the pairs' cosines against their gold scores:
+        it reads only the scores' order, so any scale (0-5, 0-1) gives the same loss, and it is
+        not zero at the predecessor (unlike the MSE to its own embeddings)."""
+        from sentence_transformers.sentence_transformer.losses import CoSENTLoss
+
+        loss = CoSENTLoss(self.sentence_transformer)
+        return loss.compute_loss_from_embeddings([first, second], scores.float())
 
     def embed(self, input_ids, attention_mask=None, token_type_ids=None, hidden=False):
         """The sentence embedding (and the transformer's hidden states when `hidden`)."""
@@ -112,6 +125,15 @@ class SentenceEncoder(nn.Module):
         for module in self.head:
             features = module(features)
         return features["sentence_embedding"]
+
+    def with_backbone(self, backbone: nn.Module) -> SentenceEncoder:
+        """A copy of this encoder around `backbone` (its transformer cut to fewer heads or
+        layers, say): the pooling, dense and normalisation modules, prompts and settings
+        copied, this encoder left unchanged. A compact backbone is saved as its own model
+        type, which `SentenceTransformer(folder)` loads after `import bert_theseus`."""
+        # The memo puts `backbone` where the old transformer was, which is never copied.
+        model = copy.deepcopy(self.sentence_transformer, {id(self.backbone): backbone})
+        return SentenceEncoder(model)
 
     def save_pretrained(self, folder, **_) -> None:
         """Save as a sentence-transformers folder (the card is the run's own)."""

@@ -16,7 +16,7 @@ from ..pooling import say
 from ..run_setup import Prepared, score
 from ..training import TrainingConfig, make_accelerator
 from .config import EmbeddingConfig
-from .data import PAIRS, SentenceData, read_sentence_data
+from .data import PAIRS, SentenceData, read_sentence_data, scored_task
 from .model import SentenceEncoder, check_installed, load_encoder
 from .teacher import teacher_embeddings
 
@@ -36,7 +36,9 @@ def prepare_embedding(
     predecessor = load_encoder(model, trust_remote_code)
     tokenizer = predecessor.tokenizer
     training = fit_max_length(training, predecessor, model)
-    check(MethodContext(predecessor, training.seed, None, trust_remote_code))
+    # The task is known from the flags: a method may refuse how the run is scored (the
+    # target's width cut needs pairs) before anything is read or computed.
+    check(MethodContext(predecessor, training.seed, scored_task(data), trust_remote_code))
     sentences = read_sentence_data(data, embedding)
     if training.max_train_samples:
         sentences.train = sentences.train[: training.max_train_samples]

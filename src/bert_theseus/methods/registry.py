@@ -49,7 +49,8 @@ class MethodConfigError(MethodError):
 @dataclass
 class MethodContext:
     """What a method is built from. `task` and `dev_batches` are None when only the settings
-    are checked, before any data is read. The predecessor is never changed by a method: it stays the
+    are checked, before any data is read (a sentence-embedding run gives its task, which its
+    flags decide). The predecessor is never changed by a method: it stays the
     reference for retention and speed-up, and may serve as the frozen teacher."""
 
     predecessor: PreTrainedModel

@@ -56,4 +56,5 @@ register_method(
     card_lines=card_lines,
     selected_by=("target_speedup", "target_latency"),
     compare_runs=TargetConfig.compared,
+    embedding=True,  # route kd-sliced, on dev pairs (methods/target/embedding.py)
 )

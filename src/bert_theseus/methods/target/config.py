@@ -49,7 +49,7 @@ class TargetConfig:
         metadata={
             "help": f"the runtime the model is deployed on: {', '.join(RUNTIMES)}, or auto "
             "(the plan's runtimes; the shape with the most capacity that meets the target on "
-            "any of them)"
+            "any of them; with --embedding: torch-fp32)"
         },
     )
     baseline: str = field(
@@ -130,9 +130,12 @@ class TargetConfig:
         read; an unreachable target stops here. The choice is written into the settings, so
         run_config.json records it and a resume must land on the same one."""
         from .choice import choose_shape
+        from .embedding import check_embedding, is_sentence_encoder
         from .routes import check_route
 
         self.route = self.route or DEFAULT_ROUTE
+        if is_sentence_encoder(context.predecessor):
+            check_embedding(self, context)
         choose_shape(self, context.predecessor)
         check_route(self, context.predecessor)
 

@@ -55,10 +55,12 @@ def sliced(model, width: float, layers: list[int] | None, batches):
     """`model` cut to `width` in every layer, keeping each layer's most important heads and
     FFN neurons (DynaBERT's importance on `batches`, most important first), and to `layers`.
     Each layer keeps the plan's share of its own heads and neurons, so a compact model
-    whose layers differ is cut as the plan timed it."""
+    whose layers differ is cut as the plan timed it. A sentence encoder has its transformer
+    cut (`embedding.cut_transformer`)."""
     from ...compact import compact_from, to_stock_if_possible
     from ...plan.shapes import kept_heads, kept_neurons
     from ..dynabert.importance import importance, importance_order
+    from .embedding import cut_transformer
 
     heads, neurons = importance(model, batches)
     kept_h, kept_n = [], []
@@ -67,7 +69,13 @@ def sliced(model, width: float, layers: list[int] | None, batches):
         count = kept_heads(width, len(head_order))
         kept_h.append(head_order[:count])
         kept_n.append(neuron_order[: kept_neurons(count, len(head_order), len(neuron_order))])
-    return to_stock_if_possible(compact_from(model, heads=kept_h, neurons=kept_n, layers=layers))
+
+    def cut(encoder):
+        return to_stock_if_possible(
+            compact_from(encoder, heads=kept_h, neurons=kept_n, layers=layers)
+        )
+
+    return cut_transformer(model, cut)
 
 
 def _dev(context):
