@@ -206,6 +206,20 @@ def test_theseus_loss_is_zero_where_every_successor_copies_its_one_layer_module(
         assert model(**batch, labels=labels).loss.item() == 0.0
 
 
+def test_teacher_embeddings_come_back_in_the_sentences_order(st_dirs):
+    from bert_theseus.embedding.teacher import embed
+
+    encoder = load_encoder(str(st_dirs("mean")))
+    rng = random.Random(3)
+    # Lengths in no order, more sentences than one batch: batching by length must not
+    # reorder what comes back.
+    sentences = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 20))) for _ in range(150)]
+    together = embed(encoder, sentences, encoder.tokenizer, 32)
+    for index in (0, 7, 64, 149):
+        alone = embed(encoder, [sentences[index]], encoder.tokenizer, 32)[0]
+        assert torch.allclose(together[index], alone, atol=1e-5)
+
+
 def test_teacher_cache_equals_recomputation_and_is_read_back(
     st_dirs, data_dir, cache, tmp_path, capsys
 ):

@@ -54,20 +54,30 @@ def teacher_embeddings(
 
 @torch.no_grad()
 def embed(encoder: SentenceEncoder, sentences: list[str], tokenizer, max_length: int):
-    """Embeddings of `sentences` in fp32, the encoder in eval mode."""
+    """Embeddings of `sentences` in fp32, the encoder in eval mode, in their order."""
     was_training = encoder.training
     encoder.eval()
     device = next(encoder.parameters()).device
-    parts = []
+    # Batched by length, so a batch pads its short sentences to a near length (a random
+    # order pads most of them to its longest); padding is masked, so an embedding changes
+    # by float rounding at most.
+    lengths = [len(ids) for ids in tokenizer(sentences, truncation=True,
+                                             max_length=max_length)["input_ids"]]  # fmt: skip
+    order = sorted(range(len(sentences)), key=lengths.__getitem__)
+    embeddings = None
     try:
-        for start in range(0, len(sentences), BATCH):
-            batch = tokenizer(sentences[start : start + BATCH], truncation=True,
+        for start in range(0, len(order), BATCH):
+            rows = order[start : start + BATCH]
+            batch = tokenizer([sentences[i] for i in rows], truncation=True,
                               max_length=max_length, padding=True, return_tensors="pt")  # fmt: skip
             inputs = {k: v.to(device) for k, v in batch.items()}
-            parts.append(encoder(**inputs).logits.float().cpu())
+            out = encoder(**inputs).logits.float().cpu()
+            if embeddings is None:
+                embeddings = torch.empty(len(sentences), out.shape[1])
+            embeddings[torch.tensor(rows)] = out
     finally:
         encoder.train(was_training)
-    return torch.cat(parts)
+    return embeddings
 
 
 def cache_key(teacher: SentenceEncoder, sentences: list[str], max_length: int) -> str:
