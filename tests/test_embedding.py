@@ -414,6 +414,15 @@ def test_txt_counts_blank_lines_and_duplicates_exactly(st_dirs, data_dir, cache,
     assert "training sentences: 4 (3 empty, 3 duplicate dropped);" in err
 
 
+def test_the_sentence_line_counts_held_out_and_unused_sentences(st_dirs, cache, tmp_path, capsys):
+    train = tmp_path / "sentences.txt"
+    train.write_text("".join(f"w{i} w{i + 1}\n" for i in range(30)))
+    args = compress(st_dirs("mean"), train, tmp_path / "student", "truncated")
+    assert main([*args, "--max-steps", "1", "--held-out", "4", "--max-train-samples", "20"]) == 0
+    err = capsys.readouterr().err
+    assert "training sentences: 20; 4 held out to score; 6 beyond --max-train-samples;" in err
+
+
 def test_lone_carriage_returns_end_lines(tmp_path):
     train = tmp_path / "mac.txt"
     train.write_bytes(b"w1 w2\rw3\r\rw1 w2\r")

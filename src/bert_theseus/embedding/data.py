@@ -41,16 +41,26 @@ class SentenceData:
     task: Task
     sources: dict[str, str] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)  # empty lines, duplicates
+    held_out: int = 0  # sentences kept out of training to score on
+    unused: int = 0  # sentences beyond --max-train-samples
 
     def describe(self, lengths: list[int], max_length: int) -> str:
         """One line on the training sentences: how many, what was dropped, how long."""
         dropped = ", ".join(f"{n} {what}" for what, n in self.dropped.items() if n)
-        sizes = np.asarray(lengths)
-        over = float((sizes >= max_length).mean()) if len(sizes) else 0.0
+        aside = [f"{self.held_out} held out to score"] if self.held_out else []
+        aside += [f"{self.unused} beyond --max-train-samples"] if self.unused else []
         return (
             f"training sentences: {len(self.train)}"
             + (f" ({dropped} dropped)" if dropped else "")
-            + f"; tokens per sentence: mean {sizes.mean():.1f}, median {np.median(sizes):.0f}, "
+            + "".join(f"; {text}" for text in aside)
+            + self._lengths(np.asarray(lengths), max_length)
+        )
+
+    @staticmethod
+    def _lengths(sizes: np.ndarray, max_length: int) -> str:
+        over = float((sizes >= max_length).mean()) if len(sizes) else 0.0
+        return (
+            f"; tokens per sentence: mean {sizes.mean():.1f}, median {np.median(sizes):.0f}, "
             f"95th percentile {np.percentile(sizes, 95):.0f}, max {sizes.max()}; "
             f"{100 * over:.1f}% cut at --max-length {max_length}"
         )
@@ -81,7 +91,7 @@ def read_sentence_data(data: DataConfig, embedding: EmbeddingConfig) -> Sentence
         return SentenceData(sentences, dev, test, PAIRS, sources, dropped)
     train, held = hold_out(sentences, embedding.held_out)
     sources["dev"] = f"{len(held)} held-out training sentences"
-    return SentenceData(train, {"dev": held}, test, HELD_OUT, sources, dropped)
+    return SentenceData(train, {"dev": held}, test, HELD_OUT, sources, dropped, len(held))
 
 
 def scored_task(data: DataConfig) -> Task:

@@ -41,6 +41,7 @@ def prepare_embedding(
     check(MethodContext(predecessor, training.seed, scored_task(data), trust_remote_code))
     sentences = read_sentence_data(data, embedding)
     if training.max_train_samples:
+        sentences.unused = max(0, len(sentences.train) - training.max_train_samples)
         sentences.train = sentences.train[: training.max_train_samples]
     encoded = tokenizer(sentences.train, truncation=True, max_length=training.max_length)
     say(sentences.describe([len(ids) for ids in encoded["input_ids"]], training.max_length))
