@@ -47,7 +47,7 @@ def write_model_card(
     embedding = "embedding" in settings  # a sentence-transformers student
     results = hub_results(metrics, embedding)
     header = card_header(name, metrics["method"], settings["model"], results, embedding)
-    usage = embedding_usage(folder, repo_id) if embedding else usage_lines(folder, repo_id)
+    usage = usage_lines(folder, repo_id, embedding)
     lines = _body(name, metrics, settings, training, method) + usage
     (Path(folder) / "README.md").write_text(header + "\n".join(lines) + "\n")
 
@@ -88,41 +88,29 @@ def card_header(
     return "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n\n"
 
 
-def usage_lines(folder: Path, repo_id: str | None = None) -> list[str]:
-    """How to load the model: by its Hub id after a push, else by the folder's absolute
-    path, so the snippet works from any working directory."""
-    where = repo_id or str(final_folder(folder))
-    moved = "" if repo_id else "  # the folder's path: change it if you move the folder"
-    return [
-        "",
-        "## Use",
-        "",
-        "```python",
-        "import bert_theseus  # registers bert-theseus's compact model family with transformers",
-        "from transformers import pipeline",
-        "",
-        f'classifier = pipeline("text-classification", model={json.dumps(where)}){moved}',
-        'print(classifier("a gripping, beautifully acted film"))',
-        "```",
-    ]
+# What the model card's "Use" section runs, by kind of model ({where}: the model to load).
+_REGISTERS = "import bert_theseus  # registers bert-theseus's compact model family"
+USES = {
+    False: [f"{_REGISTERS} with transformers",
+            "from transformers import pipeline", "",
+            'classifier = pipeline("text-classification", model={where}){moved}',
+            'print(classifier("a gripping, beautifully acted film"))'],
+    True: [f"{_REGISTERS} (width-cut students)",
+           "from sentence_transformers import SentenceTransformer", "",
+           "model = SentenceTransformer({where}){moved}",
+           'embeddings = model.encode(["a first sentence", "another one"])',
+           "print(model.similarity(embeddings, embeddings))"],
+}  # fmt: skip
 
 
-def embedding_usage(folder: Path, repo_id: str | None = None) -> list[str]:
-    """How to load a sentence-embedding student: sentence-transformers, as its predecessor."""
-    where = repo_id or str(final_folder(folder))
+def usage_lines(folder: Path, repo_id: str | None = None, embedding: bool = False) -> list[str]:
+    """How to load the model (a classifier, or with `embedding` a sentence-transformers
+    model): by its Hub id after a push, else by the folder's absolute path, so the snippet
+    works from any working directory."""
+    where = json.dumps(repo_id or str(final_folder(folder)))
     moved = "" if repo_id else "  # the folder's path: change it if you move the folder"
-    return [
-        "",
-        "## Use",
-        "",
-        "```python",
-        "from sentence_transformers import SentenceTransformer",
-        "",
-        f"model = SentenceTransformer({json.dumps(where)}){moved}",
-        'embeddings = model.encode(["a first sentence", "another one"])',
-        "print(model.similarity(embeddings, embeddings))",
-        "```",
-    ]
+    code = [line.format(where=where, moved=moved) for line in USES[embedding]]
+    return ["", "## Use", "", "```python", *code, "```"]
 
 
 def _is_hub_id(name: str) -> bool:
