@@ -395,7 +395,7 @@ def refuse_work(monkeypatch):
     monkeypatch.setattr(commands, "read_data", work)
     monkeypatch.setattr(run_setup, "load_model", work)  # where compress and compare load
     monkeypatch.setattr(run_setup, "read_data", work)
-    monkeypatch.setattr(compare, "prepare", work)
+    monkeypatch.setattr(compare, "prepare_run", work)
 
 
 def test_a_second_run_on_a_locked_output_exits_2_at_once_naming_the_first(

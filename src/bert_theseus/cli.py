@@ -198,7 +198,9 @@ def build_parser(
         brief = name == "compress"
         more = " (in full: 'theseus finetune --help')" if brief else ""
         _add_dataclass(sub, DataConfig, "data" + more, brief=brief)
-        if name in ("compress", "compare"):
+        # compress --method NAME --help keeps to what NAME takes.
+        takes_embedding = method not in names or methods()[method].embedding
+        if name == "compare" or (name == "compress" and takes_embedding):
             _add_dataclass(sub, EmbeddingConfig, "sentence-embedding models")
         if name == "compress":
             sub.add_argument(
@@ -480,6 +482,20 @@ def _not_a_setting(name: str, args: argparse.Namespace) -> typing.NoReturn:
     )
 
 
+def _embedding_settings() -> set[str]:
+    from .embedding.config import EmbeddingConfig
+
+    return {f.name for f in dataclasses.fields(EmbeddingConfig)}
+
+
+def _not_for_embedding(method: str) -> typing.NoReturn:
+    """compress --method NAME has no embedding flags where NAME does not train embedders."""
+    from .embedding.config import not_an_embedding_method
+    from .methods import MethodError, embedding_methods
+
+    raise MethodError(not_an_embedding_method(method, embedding_methods()))
+
+
 def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """argparse, with a flag's bad value as a RunError: one line naming the flag, and a
     setting of a method other than the chosen one(s) refused by name."""
@@ -489,6 +505,8 @@ def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Na
             name = extra.split("=", 1)[0].removeprefix("--").replace("-", "_")
             if extra.startswith("--") and args.command in ("compress", "compare"):
                 name = name.removeprefix("no_") if not method_owners(name) else name
+                if args.command == "compress" and name in _embedding_settings():
+                    _not_for_embedding(args.method)
                 if method_owners(name):
                     if args.command == "compress" and args.method is None:
                         from .methods import default_method

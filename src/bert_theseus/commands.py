@@ -17,7 +17,7 @@ from accelerate.utils import set_seed
 
 from .data import DataError
 from .data.config import DataConfig
-from .embedding.config import EmbeddingConfig
+from .embedding.config import EmbeddingConfig, not_an_embedding_method
 from .methods import MethodError, MethodSpec, embedding_methods, get_method, methods
 from .methods.registry import identity, validate
 from .models import ModelError, fit_max_length, load_model
@@ -133,10 +133,7 @@ def embedding_setting(
     embedding.validate()
     for spec in specs:
         if not spec.embedding:
-            raise MethodError(
-                f"method '{spec.name}' does not train sentence-embedding models: with "
-                f"--embedding use {' or '.join(embedding_methods())}"
-            )
+            raise MethodError(not_an_embedding_method(spec.name, embedding_methods()))
     return embedding
 
 

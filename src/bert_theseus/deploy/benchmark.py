@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from .config import (  # noqa: F401  (the variant lists: imported from here befo
     BenchmarkConfig,
     ExportConfig,
 )
+from .entry import Entry, limits
 from .export import export_onnx
 from .runtime import (
     EXPORT_VARIANTS,
@@ -48,20 +49,6 @@ from .runtime import (
     load_variant,
     torch_logits,
 )
-
-
-@dataclass
-class _Entry:
-    model: str
-    variant: str
-    run: Callable[[dict], object]
-    parameters: int
-    disk_bytes: int
-    positions: int
-    vocab: int
-    inputs: set[str]
-    onnx_folder: Path | None = None
-    memory: bool = True  # a variant the memory probe can load on its own
 
 
 def benchmark(
@@ -121,7 +108,7 @@ def benchmark(
     return result
 
 
-def _prepare(path: str, config, scratch: Path, threads: int, trust: bool) -> list[_Entry]:
+def _prepare(path: str, config, scratch: Path, threads: int, trust: bool) -> list[Entry]:
     """The entries of one model: PyTorch variants from its weights; ONNX variants from its
     export (made here, verified against PyTorch) or, for an exported folder, its files."""
     entries = []
@@ -140,13 +127,13 @@ def _prepare(path: str, config, scratch: Path, threads: int, trust: bool) -> lis
             if variant in wanted:
                 bf16 = variant == "torch-bf16"
                 entries.append(
-                    _Entry(
+                    Entry(
                         path,
                         variant,
                         lambda batch, m=source, b=bf16: torch_logits(m, batch, b),
                         parameters,
                         _weights_bytes(Path(path)),
-                        *_limits(model_config),
+                        *limits(model_config),
                         accepted_inputs(source),
                     )
                 )
@@ -166,13 +153,13 @@ def _prepare(path: str, config, scratch: Path, threads: int, trust: bool) -> lis
         if onnx_folder is not None:
             runner = load_variant(onnx_folder, variant, threads)
             entries.append(
-                _Entry(
+                Entry(
                     path,
                     variant,
                     lambda batch, r=runner: r.logits(batch),
                     parameters,
                     _variant_bytes(onnx_folder, variant),
-                    *_limits(model_config),
+                    *limits(model_config),
                     set(runner.input_names),
                     onnx_folder=onnx_folder,
                 )
@@ -188,7 +175,7 @@ def _variant_bytes(folder: Path, variant: str) -> int:
 
 
 def _extra_step_entries(path: str, source, provider: ExtraInputs, step, parameters: int,
-                        model_config) -> list[_Entry]:  # fmt: skip
+                        model_config) -> list[Entry]:  # fmt: skip
     """The step that computes a model's extra inputs (a retrieval, say), timed alone, and
     the model given them (computed once per batch, in the warm-up), beside the "torch-fp32"
     row that does both."""
@@ -200,11 +187,11 @@ def _extra_step_entries(path: str, source, provider: ExtraInputs, step, paramete
             computed[key] = step(batch)
         return torch_logits(source, {**batch, **computed[key]})
 
-    common = (parameters, _weights_bytes(Path(path)), *_limits(model_config))
+    common = (parameters, _weights_bytes(Path(path)), *limits(model_config))
     inputs = accepted_inputs(source)
     return [
-        _Entry(path, provider.step, step, *common, inputs, memory=False),
-        _Entry(path, f"torch-fp32, {provider.given}", given, *common, inputs, memory=False),
+        Entry(path, provider.step, step, *common, inputs, memory=False),
+        Entry(path, f"torch-fp32, {provider.given}", given, *common, inputs, memory=False),
     ]
 
 
@@ -222,7 +209,7 @@ def _check_models(models: list[str], config: BenchmarkConfig) -> None:
             _check_variants(model, config)
         check_weights(folder)
         try:
-            positions = _limits(AutoConfig.from_pretrained(folder))[0]
+            positions = limits(AutoConfig.from_pretrained(folder))[0]
         except Exception:  # custom code or a broken config: load_model says which, below
             continue
         if max(config.lengths) > positions:
@@ -236,12 +223,6 @@ def _check_variants(path: str, config: BenchmarkConfig) -> None:
     torch_only = [v for v in config.variants if v.startswith("torch")]
     if torch_only and len(torch_only) == len(config.variants):
         raise DeployError(f"{path} is an ONNX export: time it with --variants onnx-fp32")
-
-
-def _limits(model_config) -> tuple[int, int]:
-    # RoBERTa-style position ids start after the padding index: two positions are spare.
-    positions = getattr(model_config, "max_position_embeddings", 512) - 2
-    return positions, getattr(model_config, "vocab_size", 1000)
 
 
 def _steps(what: str, total: int, suffix: str = "") -> Callable[[str], None]:
@@ -265,7 +246,7 @@ def _exporting(model: str, config: BenchmarkConfig) -> str:
     return f" and exporting it ({', '.join(exported)}, checked against PyTorch)"
 
 
-def _timed(entries: list[_Entry]) -> str:
+def _timed(entries: list[Entry]) -> str:
     """What each timing step runs: "torch-fp32, onnx-int8 of teacher, successor"."""
     variants = dict.fromkeys(e.variant for e in entries)
     models = dict.fromkeys(Path(e.model).name or e.model for e in entries)
@@ -403,7 +384,7 @@ def _millions(count: int) -> str:
     return f"{count / 1e6:.1f}M" if count >= 1e5 else f"{count / 1e3:.1f}K"
 
 
-def _peak_memory(entry: _Entry, config: BenchmarkConfig, threads: int, step=None) -> dict:
+def _peak_memory(entry: Entry, config: BenchmarkConfig, threads: int, step=None) -> dict:
     """Peak resident memory of a fresh process that loads only this entry and runs one
     throughput batch at the longest length."""
     if step is not None:

@@ -65,7 +65,7 @@ def missing(model: str, variants: list[str]) -> list[str]:
 
 def entries(path: str, variants: list[str], scratch: Path, threads: int, trust: bool) -> list:
     """The benchmark's entries of one sentence-transformers folder, one per variant."""
-    from ..deploy.benchmark import _Entry
+    from ..deploy.entry import Entry
     from ..speed import count_parameters
 
     encoder, names = torch_model(path, trust)
@@ -77,7 +77,7 @@ def entries(path: str, variants: list[str], scratch: Path, threads: int, trust: 
     for variant in (v for v in ("torch-fp32", "torch-bf16") if v in variants):
         run = partial(_torch_embeddings, encoder, bf16=variant == "torch-bf16")
         weights = _weights(folder, root=True) + head
-        result.append(_Entry(path, variant, run, parameters, weights, *limits, set(names)))
+        result.append(Entry(path, variant, run, parameters, weights, *limits, set(names)))
     exported = [v for v in variants if v in EXPORT_VARIANTS]
     folders = dict.fromkeys(exported, folder)
     absent = missing(path, exported)
@@ -88,7 +88,7 @@ def entries(path: str, variants: list[str], scratch: Path, threads: int, trust: 
         run = partial(_graph_embeddings, runner, encoder)
         # memory: the probe would load the PyTorch transformer beside the graph (the
         # pooling modules come with it), which a deployment of the graph does not.
-        result.append(_Entry(path, variant, run, parameters, runner_bytes(runner) + head,
+        result.append(Entry(path, variant, run, parameters, runner_bytes(runner) + head,
                              *limits, set(runner.input_names), onnx_folder=folders[variant],
                              memory=False))  # fmt: skip
     return result
@@ -124,9 +124,9 @@ def _torch_embeddings(encoder, batch, bf16: bool = False):
 
 
 def _graph_embeddings(runner, encoder, batch):
-    from .export import _embed
+    from .export import embed_graph
 
-    return _embed(runner, encoder, batch)
+    return embed_graph(runner, encoder, batch)
 
 
 def _exported(folder: Path) -> set[str]:
@@ -159,7 +159,7 @@ def _export(path: str, variants: list[str], scratch: Path, trust: bool) -> Path:
 def _limits(encoder) -> tuple[int, int]:
     """The longest timed length (sentence-transformers truncates at its max_seq_length)
     and the vocabulary."""
-    from ..deploy.benchmark import _limits as limits
+    from ..deploy.entry import limits
 
     positions, vocab = limits(encoder.config)
     longest = encoder.sentence_transformer.max_seq_length or positions

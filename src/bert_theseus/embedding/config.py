@@ -16,6 +16,14 @@ def is_sentence_transformers(path: str) -> bool:
     return (Path(path) / "modules.json").is_file()
 
 
+def not_an_embedding_method(method: str, supported: list[str]) -> str:
+    """The one line that refuses `method` for a sentence-embedding run."""
+    return (
+        f"method '{method}' does not train sentence-embedding models: with --embedding use "
+        f"--method {' or '.join(supported)}"
+    )
+
+
 class EmbeddingError(ValueError):
     """The model or the data cannot be used to train a sentence-embedding student; the
     message says what to pass instead."""
@@ -29,25 +37,17 @@ class EmbeddingConfig:
     embedding: bool = field(
         default=False,
         metadata={
-            "help": "the model is a sentence-transformers model: train the student on the "
-            "MSE to its sentence embeddings, from unlabelled sentences (--train-file: .txt, "
-            "one per line, or the --text-columns of a .csv/.tsv/.jsonl); --dev-file and "
-            "--test-file are scored pair files (Spearman of cosines)"
+            "help": "the model is a sentence-transformers model: the student learns its "
+            "sentence embeddings from unlabelled --train-file sentences"
         },
     )
     pair_columns: list[str] | None = field(
         default=None,
-        metadata={
-            "help": "the two sentence columns of the --dev-file/--test-file pair files "
-            "(default: sentence1 sentence2; their score: --label-column, default score)"
-        },
+        metadata={"help": "the sentence columns of the pair files (default: sentence1 sentence2)"},
     )
     held_out: int = field(
         default=1000,
-        metadata={
-            "help": "without --dev-file: training sentences kept out of training and scored "
-            "by the cosine to the teacher's embeddings (selection)"
-        },
+        metadata={"help": "without --dev-file: training sentences held out to select on"},
     )
 
     def validate(self) -> None:

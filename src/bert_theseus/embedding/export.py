@@ -241,7 +241,7 @@ def _check(name, folder, encoder, batches, reference, config, texts, pairs) -> d
     """The file's sentence embeddings against PyTorch's: the least and mean cosine, and the
     largest difference, over the first --verify-samples sentences; Spearman on the pairs."""
     runner = _runner(folder, name)
-    embeddings = [_embed(runner, encoder, batch) for batch in batches]
+    embeddings = [embed_graph(runner, encoder, batch) for batch in batches]
     got = np.concatenate(embeddings)[: config.verify_samples].astype(np.float64)
     want = np.concatenate(reference)[: config.verify_samples].astype(np.float64)
     norms = np.maximum(np.linalg.norm(got, axis=-1) * np.linalg.norm(want, axis=-1), 1e-12)
@@ -264,7 +264,7 @@ def _check(name, folder, encoder, batches, reference, config, texts, pairs) -> d
 
 
 @torch.inference_mode()
-def _embed(runner, encoder: SentenceEncoder, batch: dict) -> np.ndarray:
+def embed_graph(runner, encoder: SentenceEncoder, batch: dict) -> np.ndarray:
     """The sentence embeddings of `batch`: the graph's token states through the model's
     own sentence-transformers modules, as its backends compute them."""
     tokens = torch.from_numpy(runner.logits(batch))
