@@ -575,7 +575,8 @@ def _yaml_item(kind, value, shape: str, name: str, source: str):
 
 
 def _config(cls, args: argparse.Namespace):
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+    # A group of flags may be absent (compress --method NAME leaves out what NAME lacks).
+    values = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in values.items() if v is not None})
 
 
