@@ -346,6 +346,12 @@ def test_killed_theseus_embedding_run_resumes_to_identical_weights(
     assert main([*args(output), "--resume", "auto"]) == 0
     assert steps[0] >= kill_after and steps == list(range(steps[0], steps[0] + len(steps)))
     assert steps[-1] in (STEPS - 1, STEPS)
+    assert_same_run(straight, output, kill_after)
+
+
+def assert_same_run(straight: Path, output: Path, kill_after: int) -> None:
+    """The resumed run's folder holds the uninterrupted run's weights, bit for bit, and
+    its training log; no checkpoint is left."""
     weights = sorted(p.relative_to(straight) for p in straight.rglob("*.safetensors"))
     assert weights and weights == sorted(
         p.relative_to(output) for p in output.rglob("*.safetensors")

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from test_embedding import (  # noqa: F401  (fixtures: st_dirs, data_dir, cache)
     FAST,
     MAX_SEQ_LENGTH,
     VARIANTS,
+    assert_same_run,
     build_st,
     cache,
     data_dir,
@@ -27,7 +27,7 @@ from test_embedding import (  # noqa: F401  (fixtures: st_dirs, data_dir, cache)
     snapshot,
     st_dirs,
 )
-from test_resume import interrupt, records
+from test_resume import interrupt
 from test_target import fake_timer
 
 import bert_theseus  # noqa: F401  (registers the compact family: SentenceTransformer loads it)
@@ -191,18 +191,8 @@ def test_killed_width_run_resumes_to_identical_weights(st_dirs, data_dir, cache,
     assert not output.exists(), "an interrupted run must not look finished"
     assert main([*args(output), "--resume", "auto"]) == 0
 
-    weights = sorted(p.relative_to(straight) for p in straight.rglob("*.safetensors"))
-    assert weights and weights == sorted(
-        p.relative_to(output) for p in output.rglob("*.safetensors")
-    )
-    for name in weights:
-        expected, resumed = load_file(straight / name), load_file(output / name)
-        assert expected.keys() == resumed.keys()
-        for key, tensor in expected.items():
-            assert torch.equal(tensor, resumed[key]), f"{name}:{key} (killed after {kill_after})"
-    assert records(output) == records(straight)
+    assert_same_run(straight, output, kill_after)
     assert (output / "config.json").read_text() == (straight / "config.json").read_text()
-    assert not (output / "checkpoints").exists()
 
 
 REFUSED = {
