@@ -55,11 +55,17 @@ def compute_metrics(metric: str, predictions, labels) -> dict[str, float]:
 VECTOR_METRICS = ("teacher_cosine",)
 
 
+def row_cosines(a, b) -> np.ndarray:
+    """The cosine of each row of `a` with the same row of `b`, in float64 (a zero row's is 0)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    return (a * b).sum(axis=-1) / np.maximum(norms, 1e-12)
+
+
 def _against_teacher(embeddings: np.ndarray, teacher: np.ndarray) -> dict[str, float]:
     """Mean cosine and mean squared error of each embedding to the teacher's."""
     a, b = embeddings.astype(np.float64), teacher.astype(np.float64)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    cosine = float(np.mean((a * b).sum(axis=1) / np.maximum(norms, 1e-12)))
+    cosine = float(np.mean(row_cosines(a, b)))
     return {"cosine": cosine, "mse": float(np.mean((a - b) ** 2)), "score": cosine}
 
 

@@ -183,14 +183,18 @@ def chosen_variant(folder: str | Path) -> str:
     return chosen["variant"] if chosen else "onnx-fp32"
 
 
-def load_variant(folder: str | Path, name: str, threads: int | None = None):
-    """The classifier of variant `name` of an export folder."""
+def load_variant(
+    folder: str | Path, name: str, threads: int | None = None, file: str | None = None
+):
+    """The runner of variant `name` of an export folder; `file` names its graph where the
+    folder's layout is not this toolkit's (a sentence-transformers copy's onnx/model.onnx)."""
     if name not in EXPORT_VARIANTS:
         raise DeployError(f"unknown variant '{name}': use one of {', '.join(EXPORT_VARIANTS)}")
     variant = EXPORT_VARIANTS[name]
+    file = file or variant.file
     if variant.runtime == "openvino":
-        return OpenVINOClassifier(folder, variant.file, variant.precision, threads)
-    return OnnxClassifier(folder, threads=threads, file=variant.file)
+        return OpenVINOClassifier(folder, file, variant.precision, threads)
+    return OnnxClassifier(folder, threads=threads, file=file)
 
 
 def torch_logits(model: torch.nn.Module, batch, bf16: bool = False) -> np.ndarray:

@@ -29,7 +29,6 @@ TIMED = (
 # Every variant but the fused ones: a sentence-transformers export writes no fused graph.
 SUPPORTED = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8", "openvino-fp32",
              "openvino-bf16", "openvino-int8")  # fmt: skip
-SAME_FILE = {"openvino-bf16": "openvino-fp32"}  # the fp32 graph at OpenVINO's bf16 hint
 NOT_WEIGHTS = ("onnx", "openvino")  # an export's graphs beside the model's own weights
 
 
@@ -59,6 +58,8 @@ def check(models: list[str], variants: list[str]) -> bool:
 def missing(model: str, variants: list[str]) -> list[str]:
     """The export variants that must be exported to be timed (the folder has no file of
     ours for them)."""
+    from .export import SAME_FILE
+
     present = _exported(Path(model))
     return [v for v in variants if v in EXPORT_VARIANTS and SAME_FILE.get(v, v) not in present]
 
@@ -67,6 +68,7 @@ def entries(path: str, variants: list[str], scratch: Path, threads: int, trust: 
     """The benchmark's entries of one sentence-transformers folder, one per variant."""
     from ..deploy.entry import Entry
     from ..speed import count_parameters
+    from .export import graph_bytes, load_runner
 
     encoder, names = torch_model(path, trust)
     parameters = count_parameters(encoder)
@@ -88,7 +90,7 @@ def entries(path: str, variants: list[str], scratch: Path, threads: int, trust: 
         run = partial(_graph_embeddings, runner, encoder)
         # memory: the probe would load the PyTorch transformer beside the graph (the
         # pooling modules come with it), which a deployment of the graph does not.
-        result.append(Entry(path, variant, run, parameters, runner_bytes(runner) + head,
+        result.append(Entry(path, variant, run, parameters, graph_bytes(runner.path) + head,
                              *limits, set(runner.input_names), onnx_folder=folders[variant],
                              memory=False))  # fmt: skip
     return result
@@ -102,19 +104,6 @@ def torch_model(path: str, trust: bool = False):
     check_installed()
     encoder = load_encoder(path, trust).eval()
     return encoder, model_inputs(encoder.backbone, encoder.tokenizer)
-
-
-def load_runner(folder: Path, variant: str, threads: int | None = None):
-    """The project's runner (ONNX Runtime or OpenVINO) of variant `variant`'s file in the
-    sentence-transformers layout of `folder`."""
-    from ..deploy.runtime import OnnxClassifier, OpenVINOClassifier, require_openvino
-    from .export import FILES
-
-    spec, file = EXPORT_VARIANTS[variant], FILES[SAME_FILE.get(variant, variant)].path
-    if spec.runtime == "openvino":
-        require_openvino()
-        return OpenVINOClassifier(folder, file, spec.precision, threads)
-    return OnnxClassifier(folder, threads=threads, file=file)
 
 
 def _torch_embeddings(encoder, batch, bf16: bool = False):
@@ -177,9 +166,3 @@ def _weights(folder: Path, root: bool) -> int:
     rest = [f for f in files
             if f not in top and f.relative_to(folder).parts[0] not in NOT_WEIGHTS]  # fmt: skip
     return sum(f.stat().st_size for f in rest)
-
-
-def runner_bytes(runner) -> int:
-    """The runner's graph file, with OpenVINO's weights (.bin) beside its .xml."""
-    weights = runner.path.with_suffix(".bin")
-    return runner.path.stat().st_size + (weights.stat().st_size if weights.is_file() else 0)

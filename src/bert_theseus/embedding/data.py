@@ -79,14 +79,12 @@ def read_sentence_data(data: DataConfig, embedding: EmbeddingConfig) -> Sentence
     sentences, dropped = _clean(raw)
     if not sentences:
         raise DataError(f"no sentences to train on in {data.train_file or data.dataset}")
-    columns = tuple(embedding.pair_columns or PAIR_COLUMNS)
-    label = data.label_column or PAIR_LABEL
     sources = {"train": data.train_file or data.dataset}
-    test = read_pairs(Path(data.test_file), columns, label) if data.test_file else None
+    test = _read_pairs(data.test_file, data, embedding) if data.test_file else None
     if data.test_file:
         sources["test"] = data.test_file
     if data.dev_file:
-        dev = {"dev": read_pairs(Path(data.dev_file), columns, label)}
+        dev = {"dev": _read_pairs(data.dev_file, data, embedding)}
         sources["dev"] = data.dev_file
         return SentenceData(sentences, dev, test, PAIRS, sources, dropped)
     train, held = hold_out(sentences, embedding.held_out)
@@ -103,10 +101,14 @@ def scored_task(data: DataConfig) -> Task:
 def reported_pairs(data: DataConfig, embedding: EmbeddingConfig) -> dict[str, list[Pair]]:
     """The pair file a run is reported on, by split name: the test file, else the dev file
     (none when neither is given)."""
-    columns = tuple(embedding.pair_columns or PAIR_COLUMNS)
-    label = data.label_column or PAIR_LABEL
     split, path = ("test", data.test_file) if data.test_file else ("dev", data.dev_file)
-    return {split: read_pairs(Path(path), columns, label)} if path else {}
+    return {split: _read_pairs(path, data, embedding)} if path else {}
+
+
+def _read_pairs(path: str, data: DataConfig, embedding: EmbeddingConfig) -> list[Pair]:
+    """A pair file's rows, in the columns the flags name."""
+    columns = tuple(embedding.pair_columns or PAIR_COLUMNS)
+    return read_pairs(Path(path), columns, data.label_column or PAIR_LABEL)
 
 
 def hold_out(sentences: list[str], count: int) -> tuple[list[str], list[str]]:
@@ -128,12 +130,22 @@ def _read_training(data: DataConfig) -> list[str]:
         return _hub_sentences(data.dataset, data.dataset_config, data.text_columns)
     path = Path(data.train_file)
     if path.suffix == ".txt":
-        if not path.is_file():
-            raise DataError(f"missing data file {path}: check the path")
-        # Universal newlines: "\r\n" and a lone "\r" end a line too (Windows, old Mac files).
-        with path.open(encoding="utf-8-sig") as handle:
-            return [line.rstrip("\n") for line in handle]
+        return read_lines(path)
     return _column_sentences(path, data.text_columns)
+
+
+def read_lines(path: Path) -> list[str]:
+    """A .txt file's lines, one sentence each."""
+    if not path.is_file():
+        raise DataError(f"missing data file {path}: check the path")
+    # Universal newlines: "\r\n" and a lone "\r" end a line too (Windows, old Mac files).
+    with path.open(encoding="utf-8-sig") as handle:
+        return [line.rstrip("\n") for line in handle]
+
+
+def sentence_lines(path: Path) -> list[str]:
+    """A .txt file's sentences: its non-empty lines, stripped, each once, in order."""
+    return _clean(read_lines(path))[0]
 
 
 def _column_sentences(path: Path, columns: list[str] | None) -> list[str]:

@@ -31,17 +31,18 @@ from ..deploy.export import SAMPLE_TEXTS, ExportMismatch
 from ..deploy.runtime import (
     EXPORT_VARIANTS,
     DeployError,
+    load_variant,
     model_inputs,
     require_openvino,
     torch_logits,
 )
 from ..deploy.trace import trace
 from ..deploy.variants import openvino_fp32, openvino_int8, quantize_dynamic_int8
-from ..metrics import compute_metrics
+from ..metrics import compute_metrics, row_cosines
 from ..pooling import say
 from ..runs import OutputDir, input_paths, write_json
 from .config import PAIR_COLUMNS, PAIR_LABEL
-from .data import Pair, read_pairs
+from .data import Pair, read_pairs, sentence_lines
 from .model import SentenceEncoder, check_installed, load_encoder
 
 MIN_COSINE = 0.9999  # an fp32 file's least cosine to PyTorch's embedding of a sentence
@@ -77,6 +78,7 @@ FILES = {
     )
 }
 NOT_COPIED = ("onnx", "openvino", "export.json")  # the model's own exports: this one replaces
+SAME_FILE = {"openvino-bf16": "openvino-fp32"}  # the fp32 graph at OpenVINO's bf16 hint
 
 
 def export_embedding(
@@ -115,7 +117,8 @@ def export_embedding(
             report["int8"] = report["variants"]["onnx-int8"]
         if pairs:
             report["pytorch_fp32"] = {"dev": _pair_scores(reference, texts, pairs)}
-        report["files"] = {FILES[name].path: _size(folder, FILES[name].path) for name in built}
+        report["files"] = {FILES[name].path: graph_bytes(folder / FILES[name].path)
+                           for name in built}  # fmt: skip
         write_json(folder / "export.json", report)
         out.commit()
     except BaseException:
@@ -155,10 +158,7 @@ def _texts(data: DataConfig | None) -> tuple[list[str], list[Pair]]:
         return list(SAMPLE_TEXTS), []
     path = Path(data.dev_file)
     if path.suffix == ".txt":
-        if not path.is_file():
-            raise DataError(f"missing data file {path}: check the path")
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-        texts = list(dict.fromkeys(line.strip() for line in lines if line.strip()))
+        texts = sentence_lines(path)
         if not texts:
             raise DataError(f"no sentences in {path}: pass a file of one sentence per line")
         return texts, []
@@ -219,7 +219,7 @@ def _build(encoder, names, batches, folder: Path, config: ExportConfig) -> list[
         openvino_fp32(fp32, folder, FILES["openvino-fp32"].path)
         built.append("openvino-fp32")
         if config.int8:
-            plain = _runner(folder, "onnx-fp32")  # its feeds: the graph's inputs, typed
+            plain = load_runner(folder, "onnx-fp32")  # its feeds: the graph's inputs, typed
             calibration = [plain.feeds(batch) for batch in batches[: CALIBRATION // BATCH + 1]]
             openvino_int8(folder, calibration, FILES["openvino-fp32"].path,
                           FILES["openvino-int8"].path)  # fmt: skip
@@ -227,25 +227,23 @@ def _build(encoder, names, batches, folder: Path, config: ExportConfig) -> list[
     return built
 
 
-def _runner(folder: Path, name: str):
-    """The project's runner of variant `name`, on sentence-transformers' file of it."""
-    from ..deploy.runtime import OnnxClassifier, OpenVINOClassifier
-
-    variant, file = EXPORT_VARIANTS[name], FILES[name].path
-    if variant.runtime == "openvino":
-        return OpenVINOClassifier(folder, file, variant.precision)
-    return OnnxClassifier(folder, file=file)
+def load_runner(folder: Path, variant: str, threads: int | None = None):
+    """The project's runner (ONNX Runtime or OpenVINO) of variant `variant`, on
+    sentence-transformers' file of it in `folder`."""
+    if EXPORT_VARIANTS[variant].runtime == "openvino":
+        require_openvino()
+    file = FILES[SAME_FILE.get(variant, variant)].path
+    return load_variant(folder, variant, threads, file=file)
 
 
 def _check(name, folder, encoder, batches, reference, config, texts, pairs) -> dict:
     """The file's sentence embeddings against PyTorch's: the least and mean cosine, and the
     largest difference, over the first --verify-samples sentences; Spearman on the pairs."""
-    runner = _runner(folder, name)
+    runner = load_runner(folder, name)
     embeddings = [embed_graph(runner, encoder, batch) for batch in batches]
     got = np.concatenate(embeddings)[: config.verify_samples].astype(np.float64)
     want = np.concatenate(reference)[: config.verify_samples].astype(np.float64)
-    norms = np.maximum(np.linalg.norm(got, axis=-1) * np.linalg.norm(want, axis=-1), 1e-12)
-    cosine = (got * want).sum(-1) / norms
+    cosine = row_cosines(got, want)
     result = {"file": FILES[name].path, "load": FILES[name].load,
               "min_cosine": float(cosine.min()), "mean_cosine": float(cosine.mean()),
               "max_abs_diff": float(np.abs(got - want).max()),
@@ -278,15 +276,14 @@ def _pair_scores(embeddings: list[np.ndarray], texts: list[str], pairs: list[Pai
     row = {text: i for i, text in enumerate(texts)}
     first = table[[row[a] for a, _, _ in pairs]]
     second = table[[row[b] for _, b, _ in pairs]]
-    norms = np.linalg.norm(first, axis=-1) * np.linalg.norm(second, axis=-1)
-    cosines = (first * second).sum(-1) / np.maximum(norms, 1e-12)
+    cosines = row_cosines(first, second)
     return compute_metrics("spearman_cosine", cosines, [score for _, _, score in pairs])
 
 
-def _size(folder: Path, path: str) -> int:
-    """A file's bytes, with OpenVINO's weights beside its .xml."""
-    weights = (folder / path).with_suffix(".bin")
-    return (folder / path).stat().st_size + (weights.stat().st_size if path.endswith(".xml") else 0)
+def graph_bytes(path: Path) -> int:
+    """A graph file's bytes, with OpenVINO's weights (.bin) beside its .xml."""
+    weights = path.with_suffix(".bin")
+    return path.stat().st_size + (weights.stat().st_size if path.suffix == ".xml" else 0)
 
 
 def summary(result: dict) -> str:
