@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import pytest
 import torch
@@ -42,7 +43,7 @@ from bert_theseus.methods.dynabert import (
     rewire,
     teacher_match,
 )
-from bert_theseus.methods.dynabert.adaptive import kept_neurons
+from bert_theseus.methods.dynabert.adaptive import cell_name, kept_neurons
 from bert_theseus.methods.dynabert.depth_rule import output_spread
 from bert_theseus.methods.dynabert.grid import ONE_ANSWER, write_grid
 from bert_theseus.training.loop import Method, _backward_parts
@@ -325,20 +326,21 @@ def test_regression_distils_the_output_unless_output_mse_is_0():
     assert DynaBERTConfig().output_mse == 1.0
 
 
+class Accelerator:  # what _backward_parts uses of accelerate's
+    num_processes = 1
+
+    def autocast(self):
+        return torch.autocast("cpu", enabled=False)
+
+    def backward(self, loss):
+        loss.backward()
+
+
 def test_the_parts_of_a_step_add_up_to_one_gradient():
     class TwoParts(Method):
         def losses(self, model, batch):  # two forward passes, as two sub-networks make
             yield model(**batch).loss
             yield 3.0 * model(**batch).logits.pow(2).mean()
-
-    class Accelerator:  # what _backward_parts uses of accelerate's
-        num_processes = 1
-
-        def autocast(self):
-            return torch.autocast("cpu", enabled=False)
-
-        def backward(self, loss):
-            loss.backward()
 
     model = model_of("bert").train()
     batch = labelled([0])[0]
@@ -352,6 +354,98 @@ def test_the_parts_of_a_step_add_up_to_one_gradient():
     )
     for a, p in zip(parts, model.parameters(), strict=True):
         torch.testing.assert_close(a, p.grad, atol=1e-6, rtol=1e-5)
+
+
+SANDWICH = ["--subnetworks", "sandwich", "--sampled", "1"]
+
+
+def sandwich(seed: int, sampled: int = 2, cells=CELLS, stage="dynabert"):
+    return DynaBERTConfig(subnetworks="sandwich", sampled=sampled).sampler(cells, seed, stage)
+
+
+def test_sandwich_steps_train_the_largest_the_smallest_and_k_drawn_by_seed_and_step():
+    draws = [sandwich(42).step_cells(step) for step in range(200)]
+    for cells in draws:
+        assert len(cells) == 4 and cells[0] == (1.0, 1.0) and cells[-1] == (0.25, 0.5)
+        assert cells == [c for c in CELLS if c in cells]  # in the order 'all' trains them
+    drawn = Counter(c for cells in draws for c in cells[1:-1])
+    assert set(drawn) == set(CELLS) - {(1.0, 1.0), (0.25, 0.5)}
+    assert min(drawn.values()) >= 20, drawn  # 40 expected of each of the 10 others
+    assert len({tuple(cells) for cells in draws}) > 30  # steps draw anew
+    # Another sampler (another process, or a resumed run) draws the same; another seed or
+    # stage does not.
+    assert [sandwich(42).step_cells(step) for step in range(200)] == draws
+    assert [sandwich(43).step_cells(step) for step in range(200)] != draws
+    other = sandwich(42, stage="dynabert-finetune")
+    assert [other.step_cells(step) for step in range(200)] != draws
+    # ... nor does another interpreter (Python salts its string hashes per process).
+    code = (
+        "import json; from bert_theseus.methods.dynabert import DynaBERTConfig; "
+        f"s = DynaBERTConfig(subnetworks='sandwich').sampler({CELLS!r}, 42, 'dynabert'); "
+        "print(json.dumps([s.step_cells(i) for i in range(20)]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert [[tuple(c) for c in cells] for cells in json.loads(done.stdout)] == draws[:20]
+    assert sandwich(42, sampled=0).step_cells(5) == [(1.0, 1.0), (0.25, 0.5)]
+    assert sandwich(42, sampled=10).step_cells(5) == CELLS  # no more others than there are
+    width_stage = [(w, 1.0) for w in (1.0, 0.75, 0.5, 0.25)]
+    assert sandwich(42, cells=width_stage).step_cells(3) == width_stage
+    assert DynaBERTConfig().sampler(CELLS, 42, "dynabert").step_cells(3) == CELLS
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet"])
+def test_a_sandwich_steps_gradient_is_the_sum_of_its_sub_networks_gradients(arch):
+    base, batch = model_of(arch).train(), labelled([0])[0]
+    chosen = sandwich(5, sampled=1).step_cells(7)
+    assert len(chosen) == 3
+
+    def gradients(cells, sampler=None, step=0):
+        student, teacher = copy.deepcopy(base), copy.deepcopy(base)
+        with torch.no_grad():  # a student that differs from its teacher
+            for parameter in student.parameters():
+                parameter.add_(0.01 * torch.randn(parameter.shape, generator=noise()))
+        method = DynaBERTMethod(student, cells, teacher=teacher, hidden_weight=1.0,
+                                same_width_teacher=True, sampler=sampler)  # fmt: skip
+        method.before_step(student, step)
+        _backward_parts(method, student, batch, Accelerator())
+        # A narrow cell's backward reaches only its kept weights: no gradient elsewhere.
+        return method, [torch.zeros_like(p) if p.grad is None else p.grad.clone()
+                        for p in student.parameters()]  # fmt: skip
+
+    def noise():
+        return torch.Generator().manual_seed(3)
+
+    method, step = gradients(CELLS, sandwich(5, sampled=1), step=7)
+    assert list(method.last) == [f"loss@{cell_name(w, d)}" for w, d in chosen]
+    by_cell = [gradients([cell])[1] for cell in chosen]
+    for got, *parts in zip(step, *by_cell, strict=True):
+        torch.testing.assert_close(got, sum(parts), atol=1e-6, rtol=1e-5)
+    # The full sub-network's part alone differs: the narrow cells added to it.
+    assert any(not torch.allclose(a, b) for a, b in zip(step, by_cell[0], strict=True))
+
+
+def test_a_sandwich_run_trains_the_drawn_cells_and_scores_them_all(
+    dropout_bert_dir, sst2_dir, tmp_path
+):
+    out = tmp_path / "sandwich"
+    args = [*SMALL, "--widths", "1.0", "0.5", "0.25", *SANDWICH, "--max-steps", "16"]
+    args += ["--eval-steps", "8", "--logging-steps", "1", "--dropped-layer", "last"]
+    assert main(compress(dropout_bert_dir, sst2_dir, out, *args)) == 0
+    lines = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    trained = [sorted(k for k in line if k.startswith("loss@")) for line in lines if "loss" in line]
+    config = DynaBERTConfig(widths=[1.0, 0.5, 0.25], depths=[1.0, 0.5])
+    width_cells, all_cells = config.cells(depth=False), config.cells()
+    expected = [  # 8 steps of each stage; the loop's step count starts at 0 in each
+        *(sandwich(7, 1, width_cells, "dynabert-width").step_cells(s) for s in range(8)),
+        *(sandwich(7, 1, all_cells, "dynabert").step_cells(s) for s in range(8)),
+    ]
+    assert trained == [sorted(f"loss@{cell_name(w, d)}" for w, d in c) for c in expected]
+    assert all(len(cells) == 3 for cells in expected)
+    assert len({tuple(cells) for cells in expected[8:]}) > 1
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {f"dev@{cell_name(w, d)}" for w, d in all_cells} <= set(metrics["dev"])
+    settings = json.loads((out / "run_config.json").read_text())
+    assert "sandwich" in json.dumps(settings)
 
 
 FAST = ["--batch-size", "8", "--learning-rate", "1e-3", "--mixed-precision", "no", "--seed", "7"]
@@ -455,11 +549,12 @@ def _steps(folder) -> list[int]:
     return [int(p.name.split("-")[1]) for p in folder.glob("checkpoints/step-???????")]
 
 
+@pytest.mark.parametrize("sampling", [[], SANDWICH], ids=["all", "sandwich"])
 def test_a_run_killed_in_the_second_stage_resumes_bit_identically(
-    dropout_bert_dir, sst2_dir, tmp_path
+    sampling, dropout_bert_dir, sst2_dir, tmp_path
 ):
     # --max-steps is the run's: 40 steps for each of the two stages.
-    args = [*SMALL, "--max-steps", "80", "--eval-steps", "20", "--save-steps", "2"]
+    args = [*SMALL, *sampling, "--max-steps", "80", "--eval-steps", "20", "--save-steps", "2"]
     straight = tmp_path / "straight"
     assert main(compress(dropout_bert_dir, sst2_dir, straight, *args)) == 0
     out = tmp_path / "killed"

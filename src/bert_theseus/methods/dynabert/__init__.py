@@ -38,9 +38,10 @@ def build(context, config: DynaBERTConfig) -> list[Stage]:
                 raise MethodError("rewiring needs the dev set: build DynaBERT through compress")
             heads, neurons = importance(student, context.dev_batches())
             student, order = rewire(student, heads, neurons), rewiring_digest(heads, neurons)
+        cells = config.cells(depth=False)
         method = DynaBERTMethod(
             student,
-            config.cells(depth=False),
+            cells,
             teacher=predecessor,
             regression=regression,
             hidden_weight=config.width_hidden_weight,
@@ -48,6 +49,7 @@ def build(context, config: DynaBERTConfig) -> list[Stage]:
             output_mse=config.output_mse,
             name="dynabert-width",
             rewiring=order,
+            sampler=config.sampler(cells, context.seed, "dynabert-width"),
         )
         return student, method
 
@@ -73,14 +75,16 @@ def build(context, config: DynaBERTConfig) -> list[Stage]:
             name="dynabert",
             dropped=dropped,
             depth_rule=choice,
+            sampler=config.sampler(config.cells(), context.seed, "dynabert"),
         )
         return dynabert_w, method
 
     def finetune(dynabert):
         # The rule stage 2 trained with (recorded in the model's config).
         method = DynaBERTMethod(
-            dynabert, config.cells(), name="dynabert-finetune", dropped=trained_rule(dynabert)
-        )
+            dynabert, config.cells(), name="dynabert-finetune", dropped=trained_rule(dynabert),
+            sampler=config.sampler(config.cells(), context.seed, "dynabert-finetune"),
+        )  # fmt: skip
         return dynabert, method
 
     stages = [Stage("width", width), Stage("width-depth", width_depth)]

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..registry import MethodConfigError
+from .sampling import SUBNETWORKS
 from .sizes import DROPPED_LAYERS, kept_heads, kept_layers
 
 if TYPE_CHECKING:
@@ -91,6 +92,21 @@ class DynaBERTConfig:
             "student's width, full depth) or 'full' (the released code: full width)"
         },
     )
+    subnetworks: str = field(
+        default="all",
+        metadata={
+            "help": "sub-networks each step trains: 'all' (the paper) or 'sandwich' (slimmable "
+            "networks, BigNAS): the largest, the smallest and --sampled others drawn per step "
+            "from the run's seed; every evaluation still scores them all"
+        },
+    )
+    sampled: int = field(
+        default=2,
+        metadata={
+            "help": "with --subnetworks sandwich: sub-networks drawn per step besides the "
+            "largest and the smallest (a stage with fewer trains all of its own)"
+        },
+    )
     final_finetune: bool = field(
         default=False,
         metadata={
@@ -121,6 +137,12 @@ class DynaBERTConfig:
             raise MethodConfigError(
                 f"teacher_width '{self.teacher_width}' is not one of {', '.join(TEACHER_WIDTHS)}"
             )
+        if self.subnetworks not in SUBNETWORKS:
+            raise MethodConfigError(
+                f"subnetworks '{self.subnetworks}' is not one of {', '.join(SUBNETWORKS)}"
+            )
+        if self.sampled < 0:
+            raise MethodConfigError(f"sampled {self.sampled} must be >= 0, e.g. --sampled 2")
         for name in ("width_hidden_weight", "depth_hidden_weight", "logit_weight", "output_mse"):
             if getattr(self, name) < 0:
                 raise MethodConfigError(f"{name} {getattr(self, name)} must be >= 0")
@@ -130,6 +152,11 @@ class DynaBERTConfig:
         widths = sorted(self.widths, reverse=True)
         depths = sorted(self.depths, reverse=True) if depth else [1.0]
         return [(w, d) for d in depths for w in widths]
+
+    def sampler(self, cells: list[tuple[float, float]], seed: int, stage: str):
+        from .sampling import CellSampler
+
+        return CellSampler(tuple(cells), self.subnetworks, self.sampled, seed, stage)
 
     def check(self, context) -> None:
         check_predecessor(context.predecessor, self)

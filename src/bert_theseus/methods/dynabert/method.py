@@ -15,6 +15,7 @@ from ...teacher import FrozenTeacher
 from ...training.loop import Method
 from .adaptive import AdaptiveModel, cell_name, teacher_match
 from .depth_rule import DepthRuleChoice
+from .sampling import CellSampler
 
 
 class DynaBERTMethod(Method):
@@ -45,8 +46,11 @@ class DynaBERTMethod(Method):
         rewiring: str | None = None,
         dropped: str = "last",
         depth_rule: DepthRuleChoice | None = None,
+        sampler: CellSampler | None = None,
     ):
         self.adaptive, self.cells, self.name = AdaptiveModel(model, dropped), list(cells), name
+        self.sampler = sampler or CellSampler(tuple(self.cells))
+        self.step_cells = list(self.cells)
         self.dropped, self.depth_rule = dropped, depth_rule  # what "auto" chose, and why
         self.regression, self.hidden_weight = regression, hidden_weight
         self.logit_weight, self.output_mse = logit_weight, output_mse
@@ -59,12 +63,16 @@ class DynaBERTMethod(Method):
                 self.teacher_adaptive = AdaptiveModel(teacher)
         self.last: dict[str, torch.Tensor] = {}
 
+    def before_step(self, model: PreTrainedModel, step: int) -> dict[str, float]:
+        self.step_cells = self.sampler.step_cells(step)
+        return {}
+
     def losses(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> Iterator[torch.Tensor]:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         targets = self._teacher_outputs(inputs) if self.teacher is not None else None
         hidden = self.teacher is not None and self.hidden_weight > 0
         self.last = {}
-        for width, depth in self.cells:
+        for width, depth in self.step_cells:
             with self.adaptive.sub_network(width, depth):
                 output = model(**(inputs if targets else batch), output_hidden_states=hidden)
             if targets is None:
@@ -95,7 +103,7 @@ class DynaBERTMethod(Method):
         if self.teacher_adaptive is None:
             return {1.0: self.frozen(inputs, output_hidden_states=hidden)}
         outputs = {}
-        for width in dict.fromkeys(w for w, _ in self.cells):
+        for width in dict.fromkeys(w for w, _ in self.step_cells):
             with self.teacher_adaptive.sub_network(width, 1.0):
                 outputs[width] = self.frozen(inputs, output_hidden_states=hidden)
         return outputs
@@ -131,4 +139,5 @@ class DynaBERTMethod(Method):
             "same_width_teacher": self.same_width_teacher,
             "dropped_layer": self.dropped,
             **({"rewiring": self.rewiring} if self.rewiring else {}),
+            **self.sampler.settings(),
         }
