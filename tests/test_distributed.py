@@ -85,9 +85,10 @@ def assert_same_run(one, other):
         # would average different cells' and the weights drift apart. Every sentence is cut
         # to 6 tokens: the hidden-state MSE counts padded positions, so halves padded to
         # other lengths than the whole batch would give other losses.
-        ["compress", "--method", "dynabert", "--widths", "1.0", "0.75", "0.5", "0.25",
-         "--depths", "1.0", "0.5", "--subnetworks", "sandwich", "--sampled", "1",
-         "--max-length", "6"],  # fmt: skip
+        (
+            "compress --method dynabert --widths 1.0 0.75 0.5 0.25 --depths 1.0 0.5 "
+            "--subnetworks sandwich --sampled 1 --max-length 6"
+        ).split(),
     ],
     ids=["theseus", "kd", "dynabert-sandwich"],
 )
