@@ -7,8 +7,6 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-import torch
-
 SUBNETWORKS = ("all", "sandwich")
 
 Cell = tuple[float, float]
@@ -33,6 +31,9 @@ class CellSampler:
     stage: str = ""
 
     def step_cells(self, step: int) -> list[Cell]:
+        # Here, not at the top: the CLI reads this module (via the config) without torch.
+        import torch
+
         if self.rule == "all":
             return list(self.cells)
         ends = self.largest(), self.smallest()
