@@ -35,6 +35,29 @@ class TaskData:
     dropped_empty: bool = False
     # Per split, the rows dropped for an empty or NaN label (`drop_empty`; else refused).
     empty_labels: dict[str, int] = field(default_factory=dict)
+    # Rows without a label, after `train` in training: they teach through the teacher's
+    # outputs alone (`data.unlabelled`); where from, and how many were empty and dropped.
+    unlabelled: list[Example] = field(default_factory=list)
+    unlabelled_source: str | None = None
+    unlabelled_empty: int = 0
+
+    def training_rows(self) -> list[Example]:
+        """What a run trains on, in the order the teacher cache indexes it."""
+        return self.train + self.unlabelled
+
+    def example_counts(self) -> dict[str, int]:
+        """The training examples by kind, as metrics.json, the card and compare report them."""
+        return {"labelled": len(self.train), "unlabelled": len(self.unlabelled), "augmented": 0}
+
+    def examples_note(self) -> str | None:
+        """The line saying what a run trains on, where rows without labels join it."""
+        if not self.unlabelled:
+            return None
+        empty = f"; {self.unlabelled_empty} empty dropped" if self.unlabelled_empty else ""
+        return (
+            f"data: {len(self.train):,} labelled training examples and {len(self.unlabelled):,} "
+            f"unlabelled texts from {self.unlabelled_source} (teacher term only{empty})"
+        )
 
     def splits(self) -> dict[str, list[Example]]:
         named = {"train": self.train, **self.dev}
