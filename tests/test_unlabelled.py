@@ -149,8 +149,8 @@ def test_kd_trains_on_unlabelled_texts_and_reports_them(teacher, sst2_dir, texts
     assert main([*args, "--epochs", "2", "--teacher-cache"]) == 0
     printed = capsys.readouterr()
     assert (
-        f"data: 64 labelled training examples and {UNLABELLED} unlabelled texts from {texts} "
-        "(teacher term only; 2 empty dropped)"
+        f"data: 64 labelled training examples and {UNLABELLED} unlabelled texts from {texts}, "
+        "2 empty dropped (teacher term only)"
     ) in printed.err + printed.out
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["training_examples"] == {"labelled": 64, "unlabelled": UNLABELLED,
@@ -164,7 +164,8 @@ def test_kd_trains_on_unlabelled_texts_and_reports_them(teacher, sst2_dir, texts
     card = (out / "README.md").read_text()
     assert f"- Training data: 64 labelled examples, {UNLABELLED} unlabelled and 0 augmented" in card
     config = json.loads((out / "run_config.json").read_text())
-    assert config["unlabelled"] == {"unlabeled_file": str(texts), "unlabeled_dataset": None}
+    assert config["unlabelled"] == {"unlabeled_file": str(texts), "unlabeled_dataset": None,
+                                    "augment": None, "augment_model": None}  # fmt: skip
 
 
 def test_a_run_without_unlabelled_texts_counts_its_labelled_examples(teacher, sst2_dir, tmp_path):
@@ -400,13 +401,17 @@ def test_an_unreachable_dataset_is_one_line(teacher, sst2_dir, tmp_path, capsys,
 # --- resume ---------------------------------------------------------------------------------
 
 
-def test_a_killed_run_with_unlabelled_texts_resumes_bit_identically(
-    dropout_bert_dir, sst2_dir, texts, tmp_path
+@pytest.mark.parametrize("kind", ["unlabelled", "augmented"])
+def test_a_killed_run_with_unlabelled_or_augmented_rows_resumes_bit_identically(
+    kind, dropout_bert_dir, sst2_dir, texts, tmp_path, monkeypatch
 ):
+    monkeypatch.setenv("BERT_THESEUS_CACHE", str(tmp_path / "cache"))  # the child's too
+    more = ["--unlabeled-file", str(texts)] if kind == "unlabelled" else ["--augment", "1"]
+
     def args(output):
-        return _compress(dropout_bert_dir, sst2_dir, output, "--method", "kd",
-                         "--unlabeled-file", str(texts), "--teacher-cache", "--epochs", "3",
-                         "--save-steps", "3", "--eval-steps", "13", "--seed", "7")  # fmt: skip
+        return _compress(dropout_bert_dir, sst2_dir, output, "--method", "kd", *more,
+                         "--teacher-cache", "--epochs", "3", "--save-steps", "3",
+                         "--eval-steps", "13", "--seed", "7")  # fmt: skip
 
     straight = tmp_path / "straight"
     assert main(args(straight)) == 0
@@ -422,4 +427,6 @@ def test_a_killed_run_with_unlabelled_texts_resumes_bit_identically(
         assert torch.equal(tensor, resumed[name]), f"{name} differs (killed after {kill_after})"
     assert records(output) == records(straight)
     counts = json.loads((output / "metrics.json").read_text())["training_examples"]
-    assert counts == {"labelled": 64, "unlabelled": UNLABELLED, "augmented": 0}
+    extra = {"unlabelled": UNLABELLED, "augmented": 0} if kind == "unlabelled" else {
+        "unlabelled": 0, "augmented": 64}  # fmt: skip
+    assert counts == {"labelled": 64, **extra}

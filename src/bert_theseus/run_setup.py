@@ -54,7 +54,9 @@ class Prepared:
     def labelled_features(self) -> list[dict]:
         """The encoded training rows that have labels: all but the unlabelled ones, which
         follow them (a sentence-embedding run's sentences are all its rows)."""
-        return self.train_features[: len(self.train_features) - len(self.task_data.unlabelled)]
+        task_data = self.task_data
+        others = len(task_data.unlabelled) + len(task_data.augmented)
+        return self.train_features[: len(self.train_features) - others]
 
     def context(self, training: TrainingConfig) -> MethodContext:
         """A method's view of the run, with batches drawn under `training` (its seed)."""
@@ -88,8 +90,9 @@ def prepare(
     say(pooling_note(model, pretraining_pooling(model, predecessor.config)))
     task_data = read_data(data, training, model_labels(predecessor))
     check_labels(predecessor, task_data)
-    add_unlabelled(task_data, unlabelled)
     accelerator = make_accelerator(training)
+    add_unlabelled(task_data, unlabelled, predecessor, tokenizer, training.seed,
+                   trust_remote_code, accelerator.device)  # fmt: skip
     features = encode_splits(task_data, tokenizer, training)
     before = score(predecessor, features, tokenizer, training, task_data, accelerator)
     train_features = encode(task_data.training_rows(), tokenizer, training.max_length,
@@ -99,14 +102,31 @@ def prepare(
                     unlabelled=unlabelled)  # fmt: skip
 
 
-def add_unlabelled(task_data: TaskData, unlabelled: UnlabelledConfig | None) -> None:
-    """Read the unlabelled texts into `task_data` (in its task's text columns), and say
-    what the run trains on."""
-    found = read_unlabelled(unlabelled, task_data.task) if unlabelled else None
-    if found is None:
+def add_unlabelled(
+    task_data: TaskData,
+    unlabelled: UnlabelledConfig | None,
+    predecessor=None,
+    tokenizer=None,
+    seed: int = 42,
+    trust_remote_code: bool = False,
+    device="cpu",
+) -> None:
+    """Read the unlabelled texts into `task_data` (in its task's text columns), build or
+    read back the augmented set (drawn from `seed`), and say what the run trains on."""
+    if unlabelled is None:
         return
-    task_data.unlabelled = found.examples
-    task_data.unlabelled_source, task_data.unlabelled_empty = found.source, found.empty
+    found = read_unlabelled(unlabelled, task_data.task)
+    if found is not None:
+        task_data.unlabelled = found.examples
+        task_data.unlabelled_source, task_data.unlabelled_empty = found.source, found.empty
+    if unlabelled.augment:
+        from .data.augment import augment_training
+
+        augmented = augment_training(task_data.train, unlabelled.augment,
+                                     unlabelled.augment_model, predecessor, tokenizer, seed,
+                                     trust_remote_code, device)  # fmt: skip
+        task_data.augmented = augmented.examples
+        say(augmented.describe(unlabelled.augment))
     say(task_data.examples_note())
 
 

@@ -40,23 +40,37 @@ class TaskData:
     unlabelled: list[Example] = field(default_factory=list)
     unlabelled_source: str | None = None
     unlabelled_empty: int = 0
+    # TinyBERT's augmented copies of `train` (`data.augment`), with their sources' labels:
+    # they train like unlabelled rows (a swapped word may flip the label), after those.
+    augmented: list[Example] = field(default_factory=list)
 
     def training_rows(self) -> list[Example]:
-        """What a run trains on, in the order the teacher cache indexes it."""
-        return self.train + self.unlabelled
+        """What a run trains on, in the order the teacher cache indexes it: the labelled
+        examples, then the rows for the teacher term alone (whose label is the sentinel)."""
+        from .unlabelled import sentinel
+
+        label = sentinel(self.task)
+        return self.train + self.unlabelled + [(texts, label) for texts, _ in self.augmented]
 
     def example_counts(self) -> dict[str, int]:
         """The training examples by kind, as metrics.json, the card and compare report them."""
-        return {"labelled": len(self.train), "unlabelled": len(self.unlabelled), "augmented": 0}
+        return {"labelled": len(self.train), "unlabelled": len(self.unlabelled),
+                "augmented": len(self.augmented)}  # fmt: skip
 
     def examples_note(self) -> str | None:
         """The line saying what a run trains on, where rows without labels join it."""
-        if not self.unlabelled:
+        if not self.unlabelled and not self.augmented:
             return None
-        empty = f"; {self.unlabelled_empty} empty dropped" if self.unlabelled_empty else ""
+        parts = []
+        if self.unlabelled:
+            empty = f", {self.unlabelled_empty} empty dropped" if self.unlabelled_empty else ""
+            parts.append(f"{len(self.unlabelled):,} unlabelled texts from "
+                         f"{self.unlabelled_source}{empty}")  # fmt: skip
+        if self.augmented:
+            parts.append(f"{len(self.augmented):,} augmented")
         return (
-            f"data: {len(self.train):,} labelled training examples and {len(self.unlabelled):,} "
-            f"unlabelled texts from {self.unlabelled_source} (teacher term only{empty})"
+            f"data: {len(self.train):,} labelled training examples and {' and '.join(parts)} "
+            "(teacher term only)"
         )
 
     def splits(self) -> dict[str, list[Example]]:

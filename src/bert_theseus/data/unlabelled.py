@@ -1,4 +1,5 @@
-"""More data for the teacher term: the user's unlabelled in-domain texts.
+"""More data for the teacher term: the user's unlabelled in-domain texts (and TinyBERT's
+augmented ones, `data.augment`).
 
 They join the training set after the labelled examples, each with a sentinel label
 (`UNLABELLED_CLASS` for classes, NaN for a score), so they shuffle with the rest and the
@@ -23,7 +24,8 @@ UNLABELLED_CLASS = -100
 
 @dataclass
 class UnlabelledConfig:
-    """Texts without labels for the teacher term (compress and compare)."""
+    """Rows for the teacher term alone (compress and compare): texts without labels, and
+    augmented copies of the training examples."""
 
     unlabeled_file: str | None = field(
         default=None,
@@ -40,25 +42,48 @@ class UnlabelledConfig:
             "brief": False,  # compress --help names it in --unlabeled-file's line
         },
     )
+    augment: int | None = field(  # None: none (0 refused with --augment-model)
+        default=None,
+        metadata={
+            "help": "N new texts per example, or by --augment-model NAME; TinyBERT's "
+            "augmentation (each word replaced with p 0.4 by one of 15 candidates: the nearest "
+            "words in the predecessor's input embeddings, or a masked LM's), for the teacher "
+            "term alone"
+        },
+    )
+    augment_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "a masked language model (Hub id or folder) whose top words replace "
+            "single-piece words, as in TinyBERT",
+            "brief": False,  # compress --help names it in --augment's line
+        },
+    )
 
     def given(self) -> bool:
-        return bool(self.unlabeled_file or self.unlabeled_dataset)
+        return bool(self.unlabeled_file or self.unlabeled_dataset or self.augment
+                    or self.augment_model)  # fmt: skip
 
     def validate(self) -> None:
+        from .augment import check_count
+
         if self.unlabeled_file and self.unlabeled_dataset:
             raise DataError("give --unlabeled-file or --unlabeled-dataset, not both")
+        check_count(self.augment, self.augment_model)
 
 
 def not_a_teacher_method(method: str, supported: list[str]) -> str:
     """The one line that refuses unlabelled texts for a method without a teacher term."""
     return (
-        f"method '{method}' has no teacher term for unlabelled texts to train: with "
-        f"--unlabeled-file or --unlabeled-dataset use --method(s) {', '.join(supported)}"
+        f"method '{method}' has no teacher term for unlabelled or augmented texts to train: "
+        f"with --unlabeled-file, --unlabeled-dataset or --augment use --method(s) "
+        f"{', '.join(supported)}"
     )
 
 
 NOT_FOR_EMBEDDING = (
-    "--unlabeled-file and --unlabeled-dataset add texts to a classifier's distillation; a "
+    "--unlabeled-file, --unlabeled-dataset and --augment add texts to a classifier's "
+    "distillation; a "
     "sentence-embedding run (--embedding) learns from unlabelled --train-file sentences "
     "already: put the texts there"
 )
