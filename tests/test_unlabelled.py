@@ -161,8 +161,10 @@ def test_kd_trains_on_unlabelled_texts_and_reports_them(teacher, sst2_dir, texts
     assert metrics["teacher_cache"]["examples"] == rows
     assert metrics["teacher_cache"]["teacher_batches"] == math.ceil(rows / 8)
     assert metrics["steps"] == 2 * math.ceil(rows / 8)
+    assert "kd: rows without a label train the teacher's soft targets" in printed.err
     card = (out / "README.md").read_text()
     assert f"- Training data: 64 labelled examples, {UNLABELLED} unlabelled and 0 augmented" in card
+    assert "(these train the teacher term alone: the teacher's soft targets" in card
     config = json.loads((out / "run_config.json").read_text())
     assert config["unlabelled"] == {"unlabeled_file": str(texts), "unlabeled_dataset": None,
                                     "augment": None, "augment_model": None}  # fmt: skip

@@ -109,6 +109,7 @@ def compress(
     out = OutputDir(output, overwrite, training.resume, inputs)
     check = partial(spec.check, config)
     ready = prepare_run(model, data, training, trust_remote_code, check, embedding, unlabelled)
+    say_what_they_train([spec], unlabelled)
     training, predecessor, tokenizer = ready.training, ready.predecessor, ready.tokenizer
     plan = RunPlan(
         spec.stages(config, ready.context(training)),
@@ -158,6 +159,12 @@ def unlabelled_setting(
         if spec.unlabelled is None:
             raise MethodError(not_a_teacher_method(spec.name, unlabelled_methods()))
     return unlabelled
+
+
+def say_what_they_train(specs: list[MethodSpec], unlabelled: UnlabelledConfig | None) -> None:
+    """Once the rows are read: what each method's teacher term takes from them."""
+    for spec in specs if unlabelled is not None else []:
+        say(f"{spec.name}: rows without a label train {spec.unlabelled}")
 
 
 def unlabelled_inputs(unlabelled: UnlabelledConfig | None) -> dict:

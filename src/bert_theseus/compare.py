@@ -31,6 +31,7 @@ from .commands import (
     prepare_run,
     run_report,
     run_settings,
+    say_what_they_train,
     unlabelled_inputs,
     unlabelled_setting,
 )
@@ -99,6 +100,7 @@ def compare(
             spec.check(methods[name], context)
 
     ready = prepare_run(model, data, training, trust_remote_code, check, embedding, unlabelled)
+    say_what_they_train(list(dict.fromkeys(specs.values())), unlabelled)
     with lock.held(main_process()):  # one comparison writes the folder at a time
         return _compare(model, data, methods, specs, config, output, overwrite, ready)
 

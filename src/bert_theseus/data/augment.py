@@ -143,15 +143,19 @@ def whole_words(tokenizer) -> dict[int, str]:
     return {i: t for (i, t), back in zip(words.items(), own, strict=True) if back == i}
 
 
+def word_ids(examples: list[Example], tokenizer) -> dict[str, int | None]:
+    """Every word of the examples' texts, with its id where it is one piece (`single_ids`)."""
+    unique = sorted({m.group() for texts, _ in examples for t in texts for m in WORD.finditer(t)})
+    return dict(zip(unique, single_ids(tokenizer, unique), strict=True))
+
+
 def neighbour_candidates(examples: list[Example], embeddings, tokenizer) -> Callable:
     """Candidates from the input-embedding matrix `embeddings` (vocab x width): each
     single-piece word's CANDIDATES nearest whole words by cosine."""
     import torch
     import torch.nn.functional as F
 
-    words = whole_words(tokenizer)
-    unique = sorted({m.group() for texts, _ in examples for t in texts for m in WORD.finditer(t)})
-    ids = dict(zip(unique, single_ids(tokenizer, unique), strict=True))
+    words, ids = whole_words(tokenizer), word_ids(examples, tokenizer)
     queries = sorted({i for i in ids.values() if i is not None})
     vocab = torch.tensor(sorted(words))
     matrix = embeddings.detach().float().cpu()
@@ -177,18 +181,16 @@ def masked_lm_candidates(examples: list[Example], model, tokenizer) -> Callable:
     text, the model's top whole words there; MLM_BATCH masked texts per forward pass."""
     import torch
 
-    words = whole_words(tokenizer)
+    words, ids = whole_words(tokenizer), word_ids(examples, tokenizer)
     allowed = torch.zeros(len(tokenizer), dtype=torch.bool)
     allowed[torch.tensor(sorted(words))] = True
     masked: dict[str, int] = {}  # masked text -> its row of predictions
     where: dict[tuple[int, int, int], int] = {}
     for index, (texts, _) in enumerate(examples):
         for side, text in enumerate(texts):
-            spans = [m.span() for m in WORD.finditer(text)]
-            single = single_ids(tokenizer, [text[s:e] for s, e in spans])
-            for word, ((start, end), piece) in enumerate(zip(spans, single, strict=True)):
-                if piece is not None:
-                    key = text[:start] + tokenizer.mask_token + text[end:]
+            for word, match in enumerate(WORD.finditer(text)):
+                if ids[match.group()] is not None:
+                    key = text[: match.start()] + tokenizer.mask_token + text[match.end() :]
                     where[index, side, word] = masked.setdefault(key, len(masked))
     predicted = _predict(model, tokenizer, list(masked), allowed)
 
