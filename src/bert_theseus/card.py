@@ -184,6 +184,7 @@ def _body(name: str, metrics: dict, settings: dict, training: TrainingConfig, sp
             "- **Warning:** this model gives the same answer for every dev example: it ignores "
             "its input, and its score is that of a constant."
         )
+    lines += _examples_lines(metrics, spec)
     lines += [
         f"- Trained {metrics['steps']} optimizer steps in {metrics['train_seconds']} s"
         f"{_precision(metrics)}; "
@@ -202,6 +203,22 @@ def _body(name: str, metrics: dict, settings: dict, training: TrainingConfig, sp
         "```",
     ]
     return lines
+
+
+def _examples_lines(metrics: dict, spec=None) -> list[str]:
+    """What the run trained on, and what its rows without labels trained, as the method
+    says (runs made before it was recorded say nothing)."""
+    counts = metrics.get("training_examples")
+    if counts is None:
+        return []
+    line = f"- Training data: {counts['labelled']:,} labelled examples"
+    if counts["unlabelled"] or counts["augmented"]:
+        what = getattr(spec, "unlabelled", None) or "the teacher's outputs alone"
+        line += (
+            f", {counts['unlabelled']:,} unlabelled and {counts['augmented']:,} augmented "
+            f"(these train the teacher term alone: {what})"
+        )
+    return [line + "."]
 
 
 def _evaluator_lines(scores: dict) -> list[str]:

@@ -55,10 +55,12 @@ def _add_dataclass(
     skip: set[str] = frozenset(),
     description: str | None = None,
     brief: bool = False,
-) -> None:
-    """One flag per field of the dataclass `cls`; `brief`: each help cut to its first
-    clause (where another command's --help gives it in full)."""
-    group = parser.add_argument_group(title, description)
+    group=None,
+):
+    """One flag per field of the dataclass `cls`, in a new group (or `group`), which is
+    returned; `brief`: each help cut to its first clause (where another command's --help
+    gives it in full)."""
+    group = group or parser.add_argument_group(title, description)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
@@ -69,6 +71,8 @@ def _add_dataclass(
             kind = next(a for a in args if a is not type(None))
         help_text = f.metadata.get("help", "")
         help_text = _first_clause(help_text) if brief else help_text
+        if brief and f.metadata.get("brief") is False:  # named in another flag's brief help
+            help_text = argparse.SUPPRESS
         default = f.default if f.default is not dataclasses.MISSING else None
         if kind is bool:  # --x and --no-x; None when neither is given, so the default holds
             group.add_argument(
@@ -85,9 +89,11 @@ def _add_dataclass(
             )
         else:
             shown = f" (default: {default})" if default is not None else ""
+            shown = "" if help_text == argparse.SUPPRESS else shown
             group.add_argument(
                 _flag(f.name), type=kind, metavar=_metavar(kind), help=help_text + shown
             )
+    return group
 
 
 def _first_clause(text: str) -> str:
@@ -147,6 +153,7 @@ def build_parser(
     # Config modules only: building the parser (--help, 'theseus methods') loads no torch.
     from .compare_config import CompareConfig
     from .data.config import DataConfig
+    from .data.unlabelled import UnlabelledConfig
     from .embedding.config import EmbeddingConfig
     from .methods import compare_defaults, default_method, methods
     from .training import TrainingConfig
@@ -197,7 +204,10 @@ def build_parser(
         # compress --help keeps to the method: the shared flags in brief (finetune's in full).
         brief = name == "compress"
         more = " (in full: 'theseus finetune --help')" if brief else ""
-        _add_dataclass(sub, DataConfig, "data" + more, brief=brief)
+        data_group = _add_dataclass(sub, DataConfig, "data" + more, brief=brief)
+        # Texts for the teacher term: compress --method NAME offers them where NAME has one.
+        if name == "compare" or (name == "compress" and _takes_unlabelled(method)):
+            _add_dataclass(sub, UnlabelledConfig, "", brief=brief, group=data_group)
         # compress --method NAME --help keeps to what NAME takes.
         takes_embedding = method not in names or methods()[method].embedding
         if name == "compare" or (name == "compress" and takes_embedding):
@@ -236,6 +246,18 @@ def build_parser(
     _add_common(listing)  # --config and --debug, as every command has
     _add_deploy_commands(commands)
     return parser
+
+
+def _takes_unlabelled(method: str | None) -> bool:
+    from .methods import methods
+
+    return method not in methods() or methods()[method].unlabelled is not None
+
+
+def _unlabelled_settings() -> set[str]:
+    from .data.unlabelled import UnlabelledConfig
+
+    return {f.name for f in dataclasses.fields(UnlabelledConfig)}
 
 
 def _methods_note(names: list[str]) -> str:
@@ -496,6 +518,15 @@ def _not_for_embedding(method: str) -> typing.NoReturn:
     raise MethodError(not_an_embedding_method(method, embedding_methods()))
 
 
+def _not_for_unlabelled(method: str) -> typing.NoReturn:
+    """compress --method NAME has no unlabelled-text flags where NAME has no teacher term."""
+    from .data.unlabelled import not_a_teacher_method
+    from .methods import MethodError
+    from .methods.registry import unlabelled_methods
+
+    raise MethodError(not_a_teacher_method(method, unlabelled_methods()))
+
+
 def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """argparse, with a flag's bad value as a RunError: one line naming the flag, and a
     setting of a method other than the chosen one(s) refused by name."""
@@ -507,6 +538,8 @@ def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Na
                 name = name.removeprefix("no_") if not method_owners(name) else name
                 if args.command == "compress" and name in _embedding_settings():
                     _not_for_embedding(args.method)
+                if args.command == "compress" and name in _unlabelled_settings():
+                    _not_for_unlabelled(args.method)
                 if method_owners(name):
                     if args.command == "compress" and args.method is None:
                         from .methods import default_method
@@ -596,6 +629,7 @@ def run(args: argparse.Namespace):
         return _list_methods()
     from .commands import DataConfig, compress, evaluate_model, finetune
     from .compare import CompareConfig, compare
+    from .data.unlabelled import UnlabelledConfig
     from .embedding.config import EmbeddingConfig
     from .training import TrainingConfig
 
@@ -620,6 +654,7 @@ def run(args: argparse.Namespace):
             args.method,
             args.push_to_hub,
             _config(EmbeddingConfig, args),
+            _config(UnlabelledConfig, args),
         )
     configs = _method_configs(args.methods, args)
     settings = _config(CompareConfig, args)
@@ -634,6 +669,7 @@ def run(args: argparse.Namespace):
         args.overwrite,
         trust,
         embedding,
+        _config(UnlabelledConfig, args),
     )
 
 

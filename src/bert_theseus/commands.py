@@ -17,9 +17,10 @@ from accelerate.utils import set_seed
 
 from .data import DataError
 from .data.config import DataConfig
+from .data.unlabelled import NOT_FOR_EMBEDDING, UnlabelledConfig, not_a_teacher_method
 from .embedding.config import EmbeddingConfig, not_an_embedding_method
 from .methods import MethodError, MethodSpec, embedding_methods, get_method, methods
-from .methods.registry import identity, validate
+from .methods.registry import identity, unlabelled_methods, validate
 from .models import ModelError, fit_max_length, load_model
 from .pooling import ATTRIBUTE as POOLING
 from .pooling import pooling_note, pretraining_pooling, say
@@ -88,6 +89,7 @@ def compress(
     method: str | None = None,
     push_to_hub: str | None = None,
     embedding: EmbeddingConfig | None = None,
+    unlabelled: UnlabelledConfig | None = None,
 ) -> dict:
     """Compress a fine-tuned predecessor with a registered method and save the result.
 
@@ -96,13 +98,18 @@ def compress(
     `push_to_hub` names a Hub repository to upload the finished folder to. With
     `embedding` (`EmbeddingConfig(embedding=True)`) the predecessor is a sentence-transformers
     model and the student learns its sentence embeddings (`bert_theseus.embedding`).
+    `unlabelled` (`UnlabelledConfig(unlabeled_file=...)`) adds texts without labels that
+    train the method's teacher term alone.
     """
     training.validate()
     spec = method_for(config, method)
     embedding = embedding_setting(embedding, [spec])
-    out = OutputDir(output, overwrite, training.resume, input_paths(model, data))
+    unlabelled = unlabelled_setting(unlabelled, [spec], embedding)
+    inputs = input_paths(model, data, **unlabelled_inputs(unlabelled))
+    out = OutputDir(output, overwrite, training.resume, inputs)
     check = partial(spec.check, config)
-    ready = prepare_run(model, data, training, trust_remote_code, check, embedding)
+    ready = prepare_run(model, data, training, trust_remote_code, check, embedding, unlabelled)
+    say_what_they_train([spec], unlabelled)
     training, predecessor, tokenizer = ready.training, ready.predecessor, ready.tokenizer
     plan = RunPlan(
         spec.stages(config, ready.context(training)),
@@ -111,7 +118,7 @@ def compress(
         ready.task_data,
         training,
         out,
-        run_settings(model, data, spec, config, embedding),
+        run_settings(model, data, spec, config, embedding, unlabelled),
         predecessor=(predecessor, ready.before),
         accelerator=ready.accelerator,
         features=ready.features,
@@ -137,21 +144,56 @@ def embedding_setting(
     return embedding
 
 
-def prepare_run(model, data, training, trust_remote_code, check, embedding=None) -> Prepared:
+def unlabelled_setting(
+    unlabelled: UnlabelledConfig | None, specs: list[MethodSpec], embedding=None
+) -> UnlabelledConfig | None:
+    """The unlabelled texts asked for (else None), with every method in `specs` able to
+    learn from them: one line, before anything is read, for one whose loss has no teacher
+    term, or for a sentence-embedding run."""
+    if unlabelled is None or not unlabelled.given():
+        return None
+    unlabelled.validate()
+    if embedding is not None:
+        raise MethodError(NOT_FOR_EMBEDDING)
+    for spec in specs:
+        if spec.unlabelled is None:
+            raise MethodError(not_a_teacher_method(spec.name, unlabelled_methods()))
+    return unlabelled
+
+
+def say_what_they_train(specs: list[MethodSpec], unlabelled: UnlabelledConfig | None) -> None:
+    """Once the rows are read: what each method's teacher term takes from them."""
+    for spec in specs if unlabelled is not None else []:
+        say(f"{spec.name}: rows without a label train {spec.unlabelled}")
+
+
+def unlabelled_inputs(unlabelled: UnlabelledConfig | None) -> dict:
+    """The unlabelled file as an input an --output may not overwrite."""
+    return {"unlabeled_file": unlabelled.unlabeled_file} if unlabelled else {}
+
+
+def prepare_run(
+    model, data, training, trust_remote_code, check, embedding=None, unlabelled=None
+) -> Prepared:
     """The predecessor and data made ready (`run_setup.prepare`), or for the embedding
     objective the sentence-transformers predecessor and its sentences."""
     if embedding is None:
-        return prepare(model, data, training, trust_remote_code, check)
+        return prepare(model, data, training, trust_remote_code, check, unlabelled)
     from .embedding.prepare import prepare_embedding
 
     return prepare_embedding(model, data, embedding, training, trust_remote_code, check)
 
 
-def run_settings(model: str, data: DataConfig, spec: MethodSpec, config, embedding=None) -> dict:
-    """`method_settings`, with the embedding objective's when it is on."""
+def run_settings(
+    model: str, data: DataConfig, spec: MethodSpec, config, embedding=None, unlabelled=None
+) -> dict:
+    """`method_settings`, with the embedding objective's when it is on, and the unlabelled
+    texts' source where some are given (absent otherwise, as in runs made before them)."""
     settings = method_settings(model, data, spec, config)
     if embedding is not None:
         settings["embedding"] = asdict(embedding)
+    if unlabelled is not None:
+        settings["unlabelled"] = asdict(unlabelled)
     return settings
 
 

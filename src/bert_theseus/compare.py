@@ -31,8 +31,12 @@ from .commands import (
     prepare_run,
     run_report,
     run_settings,
+    say_what_they_train,
+    unlabelled_inputs,
+    unlabelled_setting,
 )
 from .compare_config import CompareConfig
+from .data.unlabelled import UnlabelledConfig
 from .embedding.config import EmbeddingConfig
 from .methods import get_method, methods
 from .methods.registry import identity
@@ -67,11 +71,13 @@ def compare(
     overwrite: bool = False,
     trust_remote_code: bool = False,
     embedding: EmbeddingConfig | None = None,
+    unlabelled: UnlabelledConfig | None = None,
 ) -> dict:
     """Run every method x seed, then write results.md, results.csv, runs.csv, pareto.png.
 
     `methods` maps each method's name to its config, in the order of the tables.
-    `embedding` (`EmbeddingConfig(embedding=True)`) compares sentence-embedding students.
+    `embedding` (`EmbeddingConfig(embedding=True)`) compares sentence-embedding students;
+    `unlabelled` adds texts without labels to every run's teacher term.
 
     Finished runs already under `output/runs/` with the same settings are reused, and
     interrupted ones resume from their checkpoints, so an interrupted comparison goes on
@@ -83,16 +89,18 @@ def compare(
         raise ModelError("no method to compare: pass --methods, e.g. --methods theseus kd")
     specs = {name: method_for(method_config, name) for name, method_config in methods.items()}
     embedding = embedding_setting(embedding, list(specs.values()))
+    unlabelled = unlabelled_setting(unlabelled, list(specs.values()), embedding)
     methods, specs = _runs_of(methods, specs)
     output = Path(output)
     lock = OutputLock(output)
-    _check_output(output, input_paths(model, data), lock)
+    _check_output(output, input_paths(model, data, **unlabelled_inputs(unlabelled)), lock)
 
     def check(context) -> None:  # every method fails now, not after the first have trained
         for name, spec in specs.items():
             spec.check(methods[name], context)
 
-    ready = prepare_run(model, data, training, trust_remote_code, check, embedding)
+    ready = prepare_run(model, data, training, trust_remote_code, check, embedding, unlabelled)
+    say_what_they_train(list(dict.fromkeys(specs.values())), unlabelled)
     with lock.held(main_process()):  # one comparison writes the folder at a time
         return _compare(model, data, methods, specs, config, output, overwrite, ready)
 
@@ -151,6 +159,8 @@ def _compare(model, data, methods, specs, config, output, overwrite, ready) -> d
         "seeds": config.seeds,
         "constant_score": round(constant, 4),
     }
+    if ready.embedding is None:  # every run trained on the same examples
+        header["training_examples"] = task_data.example_counts()
     output.mkdir(parents=True, exist_ok=True)
     write_atomic(output / "results.csv", _csv(summary["methods"]))
     write_atomic(output / "runs.csv", _csv(summary["runs"]))
@@ -172,7 +182,8 @@ def _train_runs(model, data, methods, specs, config, output, overwrite, ready) -
         for seed in config.seeds:
             run_training = replace(training, seed=seed, resume=None)
             folder = output / "runs" / f"{name}-seed{seed}"
-            settings = run_settings(model, data, spec, methods[name], ready.embedding)
+            settings = run_settings(model, data, spec, methods[name], ready.embedding,
+                                    ready.unlabelled)  # fmt: skip
             metrics = _finished(folder, settings, run_training, overwrite)
             if accelerator.is_main_process:
                 say(_starting(len(runs) + 1, count, name, seed, folder, metrics is not None))
@@ -464,6 +475,7 @@ def results_markdown(header: dict, summary: dict) -> str:
         "- constant: runs whose saved model gives one answer (one class, or one value) for "
         "every dev example; such a score is that of a constant, not of a classifier. "
         f"A constant scores at most {header['constant_score']:.4f} here.",
+        *_examples_line(header),
         "",
         "| method | layers | runs | score | retention | parameters | latency (ms) | speed-up "
         "| train time | constant |",
@@ -479,6 +491,18 @@ def results_markdown(header: dict, summary: dict) -> str:
             f"| {_constant(row)} |"
         )
     return "\n".join(lines + _paired_markdown(summary["paired"])) + "\n"
+
+
+def _examples_line(header: dict) -> list[str]:
+    """What every run trained on: labelled examples, and rows for the teacher term alone."""
+    counts = header.get("training_examples")
+    if counts is None:
+        return []
+    return [
+        f"- Trained on: {counts['labelled']:,} labelled examples, {counts['unlabelled']:,} "
+        f"unlabelled and {counts['augmented']:,} augmented (those two teach through the "
+        "teacher's outputs alone)."
+    ]
 
 
 def _paired_markdown(paired: list[dict]) -> list[str]:

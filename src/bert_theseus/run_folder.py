@@ -60,7 +60,7 @@ class RunPlan:
         if self.accelerator is None:
             self.accelerator = make_accelerator(training)
         if self.train_features is None:
-            self.train_features = encode(self.task_data.train, self.tokenizer,
+            self.train_features = encode(self.task_data.training_rows(), self.tokenizer,
                                          training.max_length, task.is_regression)  # fmt: skip
         if self.features is None:
             self.features = encode_splits(self.task_data, self.tokenizer, training)
@@ -136,6 +136,8 @@ def run_metrics(plan: RunPlan, final: PreTrainedModel, stage_results) -> dict:
         "nonzero_parameters": count_nonzero(final),
         "layers": final.config.num_hidden_layers,
         "data": plan.task_data.sources,
+        # What it trained on: labelled examples, and rows that taught the teacher term alone.
+        **_training_examples(plan),
         # Evaluations where the model answered one class (or value) for all of dev.
         "constant_output_steps": [step + offset for step in result.constant_steps],
         "constant_at_best": result.best_step in result.constant_steps,
@@ -154,6 +156,14 @@ def run_metrics(plan: RunPlan, final: PreTrainedModel, stage_results) -> dict:
         metrics.update(score(final, test, plan.tokenizer, plan.training, plan.task_data,
                              plan.accelerator))  # fmt: skip
     return metrics
+
+
+def _training_examples(plan: RunPlan) -> dict:
+    """The training examples by kind (a sentence-embedding run's sentences have no labels:
+    its own report counts them)."""
+    if "embedding" in plan.settings:
+        return {}
+    return {"training_examples": plan.task_data.example_counts()}
 
 
 def _against_predecessor(plan: RunPlan, final, metrics: dict, folder) -> None:

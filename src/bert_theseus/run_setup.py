@@ -14,6 +14,7 @@ from transformers import PreTrainedModel
 from .data import TaskData, load_task_data
 from .data.config import DataConfig
 from .data.loading import encode, make_loader
+from .data.unlabelled import UnlabelledConfig, read_unlabelled
 from .methods import MethodContext
 from .models import ModelError, fit_max_length, load_model
 from .pooling import pooling_note, pretraining_pooling, say
@@ -48,6 +49,14 @@ class Prepared:
     train_features: list[dict]
     before: dict  # the predecessor's scores per split
     embedding: typing.Any = None  # the EmbeddingConfig of a sentence-embedding run
+    unlabelled: UnlabelledConfig | None = None  # texts for the teacher term, when given
+
+    def labelled_features(self) -> list[dict]:
+        """The encoded training rows that have labels: all but the unlabelled ones, which
+        follow them (a sentence-embedding run's sentences are all its rows)."""
+        task_data = self.task_data
+        others = len(task_data.unlabelled) + len(task_data.augmented)
+        return self.train_features[: len(self.train_features) - others]
 
     def context(self, training: TrainingConfig) -> MethodContext:
         """A method's view of the run, with batches drawn under `training` (its seed)."""
@@ -58,7 +67,8 @@ class Prepared:
             self.trust_remote_code,
             dev_batches(self.features, self.tokenizer, training),
             self.accelerator.device,
-            train_batches(self.train_features, self.tokenizer, training),
+            # The labelled examples alone (RefBERT stores them, with their labels).
+            train_batches(self.labelled_features(), self.tokenizer, training),
             self.tokenizer,
         )
 
@@ -69,9 +79,11 @@ def prepare(
     training: TrainingConfig,
     trust_remote_code: bool,
     check: Callable[[MethodContext], None],
+    unlabelled: UnlabelledConfig | None = None,
 ) -> Prepared:
     """Load the predecessor, run `check` on it (a bad size or architecture fails now, not
-    after reading data and scoring the model), then read, check and encode the data."""
+    after reading data and scoring the model), then read, check and encode the data;
+    `unlabelled` texts join the training rows after the labelled ones."""
     predecessor, tokenizer = load_model(model, trust_remote_code)
     training = fit_max_length(training, predecessor, model)
     check(MethodContext(predecessor, training.seed, None, trust_remote_code))
@@ -79,12 +91,43 @@ def prepare(
     task_data = read_data(data, training, model_labels(predecessor))
     check_labels(predecessor, task_data)
     accelerator = make_accelerator(training)
+    add_unlabelled(task_data, unlabelled, predecessor, tokenizer, training.seed,
+                   trust_remote_code, accelerator.device)  # fmt: skip
     features = encode_splits(task_data, tokenizer, training)
     before = score(predecessor, features, tokenizer, training, task_data, accelerator)
-    train_features = encode(task_data.train, tokenizer, training.max_length,
+    train_features = encode(task_data.training_rows(), tokenizer, training.max_length,
                             task_data.task.is_regression)  # fmt: skip
     return Prepared(training, predecessor, tokenizer, trust_remote_code, task_data,
-                    accelerator, features, train_features, before)  # fmt: skip
+                    accelerator, features, train_features, before,
+                    unlabelled=unlabelled)  # fmt: skip
+
+
+def add_unlabelled(
+    task_data: TaskData,
+    unlabelled: UnlabelledConfig | None,
+    predecessor=None,
+    tokenizer=None,
+    seed: int = 42,
+    trust_remote_code: bool = False,
+    device="cpu",
+) -> None:
+    """Read the unlabelled texts into `task_data` (in its task's text columns), build or
+    read back the augmented set (drawn from `seed`), and say what the run trains on."""
+    if unlabelled is None:
+        return
+    found = read_unlabelled(unlabelled, task_data.task)
+    if found is not None:
+        task_data.unlabelled = found.examples
+        task_data.unlabelled_source, task_data.unlabelled_empty = found.source, found.empty
+    if unlabelled.augment:
+        from .data.augment import augment_training
+
+        augmented = augment_training(task_data.train, unlabelled.augment,
+                                     unlabelled.augment_model, predecessor, tokenizer, seed,
+                                     trust_remote_code, device)  # fmt: skip
+        task_data.augmented = augmented.examples
+        say(augmented.describe(unlabelled.augment))
+    say(task_data.examples_note())
 
 
 def encode_splits(task_data: TaskData, tokenizer, training: TrainingConfig) -> dict:

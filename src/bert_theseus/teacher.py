@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from .losses import patient_loss, soft_target_loss
+from .losses import patient_loss, soft_target_loss, task_loss
 
 
 class SoftTargetSettings(Protocol):
@@ -81,7 +81,9 @@ class Distiller:
         logits, teacher_states = self._teacher(batch, examples)
         config = self.config
         soft = soft_target_loss(output.logits, logits, config.temperature, self.regression)
-        loss = (1 - config.alpha) * output.loss + config.alpha * soft
+        # Rows without a label (unlabelled texts) reach the soft targets, not the task loss.
+        task = task_loss(output, batch["labels"], self.regression)
+        loss = (1 - config.alpha) * task + config.alpha * soft
         if states:
             pkd = patient_loss(output.hidden_states, teacher_states, self.layer_map)
             loss = loss + config.beta * pkd

@@ -44,7 +44,7 @@ class DataConfig:
     drop_empty: bool = field(
         default=False,
         metadata={
-            "help": "drop rows whose text or label is empty (or NaN), and say how many; by "
+            "help": "drop rows whose text or label is empty or NaN; says how many; by "
             "default empty texts are kept and counted, and empty labels refused"
         },
     )

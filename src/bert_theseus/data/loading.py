@@ -35,6 +35,43 @@ class TaskData:
     dropped_empty: bool = False
     # Per split, the rows dropped for an empty or NaN label (`drop_empty`; else refused).
     empty_labels: dict[str, int] = field(default_factory=dict)
+    # Rows without a label, after `train` in training: they teach through the teacher's
+    # outputs alone (`data.unlabelled`); where from, and how many were empty and dropped.
+    unlabelled: list[Example] = field(default_factory=list)
+    unlabelled_source: str | None = None
+    unlabelled_empty: int = 0
+    # TinyBERT's augmented copies of `train` (`data.augment`), with their sources' labels:
+    # they train like unlabelled rows (a swapped word may flip the label), after those.
+    augmented: list[Example] = field(default_factory=list)
+
+    def training_rows(self) -> list[Example]:
+        """What a run trains on, in the order the teacher cache indexes it: the labelled
+        examples, then the rows for the teacher term alone (whose label is the sentinel)."""
+        from .unlabelled import sentinel
+
+        label = sentinel(self.task)
+        return self.train + self.unlabelled + [(texts, label) for texts, _ in self.augmented]
+
+    def example_counts(self) -> dict[str, int]:
+        """The training examples by kind, as metrics.json, the card and compare report them."""
+        return {"labelled": len(self.train), "unlabelled": len(self.unlabelled),
+                "augmented": len(self.augmented)}  # fmt: skip
+
+    def examples_note(self) -> str | None:
+        """The line saying what a run trains on, where rows without labels join it."""
+        if not self.unlabelled and not self.augmented:
+            return None
+        parts = []
+        if self.unlabelled:
+            empty = f", {self.unlabelled_empty} empty dropped" if self.unlabelled_empty else ""
+            parts.append(f"{len(self.unlabelled):,} unlabelled texts from "
+                         f"{self.unlabelled_source}{empty}")  # fmt: skip
+        if self.augmented:
+            parts.append(f"{len(self.augmented):,} augmented")
+        return (
+            f"data: {len(self.train):,} labelled training examples and {' and '.join(parts)} "
+            "(teacher term only)"
+        )
 
     def splits(self) -> dict[str, list[Example]]:
         named = {"train": self.train, **self.dev}

@@ -109,6 +109,10 @@ class MethodSpec:
     # loss is the model's own (`model(**batch).loss`, the MSE to the teacher's embeddings)
     # or the teacher's outputs, and its model stays one of the predecessor's class.
     embedding: bool = False
+    # Whether rows without a label (--unlabeled-file) can train it, and what its teacher
+    # term takes from the teacher on them, in a short phrase ("the teacher's soft targets");
+    # None: its loss has no teacher term, and such rows are refused.
+    unlabelled: str | None = None
 
     def make_config(self, values: dict | None = None):
         """The method's config from `values` (unknown names are refused), validated."""
@@ -254,6 +258,7 @@ def register_method(
     selected_by: Iterable[str] = (),
     compare_runs: Callable[[typing.Any], dict[str, typing.Any]] | None = None,
     embedding: bool = False,
+    unlabelled: str | None = None,
 ) -> MethodSpec:
     """Make `name` a method of `compress`, `compare` and `theseus methods`.
 
@@ -272,7 +277,7 @@ def register_method(
         )
     spec = MethodSpec(name, config, build, summary, paper, compare_default, report, variants,
                       summary_lines, card_lines, tuple(commands), tuple(selected_by),
-                      compare_runs, embedding)  # fmt: skip
+                      compare_runs, embedding, unlabelled)  # fmt: skip
     known = _REGISTRY.get(name)
     if known is not None:
         if _same(known, spec):  # the same module imported again, e.g. as a plugin
@@ -306,6 +311,7 @@ def _same(a: MethodSpec, b: MethodSpec) -> bool:
             spec.selected_by,
             getattr(spec.compare_runs, "__qualname__", None),
             spec.embedding,
+            spec.unlabelled,
         )
 
     return key(a) == key(b)
@@ -357,6 +363,11 @@ def method_commands() -> dict[str, MethodCommand]:
 def embedding_methods() -> list[str]:
     """The methods that train sentence-embedding students."""
     return [name for name, spec in methods().items() if spec.embedding]
+
+
+def unlabelled_methods() -> list[str]:
+    """The methods whose loss has a teacher term that rows without labels can train."""
+    return [name for name, spec in methods().items() if spec.unlabelled]
 
 
 def compare_defaults() -> list[str]:

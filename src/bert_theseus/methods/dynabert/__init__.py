@@ -198,6 +198,9 @@ register_method(
     summary_lines=summary_lines,
     card_lines=card_lines,
     commands=[EXTRACT],
+    unlabelled="stages 1-2 (distillation alone): every sub-network's KL to the teacher's "
+    "logits (MSE for a score) and its hidden states; --final-finetune's stage has no "
+    "teacher, and they carry no loss there",
 )
 
 __all__ = [

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from ...losses import soft_target_loss
+from ...losses import soft_target_loss, task_loss
 from ...teacher import FrozenTeacher
 from ...training.loop import Method
 from .adaptive import AdaptiveModel, cell_name, teacher_match
@@ -75,8 +75,8 @@ class DynaBERTMethod(Method):
         for width, depth in self.step_cells:
             with self.adaptive.sub_network(width, depth):
                 output = model(**(inputs if targets else batch), output_hidden_states=hidden)
-            if targets is None:
-                loss = output.loss
+            if targets is None:  # unlabelled rows carry no loss here
+                loss = task_loss(output, batch["labels"], self.regression)
             else:
                 teacher = targets[width if self.same_width_teacher else 1.0]
                 loss = self._distillation(output, teacher, depth)

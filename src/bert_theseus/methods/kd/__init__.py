@@ -39,4 +39,5 @@ register_method(
     paper="Hinton et al., 2015; baseline of Xu et al., EMNLP 2020, Table 1",
     compare_default=True,
     embedding=True,
+    unlabelled="the teacher's soft targets (regression: its output, by MSE)",
 )

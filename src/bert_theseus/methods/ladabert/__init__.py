@@ -129,6 +129,8 @@ register_method(
     report=report,
     summary_lines=summary_lines,
     card_lines=card_lines,
+    unlabelled="the teacher's embedding output, attention scores, hidden states and logits; "
+    "--label-weight's task term skips them",
 )
 
 __all__ = [

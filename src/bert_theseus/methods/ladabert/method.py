@@ -10,6 +10,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ...compact import to_stock_if_possible
+from ...losses import task_loss
 from ...teacher import FrozenTeacher
 from ...training.loop import Method
 from ..tinybert import AttentionScores, layerwise_losses
@@ -72,7 +73,7 @@ class LadaBERTMethod(Method):
                    config.logit_weight)  # fmt: skip
         loss = sum(w * terms[name] for name, w in zip(TERMS, weights, strict=True))
         if labels:
-            terms["labels"] = student.loss.float()
+            terms["labels"] = task_loss(student, batch["labels"], self.regression).float()
             loss = loss + config.label_weight * terms["labels"]
         self.last = {name: value.detach() for name, value in terms.items()}
         return loss

@@ -24,6 +24,7 @@ register_method(
     summary="KD plus the patient loss on the teacher's intermediate [CLS] states",
     paper="Sun et al., EMNLP 2019 (BERT-PKD); baseline of Xu et al., EMNLP 2020, Table 1",
     compare_default=True,
+    unlabelled="the teacher's soft targets and the [CLS] states of the layer map (patient loss)",
 )
 
 __all__ = ["PKDConfig", "pkd_layer_map"]

@@ -127,6 +127,12 @@ def report(config: RefBERTConfig, run: ReportInput) -> dict:
 
 
 RECONSTRUCTED = "RECONSTRUCTED from the abstract (no paper body, no code): "
+# What unlabelled rows train (they are no references: those are the labelled training set).
+REFBERT_UNLABELLED = (
+    "the intermediate stage's embedding output, attention scores and hidden states, and the "
+    "prediction stage's soft targets (regression: that stage learns the scores, not them)"
+)
+
 register_method(
     "refbert",
     RefBERTConfig,
@@ -135,6 +141,7 @@ register_method(
     "predecessor states of the most similar training example; TinyBERT's distillation",
     paper="Wang et al., IJCNN 2021 (RefBERT), reconstructed; TinyBERT (Jiao et al., 2020)",
     report=report,
+    unlabelled=REFBERT_UNLABELLED,
 )
 register_method(
     "refbert-none",
@@ -142,6 +149,7 @@ register_method(
     build_none,
     summary="RefBERT ablation: the same student and training, without references",
     paper="ablation of the RefBERT reconstruction (TinyBERT's task distillation)",
+    unlabelled=REFBERT_UNLABELLED,
 )
 register_method(
     "refbert-zero",
@@ -150,6 +158,7 @@ register_method(
     summary="RefBERT ablation: all-zero reference states (same shapes and masks)",
     paper="ablation of the RefBERT reconstruction",
     report=report,
+    unlabelled=REFBERT_UNLABELLED,
 )
 register_method(
     "refbert-random",
@@ -158,6 +167,7 @@ register_method(
     summary="RefBERT ablation: a random training example's states as the reference",
     paper="ablation of the RefBERT reconstruction",
     report=report,
+    unlabelled=REFBERT_UNLABELLED,
 )
 
 

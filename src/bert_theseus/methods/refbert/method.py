@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from ...losses import soft_target_loss
+from ...losses import labelled_rows, labelled_task_loss, soft_target_loss
 from ...teacher import FrozenTeacher
 from ...training.loop import Method
 from ..tinybert import AttentionScores, layerwise_losses
@@ -61,7 +61,7 @@ class RefBERTMethod(Method):
         else:
             logits = model(**inputs).logits.float()
             if self.regression:  # TinyBERT's prediction stage learns the scores themselves
-                terms = {"labels": F.mse_loss(logits.view(-1), batch["labels"].float().view(-1))}
+                terms = {"labels": self._scores(logits, batch["labels"])}
             else:
                 teacher = self.frozen(inputs).logits
                 temperature = self.config.prediction_temperature
@@ -69,6 +69,13 @@ class RefBERTMethod(Method):
             loss = next(iter(terms.values()))
         self.last = {name: value.detach() for name, value in terms.items()}
         return loss
+
+    @staticmethod
+    def _scores(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """MSE to the scores; rows without one (unlabelled texts) are left out."""
+        if bool(labelled_rows(labels).all()):
+            return F.mse_loss(logits.view(-1), labels.float().view(-1))
+        return labelled_task_loss(logits, labels.float(), regression=True)
 
     def _intermediate(self, model, inputs) -> dict[str, torch.Tensor]:
         mask = inputs.get("attention_mask")

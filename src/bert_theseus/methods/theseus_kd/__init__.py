@@ -39,4 +39,6 @@ register_method(
     summary="module replacing with the predecessor's soft targets added to the task loss",
     paper="Xu et al., EMNLP 2020 (BERT-of-Theseus), with Hinton et al.'s KD",
     compare_default=True,
+    unlabelled="the teacher's soft targets (and --module-loss, where on: it takes no label); "
+    "module replacing draws on them as on labelled rows",
 )
