@@ -498,10 +498,12 @@ def _examples_line(header: dict) -> list[str]:
     counts = header.get("training_examples")
     if counts is None:
         return []
+    labelled = f"- Trained on: {counts['labelled']:,} labelled examples"
+    if not counts["unlabelled"] and not counts["augmented"]:
+        return [labelled + "."]
     return [
-        f"- Trained on: {counts['labelled']:,} labelled examples, {counts['unlabelled']:,} "
-        f"unlabelled and {counts['augmented']:,} augmented (those two teach through the "
-        "teacher's outputs alone)."
+        f"{labelled}, {counts['unlabelled']:,} unlabelled and {counts['augmented']:,} augmented "
+        "(those two teach through the teacher's outputs alone)."
     ]
 
 

@@ -399,15 +399,6 @@ def is_theseus_json(path: Path) -> bool:
     return re.match(rf'\s*\{{\s*"{WRITTEN_BY}"\s*:\s*"bert-theseus ', start) is not None
 
 
-CACHE_ENV = "BERT_THESEUS_CACHE"
-
-
-def cache_root() -> Path:
-    """Where measurements reused across runs are kept (plans, teacher embeddings): the
-    folder BERT_THESEUS_CACHE names, by default ~/.cache/bert-theseus."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "bert-theseus").expanduser()
-
-
 def write_atomic(path: Path, text: str) -> None:
     """Write `text` aside and rename it into place: a kill leaves the old file or the new."""
     partial = path.with_name(f".{path.name}.partial")

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..cache import cache_root
 from .readers import DataError, Example
 
 P_REPLACE = 0.4  # TinyBERT's p_t
@@ -239,8 +240,6 @@ def _other(word: str, options: list[str]) -> list[str]:
 
 
 def augmented_path(key: str) -> Path:
-    from ..runs import cache_root
-
     return cache_root() / "augmented" / f"{key}.jsonl"
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..runs import cache_root
+from ..cache import cache_root
 from .model import SentenceEncoder
 
 BATCH = 64

@@ -18,10 +18,11 @@ from pathlib import Path
 import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
+from ..cache import cache_root
 from ..deploy.runtime import DeployError, require_openvino
 from ..models import load_model, token_positions
 from ..pooling import say
-from ..runs import OutputDir, cache_root, input_paths
+from ..runs import OutputDir, input_paths
 from .config import AUTO, PlanConfig, PlanError
 from .result import Plan
 from .shapes import layer_sizes, shapes, untrained
