@@ -100,6 +100,15 @@ def missing_label(raw) -> bool:
     return not text or text.lower() == "nan"
 
 
+def read_lines(path: Path) -> list[str]:
+    """A .txt file's lines, one sentence each."""
+    if not path.is_file():
+        raise DataError(f"missing data file {path}: check the path")
+    # Universal newlines: "\r\n" and a lone "\r" end a line too (Windows, old Mac files).
+    with path.open(encoding="utf-8-sig") as handle:
+        return [line.rstrip("\n") for line in handle]
+
+
 def iter_rows(
     path: Path,
     delimiter: str | None = None,

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .readers import DataError, Example, iter_rows
+from .readers import DataError, Example, iter_rows, read_lines
 from .tasks import Task
 
 # The label of a row without one (classes): what PyTorch's cross-entropy ignores by default.
@@ -131,8 +131,6 @@ def _file_rows(path: Path, task: Task) -> list[tuple[str, ...]]:
             f"{path} holds one text a line, but task '{task.name}' takes a pair of texts "
             f"({', '.join(task.text_columns)}): give a .csv/.tsv/.jsonl with those columns"
         )
-    from ..embedding.data import read_lines  # the one .txt reader (no torch)
-
     return [(line,) for line in read_lines(path)]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.config import DataConfig
-from ..data.readers import DataError, iter_rows
+from ..data.readers import DataError, iter_rows, read_lines
 from ..data.tasks import Task
 from .config import PAIR_COLUMNS, PAIR_LABEL, EmbeddingConfig
 
@@ -132,15 +132,6 @@ def _read_training(data: DataConfig) -> list[str]:
     if path.suffix == ".txt":
         return read_lines(path)
     return _column_sentences(path, data.text_columns)
-
-
-def read_lines(path: Path) -> list[str]:
-    """A .txt file's lines, one sentence each."""
-    if not path.is_file():
-        raise DataError(f"missing data file {path}: check the path")
-    # Universal newlines: "\r\n" and a lone "\r" end a line too (Windows, old Mac files).
-    with path.open(encoding="utf-8-sig") as handle:
-        return [line.rstrip("\n") for line in handle]
 
 
 def sentence_lines(path: Path) -> list[str]:
