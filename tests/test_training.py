@@ -235,3 +235,17 @@ def test_finetune_with_a_new_head_is_reproducible(tiny_bert_dir, tmp_path):
     assert weights[0]["classifier.weight"].shape == (3, 32)
     for name, tensor in weights[0].items():
         assert torch.equal(tensor, weights[1][name]), name
+
+
+def test_the_optimizer_is_fused_adamw_and_its_checkpoint_says_so(features, tmp_path):
+    """The Trainer's update rule: one fused AdamW kernel over every parameter, recorded in
+    the checkpoint, so a resume brings the same rule back."""
+    tokenizer, task, train_features, dev_features = features
+    config = TrainingConfig(max_steps=4, batch_size=8, save_steps=2, device="cpu")
+    model = tiny_model("bert", layers=2)
+    train(model, Method(), train_features, dev_features, task, tokenizer, config,
+          make_accelerator(config), run_dir=tmp_path)  # fmt: skip
+    saved = sorted(tmp_path.glob("checkpoints/*/optimizer.pt"))
+    assert saved, "no checkpoint written"
+    groups = torch.load(saved[-1], weights_only=True)["param_groups"]
+    assert [g["fused"] for g in groups] == [True]
