@@ -342,9 +342,10 @@ def _epoch(run: _Run, stop: _StopOnSignal) -> None:
 
 def _fusable(parameters: list[nn.Parameter]) -> bool:
     """Whether AdamW can update every parameter in one fused kernel, as the Trainer does:
-    the default per-tensor loop costs a sixth of a bf16 step on CPU (docs/results.md,
-    section 17). A checkpoint made without it resumes without it: loading the optimizer's
-    state brings back its settings, so a run keeps one update rule throughout."""
+    on the CPU the default updates one tensor at a time, which made most of our bf16 gap
+    to the Trainer (docs/results.md, section 17). A checkpoint made without it resumes
+    without it: loading the optimizer's state brings back its settings, so a run keeps
+    one update rule throughout."""
     return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in parameters)
 
 
