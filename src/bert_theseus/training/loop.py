@@ -278,7 +278,7 @@ def _start(model, method, train_features, dev_features, task, tokenizer, config,
         raise TrainingError(f"method '{method.name}' left no parameter to train")
     optimizer = torch.optim.AdamW(
         parameters, lr=config.learning_rate, weight_decay=config.weight_decay, eps=1e-8,
-        fused=_fusable(parameters),
+        fused=_fusable(parameters, accelerator.device),
     )  # fmt: skip
     schedule = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
     dev_loaders = {
@@ -340,13 +340,14 @@ def _epoch(run: _Run, stop: _StopOnSignal) -> None:
     state.epoch, state.position = state.epoch + 1, 0
 
 
-def _fusable(parameters: list[nn.Parameter]) -> bool:
-    """Whether AdamW can update every parameter in one fused kernel, as the Trainer does:
+def _fusable(parameters: list[nn.Parameter], device: torch.device) -> bool:
+    """Whether AdamW can update every parameter in one fused kernel, as the Trainer does;
     on the CPU the default updates one tensor at a time, which made most of our bf16 gap
-    to the Trainer (docs/results.md, section 17). A checkpoint made without it resumes
-    without it: loading the optimizer's state brings back its settings, so a run keeps
-    one update rule throughout."""
-    return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in parameters)
+    to the Trainer (docs/results.md, section 17). `device` is where the run trains: the
+    parameters may still be on the CPU here, before Accelerate moves them. A checkpoint
+    made without fusion resumes without it: loading the optimizer's state brings back its
+    settings, so a run keeps one update rule throughout."""
+    return device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in parameters)
 
 
 def _stop_on_non_finite(run: _Run, loss: torch.Tensor, step: int) -> None:
