@@ -7,6 +7,7 @@ import json
 import math
 import random
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -432,3 +433,57 @@ def test_a_killed_run_with_unlabelled_or_augmented_rows_resumes_bit_identically(
     extra = {"unlabelled": UNLABELLED, "augmented": 0} if kind == "unlabelled" else {
         "unlabelled": 0, "augmented": 64}  # fmt: skip
     assert counts == {"labelled": 64, **extra}
+
+
+def test_a_resume_on_an_edited_unlabelled_file_of_the_same_length_is_refused(
+    teacher, sst2_dir, texts, tmp_path, capsys
+):
+    """Same name, same number of rows, one word changed: the checkpoint's rows are not
+    these, so the resume stops before training instead of mixing two data sets."""
+    mine = tmp_path / "texts.txt"
+    mine.write_text(texts.read_text())
+    output = tmp_path / "successor"
+    args = _compress(teacher, sst2_dir, output, "--method", "kd", "--unlabeled-file", str(mine),
+                     "--epochs", "3", "--save-steps", "3", "--seed", "7")  # fmt: skip
+    partial = tmp_path / ".successor.partial"
+    interrupt(args, partial, 3, signal.SIGTERM)
+    assert list(partial.glob("checkpoints/step-*")), "the interrupted run left no checkpoint"
+    lines = mine.read_text().splitlines()
+    lines[0] = " ".join(reversed(lines[0].split()))
+    mine.write_text("\n".join(lines) + "\n")
+    before = {p: p.stat().st_mtime_ns for p in partial.rglob("*")}
+    capsys.readouterr()
+    assert main([*args, "--resume", "auto"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the data lines
+    assert error.startswith("theseus: error: checkpoint step-"), error
+    assert "belongs to a different run (train_data " in error
+    assert {p: p.stat().st_mtime_ns for p in partial.rglob("*")} == before
+    assert not output.exists()
+    mine.write_text(texts.read_text())  # the rows it was made with: it resumes
+    assert main([*args, "--resume", "auto"]) == 0
+
+
+def test_checkpoints_and_stages_made_before_the_data_digest_still_resume(tmp_path):
+    from types import SimpleNamespace
+
+    from bert_theseus.training.loop import TRAIN_DATA, TrainingError, _check_same_run
+    from bert_theseus.training.stages import _load_result
+
+    def checkpoint(settings):
+        return SimpleNamespace(state={"settings": settings}, path=Path("step-0000004"))
+
+    now = {"seed": 1, TRAIN_DATA: "00ff"}
+    _check_same_run(checkpoint({"seed": 1}), now)  # made before it: nothing to compare
+    _check_same_run(checkpoint(dict(now)), now)
+    with pytest.raises(TrainingError, match="train_data '00ee' -> '00ff'"):
+        _check_same_run(checkpoint({"seed": 1, TRAIN_DATA: "00ee"}), now)
+
+    result = {"best_step": 3, "best_dev": {}, "steps": 4, "train_seconds": 1.0,
+              "constant_steps": [], "constant_views": [], "summary": {}}  # fmt: skip
+    for saved, resumes in (({"seed": 1}, True), (now, True), ({**now, TRAIN_DATA: "00ee"}, False)):
+        (tmp_path / "result.json").write_text(json.dumps({"settings": saved, **result}))
+        if resumes:
+            assert _load_result(tmp_path, now).steps == 4
+        else:
+            with pytest.raises(TrainingError, match="train_data differ"):
+                _load_result(tmp_path, now)

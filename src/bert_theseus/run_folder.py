@@ -16,7 +16,7 @@ from transformers import PreTrainedModel
 from .card import push_to_hub, write_model_card
 from .data import TaskData
 from .data.config import DataConfig
-from .data.loading import encode
+from .data.loading import encode, features_digest
 from .methods import get_method
 from .methods.registry import ReportInput
 from .models import first_line
@@ -24,6 +24,7 @@ from .run_setup import encode_splits, score, speed_length
 from .runs import OutputDir, RunError, plot_training, write_json
 from .speed import count_nonzero, count_parameters, measure_latency
 from .training import TrainingConfig, make_accelerator, train
+from .training.loop import TRAIN_DATA
 from .training.stages import Stage, merged_history, run_stages
 
 
@@ -99,7 +100,8 @@ def _train(plan: RunPlan, main: bool):
         tokenizer=plan.tokenizer,
         accelerator=plan.accelerator,
     )
-    settings = plan.settings
+    match = {"method_config": plan.settings["config"]} if "config" in plan.settings else {}
+    match[TRAIN_DATA] = features_digest(plan.train_features)
     return run_stages(
         plan.stages,
         plan.model,
@@ -109,7 +111,7 @@ def _train(plan: RunPlan, main: bool):
         main,
         plan.out.resume,
         plan.accelerator.wait_for_everyone,
-        {"method_config": settings["config"]} if "config" in settings else None,
+        match,
         plan.trust_remote_code,
     )
 

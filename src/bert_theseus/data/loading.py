@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,6 +263,22 @@ def encode(examples: list[Example], tokenizer, max_length: int, regression: bool
         item["labels"] = float(label) if regression else int(label)
         features.append(item)
     return features
+
+
+def features_digest(features: list[dict]) -> str:
+    """A short digest of training rows (their token ids and labels, the teacher's targets
+    where they are labels): a resume must train on the same rows, not just as many of them,
+    and a file edited in place keeps its name and often its length."""
+    digest = hashlib.blake2b(digest_size=8)
+    for item in features:
+        for key in sorted(item):
+            value = item[key]
+            if isinstance(value, torch.Tensor):
+                digest.update(value.detach().float().cpu().numpy().tobytes())
+            else:
+                digest.update(repr(value).encode())
+        digest.update(b"|")
+    return digest.hexdigest()
 
 
 EXAMPLE_INDEX = "example_index"
