@@ -600,14 +600,14 @@ def _trajectory_settings(config: TrainingConfig, method: Method, total: int) -> 
 TRAIN_DATA = "train_data"
 
 
-def older(saved: dict, settings: dict) -> dict:
-    """`settings` without what `saved`, made before it was recorded, cannot compare."""
+def comparable(saved: dict, settings: dict) -> dict:
+    """`settings` less the digest where `saved` predates it and so has nothing to compare."""
     return {k: v for k, v in settings.items() if k != TRAIN_DATA or TRAIN_DATA in saved}
 
 
 def _check_same_run(checkpoint: Checkpoint, settings: dict) -> None:
     saved = checkpoint.state.get("settings", {})
-    settings = older(saved, settings)
+    settings = comparable(saved, settings)
     # Recorded only where they are not 1 (older runs lack them): absent means 1, both ways.
     ones = {"processes": 1, "gradient_accumulation_steps": 1}
     saved, settings = {**ones, **saved}, {**ones, **settings}

@@ -24,7 +24,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from .checkpoint import Checkpoint, list_checkpoints, load_checkpoint
 from .config import TrainingConfig, TrainingConfigError
-from .loop import Method, TrainingError, TrainResult, older, trajectory
+from .loop import Method, TrainingError, TrainResult, comparable, trajectory
 
 STAGES_FOLDER = "stages"
 RESULT_FILE = "result.json"
@@ -230,7 +230,7 @@ def _save_result(folder: Path, result: TrainResult, settings: dict) -> None:
 def _load_result(folder: Path, expected: dict) -> TrainResult:
     saved = json.loads((folder / RESULT_FILE).read_text())
     settings = saved.pop("settings", None) or {}
-    expected = older(settings, expected)
+    expected = comparable(settings, expected)
     if settings != json.loads(json.dumps(expected, default=str)):
         changed = sorted(k for k in expected if settings.get(k) != expected.get(k))
         raise TrainingError(
