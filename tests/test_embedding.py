@@ -206,6 +206,35 @@ def test_theseus_loss_is_zero_where_every_successor_copies_its_one_layer_module(
         assert model(**batch, labels=labels).loss.item() == 0.0
 
 
+def test_auto_init_starts_an_embedding_student_s_top_successor_from_the_last_layer(
+    st_dirs, data_dir
+):
+    """A sentence embedding is pooled from the last layer's states, so `auto` keeps the
+    last layer as the top successor even where [CLS] after the bottom layers is
+    informative; the same transformer read as a plain encoder keeps the paper's start."""
+    from bert_theseus.methods.theseus.init import COLLAPSED_SHARE, choose_successor_init
+
+    encoder = load_encoder(str(st_dirs("mean-normalize")))
+    texts = (data_dir / "train.txt").read_text().splitlines()
+    batch = encoder.tokenizer(texts, padding=True, return_tensors="pt")
+    config = TheseusConfig(successor_layers=2)
+    pooled = choose_successor_init(encoder, config, [dict(batch)])
+    plain = choose_successor_init(encoder.backbone, config, [dict(batch)])
+    assert plain.share == pooled.share > COLLAPSED_SHARE  # the same [CLS], informative
+    assert (plain.successor_init, plain.pooled) == ("bottom", False)
+    assert (pooled.successor_init, pooled.pooled) == ("bottom-last-top", True)
+    assert "pooled from the states the last layer writes" in pooled.describe()
+    model = load_encoder(str(st_dirs("mean-normalize")))
+    TheseusMethod(config, init=pooled).prepare(model, total_steps=10)
+    top = theseus_layers(model).successor[-1]
+    last = encoder.backbone.encoder.layer[-1]
+    assert all(torch.equal(a, b) for a, b in zip(top.state_dict().values(),
+                                                 last.state_dict().values(), strict=True))
+    # Nothing to replace: the paper's start, as for a classifier.
+    whole = TheseusConfig(successor_layers=4)
+    assert choose_successor_init(encoder, whole, [dict(batch)]).successor_init == "bottom"
+
+
 def test_teacher_embeddings_come_back_in_the_sentences_order(st_dirs):
     from bert_theseus.embedding.teacher import embed
 

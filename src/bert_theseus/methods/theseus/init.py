@@ -10,6 +10,12 @@ successor from the predecessor's last layer ("bottom-last-top") removes the coll
 but where [CLS] is already informative it only makes the top successor read inputs six
 layers away from those it was trained on (measured on all-mpnet-base-v2: docs/results.md
 section 6). So "auto" keeps the paper's start unless it is collapsed.
+
+A sentence-embedding predecessor is different: its loss is the MSE to its own embedding,
+which its pooling reads from every token the last layer writes, so the successor model's
+output has to start in the last layer's space. There "auto" starts the top successor from
+the last layer whatever the [CLS] spread (measured on all-MiniLM-L6-v2 and
+all-mpnet-base-v2: docs/results.md section 16).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from transformers import PreTrainedModel
 
 from ...arch import find_layers_path
 from ...data.loading import first_inputs
+from ...embedding.model import SentenceEncoder
 from .config import TheseusConfig
 
 # Below this, the bottom layers' [CLS] spread counts as constant. Not tuned: the runs that
@@ -39,6 +46,7 @@ class InitChoice:
     successor_init: str
     bottom_cls_spread: float  # [CLS] after the bottom layers the paper's successors copy
     top_cls_spread: float  # [CLS] after the predecessor's last layer
+    pooled: bool = False  # a sentence embedding: the last layer's tokens are pooled
 
     @property
     def share(self) -> float:
@@ -49,6 +57,11 @@ class InitChoice:
             "bottom": "the paper's start",
             "bottom-last-top": "top successor from the last layer",
         }
+        if self.pooled and self.successor_init == "bottom-last-top":
+            return (
+                f"successor init auto: {self.successor_init} ({start[self.successor_init]}): "
+                "a sentence embedding is pooled from the states the last layer writes"
+            )
         return (
             f"successor init auto: {self.successor_init} ({start[self.successor_init]}): "
             f"[CLS] after the bottom layers varies {self.share:.3f}x as much across training "
@@ -80,8 +93,9 @@ def choose_successor_init(
         predecessor.train(was_training)
     if len(first[0]) < 2:
         raise ValueError("successor_init auto needs at least 2 training examples to measure")
-    choice = InitChoice("bottom", cls_spread(first[0]), cls_spread(first[1]))
-    if bottom < layers and choice.share < COLLAPSED_SHARE:
+    choice = InitChoice("bottom", cls_spread(first[0]), cls_spread(first[1]),
+                        pooled=isinstance(predecessor, SentenceEncoder))  # fmt: skip
+    if bottom < layers and (choice.pooled or choice.share < COLLAPSED_SHARE):
         choice.successor_init = "bottom-last-top"
     return choice
 
