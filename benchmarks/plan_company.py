@@ -5,7 +5,7 @@
 Builds one untrained shape of the predecessor, exports it to every runtime named, and
 times it two ways in alternating trials, all in one process on the same random batch:
 "together", one interleaved block of the predecessor (on the baseline) and the shape on
-every runtime (how `theseus plan` timed before); and "alone", one block per runtime, each
+every runtime (how `theseus plan` times it); and "alone", one block per runtime, each
 holding only the predecessor and the shape on that runtime. Prints each runtime's
 speed-up under both, with the predecessor's own time per block, so a difference shows
 which company moves which side of the ratio. Compare ratios, not absolute times across

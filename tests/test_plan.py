@@ -11,7 +11,7 @@ from tiny import ARCHITECTURES, tiny_model
 
 from bert_theseus.cli import main
 from bert_theseus.compact import LAYOUTS, compact_from, layout_for
-from bert_theseus.plan import Plan, PlanConfig, PlanError, make_plan, timing
+from bert_theseus.plan import Plan, PlanConfig, PlanError, make_plan
 from bert_theseus.plan.shapes import Shape, shapes, untrained
 from bert_theseus.plan.timing import Candidate
 from bert_theseus.speed import count_parameters
@@ -207,35 +207,6 @@ def test_a_real_plan_times_each_runtime_on_its_own_engine(tmp_path, monkeypatch)
             assert row["engine"].endswith("model.int8.onnx")
         else:
             assert row["engine"].startswith("torch ")
-
-
-def test_each_runtime_is_timed_in_a_block_of_its_own_beside_the_predecessor(monkeypatch):
-    """A shape timed beside its copies on the other runtimes read faster than it deploys,
-    so every block holds the predecessor on the baseline and one entry. The machine here
-    slows by a step each block, the shapes twice as fast as the predecessor in every
-    block: scaling each block by its own baseline time gives exactly 2x throughout."""
-    blocks = []
-
-    def slowing(calls, warmup, repeats):
-        blocks.append([call.func.__self__ for call in calls])
-        slow = len(blocks)
-        return [[1.0 * slow] * repeats] + [[0.5 * slow] * repeats for _ in calls[1:]]
-
-    monkeypatch.setattr(timing, "interleaved", slowing)
-    config = PlanConfig(runtime=["torch-fp32", "onnx-int8"], widths=[1.0, 0.5], depths=[4, 2],
-                        **QUICK)  # fmt: skip
-    plan = make_plan(tiny_model("bert"), config)
-    base = blocks[0][0]
-    assert (base.shape, base.runtime) == (None, "torch-fp32")
-    assert all(len(block) == 2 and block[0] is base for block in blocks)
-    timed = [(block[1].shape, block[1].runtime) for block in blocks]
-    shapes_timed = [(s.depth, s.width) for s, _ in timed if s is not None]
-    assert len(timed) == len(set(timed)) == 1 + 3 * 2  # the predecessor's onnx-int8, 3 x 2
-    assert sorted(shapes_timed) == sorted([(4, 0.5), (2, 1.0), (2, 0.5)] * 2)
-    assert plan.baseline["seconds"] == 1.0  # the first block's baseline is the reference
-    assert {row["speedup"] for row in plan.rows + plan.predecessor[1:]} == {2.0}
-    assert plan.settings["blocks"] == timing.BLOCKS
-    assert "one runtime a block beside the predecessor" in plan.markdown()
 
 
 def test_the_files_are_written_and_the_plan_reloads(tmp_path):

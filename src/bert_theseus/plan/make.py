@@ -26,7 +26,7 @@ from ..runs import OutputDir, input_paths
 from .config import AUTO, PlanConfig, PlanError
 from .result import Plan
 from .shapes import layer_sizes, shapes, untrained
-from .timing import BLOCKS, Candidate, Entry, Timer, measure
+from .timing import Candidate, Entry, Timer, measure
 
 # Config keys that name or label a model without changing its shape or speed.
 UNTIMED_KEYS = ("_name_or_path", "transformers_version", "architectures", "id2label",
@@ -59,8 +59,6 @@ def make_plan(
     settings = {**asdict(config), "runtimes": runtimes, "threads": threads, **machine()}
     if timer is not None:  # a plan of another timer is not this machine's measurement
         settings["timer"] = getattr(timer, "__qualname__", type(timer).__qualname__)
-    else:
-        settings["blocks"] = BLOCKS
     folder = cache_folder(predecessor.config, settings)
     if (folder / "plan.json").is_file() and not refresh:
         plan = Plan.load(folder)

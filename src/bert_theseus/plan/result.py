@@ -133,7 +133,6 @@ class Plan:
     def markdown(self) -> str:
         """plan.md: the settings, a table per runtime and each runtime's frontier."""
         s, base = self.settings, self.baseline
-        blocks = f", {s['blocks']} beside the predecessor" if "blocks" in s else ""
         parts = [
             "# Plan: measured speed-up of each successor shape",
             "",
@@ -141,8 +140,8 @@ class Plan:
             f"{base['parameters'] / 1e6:.1f}M parameters) on {base['runtime']}, "
             f"{base['latency_ms']:.1f} ms per batch of {s['batch_size']} x {s['length']} "
             f"tokens. Measured {self.measured} on {s['cpu']} with {s['threads']} threads, "
-            f"{s['repeats']} interleaved rounds (median) after {s['warmup']} warm-up{blocks}; "
-            "untrained models of each shape (latency does not depend on the weights).",
+            f"{s['repeats']} interleaved rounds (median) after {s['warmup']} warm-up; "
+            f"untrained models of each shape (latency does not depend on the weights).",
         ]
         for runtime in self.runtimes:
             parts += ["", "## " + runtime, "", self.table(runtime), "", "Frontier (no shape is "

@@ -41,9 +41,6 @@ from .shapes import Shape, capacity
 TOKENS = ("input_ids", "attention_mask", "token_type_ids")
 TOLERANCE = 1e-3  # |logit - PyTorch| of the fp32 graph: the graph must be the model
 CALIBRATION_BATCHES = 3  # random batches for OpenVINO's int8 statistics (latency only)
-# How `measure` groups what it times; part of a plan's cache key, so that a plan timed
-# the older way (every runtime of a shape in one block) is measured again, not reused.
-BLOCKS = "one runtime a block"
 
 
 @dataclass(eq=False)
@@ -163,14 +160,11 @@ Timer = Callable[[list[Entry], PlanConfig], list[float]]
 
 
 def measure(entries: list[Entry], config: PlanConfig) -> list[float]:
-    """The default timer: each candidate in turn is exported, then timed on each of its
-    runtimes in a block of its own beside the predecessor on the baseline (the first
-    entry), interleaved, on one random batch of `batch_size x length` tokens, and
-    released. Each block's median seconds per batch are scaled by its own baseline time to
-    the first block's, so every speed-up is a ratio measured side by side.
-
-    One runtime a block, because a shape timed beside its copies on the other runtimes
-    read faster than it deploys (docs/results.md, section 15): a deployment runs one."""
+    """The default timer: each candidate in turn is exported and timed on every runtime
+    side by side with the predecessor on the baseline (the first entry), interleaved, on
+    one random batch of `batch_size x length` tokens, then released. Each block's median
+    seconds per batch are scaled by its own baseline time to the first block's, so every
+    speed-up is a ratio measured side by side."""
     threads = config.threads or torch.get_num_threads()
     candidates = list({id(e.candidate): e.candidate for e in entries}.values())
     base = entries[0]
@@ -183,21 +177,14 @@ def measure(entries: list[Entry], config: PlanConfig) -> list[float]:
             f"({', '.join(candidate.runtimes)}) beside the predecessor on {base.runtime}, "
             f"batch {config.batch_size} x {config.length}")  # fmt: skip
         candidate.prepare(config, threads)
-        for entry in [e for e in entries if e.candidate is candidate and e is not base]:
-            base_time, entry_time = _pair(base, entry, batch, config)
-            seconds.setdefault(id(base), base_time)
-            seconds[id(entry)] = entry_time * seconds[id(base)] / base_time
+        block = [base] + [e for e in entries if e.candidate is candidate and e is not base]
+        calls = [partial(entry.run, batch) for entry in block]
+        times = [statistics.median(t) for t in interleaved(calls, config.warmup, config.repeats)]
+        seconds.setdefault(id(base), times[0])
+        scale = seconds[id(base)] / times[0]
+        seconds.update({id(e): t * scale for e, t in zip(block[1:], times[1:], strict=True)})
         candidate.release()
-    if id(base) not in seconds:  # nothing else was timed
-        seconds[id(base)] = _pair(base, base, batch, config)[0]
     return [seconds[id(e)] for e in entries]
-
-
-def _pair(base: Entry, entry: Entry, batch: dict, config: PlanConfig) -> tuple[float, float]:
-    """Median seconds per batch of the baseline and one entry, timed interleaved."""
-    calls = [partial(base.run, batch), partial(entry.run, batch)]
-    base_times, entry_times = interleaved(calls, config.warmup, config.repeats)
-    return statistics.median(base_times), statistics.median(entry_times)
 
 
 def _check_batch(model: PreTrainedModel, config: PlanConfig) -> dict[str, torch.Tensor]:
