@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -25,13 +24,8 @@ import torch
 from bert_theseus.plan import PlanConfig
 from bert_theseus.plan.make import _load
 from bert_theseus.plan.shapes import Shape, untrained
-from bert_theseus.plan.timing import Candidate, Entry
-from bert_theseus.speed import interleaved, random_batch
-
-
-def block_times(block: list[Entry], batch: dict, config: PlanConfig) -> list[float]:
-    calls = [partial(entry.run, batch) for entry in block]
-    return [statistics.median(t) for t in interleaved(calls, config.warmup, config.repeats)]
+from bert_theseus.plan.timing import Candidate, Entry, block_seconds
+from bert_theseus.speed import random_batch
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,12 +57,12 @@ def main(argv: list[str] | None = None) -> None:
         speedups = {(how, r): [] for how in ("together", "alone") for r in args.runtimes}
         base_ms = {(how, r): [] for how in ("together", "alone") for r in args.runtimes}
         for trial in range(args.trials):
-            times = block_times([base_entry, *entries], batch, config)
+            times = block_seconds([base_entry, *entries], batch, config)
             for entry, seconds in zip(entries, times[1:], strict=True):
                 speedups["together", entry.runtime].append(times[0] / seconds)
                 base_ms["together", entry.runtime].append(1000 * times[0])
             for entry in entries:
-                pair = block_times([base_entry, entry], batch, config)
+                pair = block_seconds([base_entry, entry], batch, config)
                 speedups["alone", entry.runtime].append(pair[0] / pair[1])
                 base_ms["alone", entry.runtime].append(1000 * pair[0])
             print(f"trial {trial + 1} of {args.trials} done", flush=True)

@@ -228,8 +228,10 @@ def test_auto_init_starts_an_embedding_student_s_top_successor_from_the_last_lay
     TheseusMethod(config, init=pooled).prepare(model, total_steps=10)
     top = theseus_layers(model).successor[-1]
     last = encoder.backbone.encoder.layer[-1]
-    assert all(torch.equal(a, b) for a, b in zip(top.state_dict().values(),
-                                                 last.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(top.state_dict().values(), last.state_dict().values(), strict=True)
+    )
     # Nothing to replace: the paper's start, as for a classifier.
     whole = TheseusConfig(successor_layers=4)
     assert choose_successor_init(encoder, whole, [dict(batch)]).successor_init == "bottom"

@@ -178,13 +178,18 @@ def measure(entries: list[Entry], config: PlanConfig) -> list[float]:
             f"batch {config.batch_size} x {config.length}")  # fmt: skip
         candidate.prepare(config, threads)
         block = [base] + [e for e in entries if e.candidate is candidate and e is not base]
-        calls = [partial(entry.run, batch) for entry in block]
-        times = [statistics.median(t) for t in interleaved(calls, config.warmup, config.repeats)]
+        times = block_seconds(block, batch, config)
         seconds.setdefault(id(base), times[0])
         scale = seconds[id(base)] / times[0]
         seconds.update({id(e): t * scale for e, t in zip(block[1:], times[1:], strict=True)})
         candidate.release()
     return [seconds[id(e)] for e in entries]
+
+
+def block_seconds(block: list[Entry], batch: dict, config: PlanConfig) -> list[float]:
+    """Median seconds per batch of each entry of `block`, timed in interleaved rounds."""
+    calls = [partial(entry.run, batch) for entry in block]
+    return [statistics.median(t) for t in interleaved(calls, config.warmup, config.repeats)]
 
 
 def _check_batch(model: PreTrainedModel, config: PlanConfig) -> dict[str, torch.Tensor]:

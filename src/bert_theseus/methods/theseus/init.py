@@ -58,16 +58,15 @@ class InitChoice:
             "bottom-last-top": "top successor from the last layer",
         }
         if self.pooled and self.successor_init == "bottom-last-top":
-            return (
-                f"successor init auto: {self.successor_init} ({start[self.successor_init]}): "
-                "a sentence embedding is pooled from the states the last layer writes"
+            reason = "a sentence embedding is pooled from the states the last layer writes"
+        else:
+            reason = (
+                f"[CLS] after the bottom layers varies {self.share:.3f}x as much across "
+                f"training inputs as after the last layer (below {COLLAPSED_SHARE}, the "
+                "paper's start answers nearly the same for every input)"
             )
-        return (
-            f"successor init auto: {self.successor_init} ({start[self.successor_init]}): "
-            f"[CLS] after the bottom layers varies {self.share:.3f}x as much across training "
-            f"inputs as after the last layer (below {COLLAPSED_SHARE}, the paper's start "
-            "answers nearly the same for every input)"
-        )
+        chosen = f"{self.successor_init} ({start[self.successor_init]})"
+        return f"successor init auto: {chosen}: {reason}"
 
 
 def cls_spread(state: torch.Tensor) -> float:
