@@ -1,0 +1,118 @@
+"""Why does a deployed model run slower than the plan said? Its weights or its calibration?
+
+    python benchmarks/plan_gap.py MODEL --depth 6 --width 0.75 --task sst2 --data-dir glue/SST-2
+
+The plan times an untrained model of a shape, made int8 with random tokens as OpenVINO's
+calibration; a deployed model has trained weights and was made int8 by `theseus export`
+with dev sentences. This builds the shape four ways and times them in one interleaved
+block beside the predecessor on torch-fp32, with the plan's own timer, in alternating
+trials: weights untrained (the plan's) or the predecessor's own (its first heads and FFN
+neurons in its bottom layers: real weights, the values a trained student starts from) ×
+int8 made by the plan (random tokens) or by `export` (the dev split). Prints each way's
+speed-up per trial and its median. A difference along one axis only names the cause.
+Compare ratios, not absolute times across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+
+from bert_theseus.compact import compact_from, to_stock_if_possible
+from bert_theseus.data.config import DataConfig
+from bert_theseus.deploy.config import ExportConfig
+from bert_theseus.deploy.export import export_onnx
+from bert_theseus.deploy.runtime import load_variant
+from bert_theseus.models import load_model
+from bert_theseus.plan import PlanConfig
+from bert_theseus.plan.shapes import Shape, untrained
+from bert_theseus.plan.timing import Candidate, Entry, block_seconds
+from bert_theseus.speed import random_batch
+
+RUNTIME = "openvino-int8"
+
+
+def real_weights(predecessor, shape: Shape):
+    """The predecessor's bottom layers keeping their first heads and FFN neurons: the
+    shape with the predecessor's own values (which ones are kept does not change speed)."""
+    heads = [list(range(h)) for h in shape.layer_heads]
+    neurons = [list(range(n)) for n in shape.layer_intermediate_sizes]
+    layers = predecessor.config.num_hidden_layers
+    heads += [[0]] * (layers - len(heads))  # layers above the depth are dropped anyway
+    neurons += [[0]] * (layers - len(neurons))
+    kept = list(range(len(shape.layer_heads)))
+    return to_stock_if_possible(compact_from(predecessor, heads, neurons, kept)).eval()
+
+
+def exported(model, tokenizer, folder: Path, data: DataConfig, threads: int) -> Candidate:
+    """`theseus export --int8 --backend openvino` of `model` (calibrated on the dev split),
+    wrapped so the plan's timer runs its OpenVINO int8 file."""
+    source = folder / "model"
+    model.save_pretrained(source)
+    tokenizer.save_pretrained(source)
+    export_onnx(str(source), str(folder / "export"),
+                ExportConfig(int8=True, backend="openvino"), data)  # fmt: skip
+    runner = load_variant(folder / "export", RUNTIME, threads)
+    return Candidate(None, None, [RUNTIME], folder, runners={RUNTIME: runner.logits},
+                     inputs={RUNTIME: set(runner.input_names)})  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model", help="the predecessor (a classifier folder)")
+    parser.add_argument("--depth", type=int, required=True)
+    parser.add_argument("--width", type=float, required=True)
+    parser.add_argument("--task", required=True, help="GLUE task of the dev split")
+    parser.add_argument("--data-dir", required=True, help="its folder (dev.tsv)")
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--length", type=int, default=128)
+    args = parser.parse_args(argv)
+
+    config = PlanConfig(runtime=[RUNTIME], batch_size=args.batch_size, length=args.length)
+    predecessor, tokenizer = load_model(args.model, False)
+    predecessor.eval()
+    shape = Shape.of(predecessor.config, args.depth, args.width)
+    data = DataConfig(task=args.task, data_dir=args.data_dir)
+    threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="plan-gap-") as scratch:
+        root = Path(scratch)
+        base = Candidate(predecessor, None, ["torch-fp32"], root / "predecessor")
+        base.prepare(config, threads)
+        models = {"untrained": untrained(predecessor.config, shape),
+                  "predecessor's": real_weights(predecessor, shape)}  # fmt: skip
+        ways = {}
+        for weights, model in models.items():
+            planned = Candidate(model, shape, [RUNTIME], root / f"{weights}-plan")
+            planned.prepare(config, threads)
+            ways[f"{weights} weights, plan's int8 (random tokens)"] = planned
+            ways[f"{weights} weights, export's int8 (dev)"] = exported(
+                model, tokenizer, root / f"{weights}-export", data, threads
+            )
+        entries = [Entry(base, "torch-fp32")] + [Entry(c, RUNTIME) for c in ways.values()]
+        batch = random_batch(args.batch_size, args.length, predecessor.config.vocab_size,
+                             token_types=True)  # fmt: skip
+        speedups = {name: [] for name in ways}
+        for trial in range(args.trials):
+            order = entries if trial % 2 == 0 else [entries[0], *reversed(entries[1:])]
+            times = dict(zip(map(id, order), block_seconds(order, batch, config), strict=True))
+            for name, entry in zip(ways, entries[1:], strict=True):
+                speedups[name].append(times[id(entries[0])] / times[id(entry)])
+            print(f"trial {trial + 1} of {args.trials}: predecessor "
+                  f"{1000 * times[id(entries[0])]:.0f} ms", flush=True)  # fmt: skip
+    print(f"\n{shape.name} of {args.model} on {RUNTIME}, against the predecessor on "
+          f"torch-fp32, batch {args.batch_size} x {args.length}, {threads} threads, "
+          f"{config.warmup} warm-up + {config.repeats} timed rounds a block\n")  # fmt: skip
+    print("| way | speed-up per trial | median |")
+    print("|---|---|---|")
+    for name, values in speedups.items():
+        per = " ".join(f"{v:.2f}" for v in values)
+        print(f"| {name} | {per} | {statistics.median(values):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
