@@ -4,13 +4,14 @@
 
 The plan times an untrained model of a shape, made int8 with random tokens as OpenVINO's
 calibration; a deployed model has trained weights and was made int8 by `theseus export`
-with dev sentences. This builds the shape four ways and times them in one interleaved
+with dev sentences. This builds the shape both ways and times them in one interleaved
 block beside the predecessor on torch-fp32, with the plan's own timer, in alternating
 trials: weights untrained (the plan's) or the predecessor's own (its first heads and FFN
-neurons in its bottom layers: real weights, the values a trained student starts from) ×
-int8 made by the plan (random tokens) or by `export` (the dev split). Prints each way's
-speed-up per trial and its median. A difference along one axis only names the cause.
-Compare ratios, not absolute times across runs.
+neurons in its bottom layers: real weights, the values a trained student starts from),
+each on the `--runtimes`; on OpenVINO int8 made by the plan (random tokens) and by
+`export` (the dev split). Prints each way's speed-up per trial and its median. A
+difference along one axis only names the cause. Compare ratios, not absolute times
+across runs.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from bert_theseus.plan.shapes import Shape, untrained
 from bert_theseus.plan.timing import Candidate, Entry, block_seconds
 from bert_theseus.speed import random_batch
 
-RUNTIME = "openvino-int8"
+RUNTIME = "openvino-int8"  # the runtime whose int8 calibration differs between the two
 
 
 def real_weights(predecessor, shape: Shape):
@@ -68,12 +69,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--width", type=float, required=True)
     parser.add_argument("--task", required=True, help="GLUE task of the dev split")
     parser.add_argument("--data-dir", required=True, help="its folder (dev.tsv)")
+    parser.add_argument(
+        "--runtimes",
+        nargs="+",
+        default=["torch-fp32", RUNTIME],
+        help="runtimes to time each weight set on (export only for int8)",
+    )
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--length", type=int, default=128)
     args = parser.parse_args(argv)
 
-    config = PlanConfig(runtime=[RUNTIME], batch_size=args.batch_size, length=args.length)
+    config = PlanConfig(runtime=args.runtimes, batch_size=args.batch_size, length=args.length)
     predecessor, tokenizer = load_model(args.model, False)
     predecessor.eval()
     shape = Shape.of(predecessor.config, args.depth, args.width)
@@ -87,13 +94,15 @@ def main(argv: list[str] | None = None) -> None:
                   "predecessor's": real_weights(predecessor, shape)}  # fmt: skip
         ways = {}
         for weights, model in models.items():
-            planned = Candidate(model, shape, [RUNTIME], root / f"{weights}-plan")
+            planned = Candidate(model, shape, args.runtimes, root / f"{weights}-plan")
             planned.prepare(config, threads)
-            ways[f"{weights} weights, plan's int8 (random tokens)"] = planned
-            ways[f"{weights} weights, export's int8 (dev)"] = exported(
-                model, tokenizer, root / f"{weights}-export", data, threads
-            )
-        entries = [Entry(base, "torch-fp32")] + [Entry(c, RUNTIME) for c in ways.values()]
+            for runtime in args.runtimes:
+                how = ", plan's int8 (random tokens)" if runtime == RUNTIME else ""
+                ways[f"{weights} weights, {runtime}{how}"] = Entry(planned, runtime)
+            if RUNTIME in args.runtimes:
+                export = exported(model, tokenizer, root / f"{weights}-export", data, threads)
+                ways[f"{weights} weights, {RUNTIME}, export's int8 (dev)"] = Entry(export, RUNTIME)
+        entries = [Entry(base, "torch-fp32"), *ways.values()]
         batch = random_batch(args.batch_size, args.length, predecessor.config.vocab_size,
                              token_types=True)  # fmt: skip
         speedups = {name: [] for name in ways}
@@ -104,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
                 speedups[name].append(times[id(entries[0])] / times[id(entry)])
             print(f"trial {trial + 1} of {args.trials}: predecessor "
                   f"{1000 * times[id(entries[0])]:.0f} ms", flush=True)  # fmt: skip
-    print(f"\n{shape.name} of {args.model} on {RUNTIME}, against the predecessor on "
+    print(f"\n{shape.name} of {args.model}, against the predecessor on "
           f"torch-fp32, batch {args.batch_size} x {args.length}, {threads} threads, "
           f"{config.warmup} warm-up + {config.repeats} timed rounds a block\n")  # fmt: skip
     print("| way | speed-up per trial | median |")

@@ -258,6 +258,26 @@ def test_compare_puts_the_routes_side_by_side_on_one_shape(
         assert config["config"]["route"] == label.removeprefix("target-")
 
 
+def test_kd_sliced_keeps_the_layers_named_and_matches_the_ends_of_their_runs():
+    """Route kd-sliced at full width, 2 of 4 layers: `bottom` keeps layers 0 and 1,
+    `last-of-group` layers 1 and 3 (heads and neurons only re-ordered: each kept layer's
+    FFN biases are the predecessor layer's), each learning the state its run ends in."""
+    predecessor = tiny_model("bert", layers=4)
+
+    def biases(model):
+        return [sorted(layer.intermediate.dense.bias.tolist())
+                for layer in model.bert.encoder.layer]  # fmt: skip
+
+    for choice, kept, match in (("bottom", [0, 1], [0, 2, 4]),
+                                ("last-of-group", [1, 3], [0, 2, 4]),
+                                ("bottom-last-top", [0, 3], [0, 2, 4])):  # fmt: skip
+        config = TargetConfig(depth=2, width=1.0, route="kd-sliced", layers=choice)
+        ((student, method),) = [stage.start(predecessor) for stage in
+                                build_route(context_for(predecessor), config)]  # fmt: skip
+        assert biases(student) == [biases(predecessor)[i] for i in kept], choice
+        assert method.match == match
+
+
 def test_slicing_keeps_the_most_important_heads():
     """A head whose output projection is zero changes nothing, so its importance is zero:
     cut to 3 heads of 4, every layer drops it and keeps the other three."""
@@ -296,6 +316,10 @@ def test_a_saved_plan_is_used_and_a_latency_target_chooses_from_it(
         (
             ("--route", "theseus-width", "--width", "0.5", "--depth", "2", "--plan", "NONE"),
             "holds no plan theseus wrote",
+        ),
+        (
+            ("--route", "dynabert-cell", "--layers", "last-of-group", *HAND),
+            "is route kd-sliced's choice",
         ),
     ],
 )

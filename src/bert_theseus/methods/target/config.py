@@ -18,6 +18,9 @@ ROUTES = {
     "kd-sliced": "the predecessor's bottom layers sliced by importance to the width, "
     "distilled from the predecessor (logits and hidden states)",
 }
+# The predecessor layers kd-sliced may keep: module replacing's successor starts
+# (bottom: the bottom --depth layers).
+LAYER_CHOICES = ("bottom", "first-of-group", "last-of-group", "bottom-last-top")
 # The route compress takes when none is named (docs/results.md: measured against the others).
 DEFAULT_ROUTE = "kd-sliced"
 
@@ -83,6 +86,14 @@ class TargetConfig:
     width: float | None = field(
         default=None, metadata={"help": "width of the shape (default: the plan's choice)"}
     )
+    layers: str = field(
+        default="bottom",
+        metadata={
+            "help": "which of the predecessor's layers route kd-sliced keeps: bottom (the "
+            "bottom --depth layers), or one from each of --depth runs of consecutive layers, "
+            "as module replacing starts its successors: " + ", ".join(LAYER_CHOICES[1:])
+        },
+    )
     hidden_weight: float = field(
         default=1.0, metadata={"help": "weight of the hidden-state MSE to the predecessor"}
     )
@@ -115,6 +126,15 @@ class TargetConfig:
                 raise MethodConfigError(f"{name} '{value}' is not one of {', '.join(allowed)}")
         if not self.widths or any(not 0.0 < w <= 1.0 for w in self.widths):
             raise MethodConfigError(f"widths {self.widths} must be shares in (0, 1], e.g. 0.5")
+        if self.layers not in LAYER_CHOICES:
+            raise MethodConfigError(
+                f"layers '{self.layers}' is not one of {', '.join(LAYER_CHOICES)}"
+            )
+        if self.layers != "bottom" and self.route not in (None, "kd-sliced"):
+            raise MethodConfigError(
+                f"layers '{self.layers}' is route kd-sliced's choice; route '{self.route}' "
+                "chooses its own layers (leave layers at bottom)"
+            )
         if self.width is not None and not 0.0 < self.width <= 1.0:
             raise MethodConfigError(f"width {self.width} must be a share in (0, 1], e.g. 0.5")
         if self.depth is not None and self.depth < 1:

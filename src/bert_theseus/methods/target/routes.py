@@ -78,6 +78,22 @@ def sliced(model, width: float, layers: list[int] | None, batches):
     return cut_transformer(model, cut)
 
 
+def kd_layers(layers: int, depth: int, choice: str) -> tuple[list[int], list[int]]:
+    """The predecessor layers kd-sliced keeps, and the predecessor state each student state
+    learns. The bottom layers learn evenly spaced states (`uniform_match`); a layer kept
+    from each run of consecutive layers learns the state at the end of its run.
+
+    >>> kd_layers(12, 3, "last-of-group")
+    ([3, 7, 11], [0, 4, 8, 12])
+    """
+    from ..theseus.model import source_layers
+
+    if choice == "bottom":
+        return list(range(depth)), uniform_match(depth, layers)
+    runs = groups(layers, depth)
+    return source_layers(runs, choice), [0] + [run[-1] + 1 for run in runs]
+
+
 def _dev(context):
     if context.dev_batches is None:
         raise MethodError("importance is scored on dev: build the route through compress")
@@ -95,10 +111,11 @@ def _kd_sliced(context, config) -> list:
     from ...training.stages import Stage
 
     layers = context.predecessor.config.num_hidden_layers
+    kept, match = kd_layers(layers, config.depth, config.layers)
 
     def start(predecessor):
-        student = sliced(predecessor, config.width, list(range(config.depth)), _dev(context))
-        return _distil(context, config, student, uniform_match(config.depth, layers), "kd-sliced")
+        student = sliced(predecessor, config.width, kept, _dev(context))
+        return _distil(context, config, student, match, "kd-sliced")
 
     return [Stage("distil", start)]
 

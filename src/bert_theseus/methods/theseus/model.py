@@ -36,12 +36,7 @@ def apply_theseus(
             "successor_init=choose_successor_init(model, config, batches).successor_init "
             "(from bert_theseus.methods.theseus), or choose a successor_init"
         )
-    sources = {
-        "bottom": list(range(len(groups))),
-        "first-of-group": [group[0] for group in groups],
-        "last-of-group": [group[-1] for group in groups],
-        "bottom-last-top": [*range(len(groups) - 1), groups[-1][-1]],
-    }[successor_init]
+    sources = source_layers(groups, successor_init)
     # deepcopy keeps the layer class (and any output-recording hooks already installed).
     successor = nn.ModuleList(copy.deepcopy(predecessor[i]) for i in sources)
     replace_submodule(model, path, TheseusLayers(predecessor, successor, groups))
@@ -57,6 +52,20 @@ def apply_theseus(
     model.theseus_config = config
     model.theseus_layers_path = path
     return model
+
+
+def source_layers(groups: list[list[int]], successor_init: str) -> list[int]:
+    """The predecessor layer each successor starts as, one per module (`groups`).
+
+    >>> source_layers([[0, 1], [2, 3], [4, 5]], "bottom-last-top")
+    [0, 1, 5]
+    """
+    return {
+        "bottom": list(range(len(groups))),
+        "first-of-group": [group[0] for group in groups],
+        "last-of-group": [group[-1] for group in groups],
+        "bottom-last-top": [*range(len(groups) - 1), groups[-1][-1]],
+    }[successor_init]
 
 
 def theseus_layers(model: PreTrainedModel) -> TheseusLayers:
