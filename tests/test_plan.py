@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from test_imports import import_graph
 from tiny import ARCHITECTURES, tiny_model
 
 from bert_theseus.cli import main
 from bert_theseus.compact import LAYOUTS, compact_from, layout_for
 from bert_theseus.plan import Plan, PlanConfig, PlanError, make_plan
-from bert_theseus.plan.shapes import Shape, shapes, untrained
+from bert_theseus.plan.shapes import Shape, shapes, untrained, with_weights_of
 from bert_theseus.plan.timing import Candidate
 from bert_theseus.speed import count_parameters
 
@@ -69,6 +70,29 @@ def test_shapes_are_real_models_of_the_sizes_named(arch):
         cut = sliced(predecessor, shape)
         assert count_parameters(model) == count_parameters(cut)
         assert layer_params(model) == layer_params(cut)
+
+
+@pytest.mark.parametrize("compact", [False, True])
+@pytest.mark.parametrize("arch", SUPPORTED)
+def test_a_shape_is_timed_with_the_predecessor_s_own_weights(arch, compact):
+    """An untrained model's LayerNorm scales of 1 and biases of 0 are folded away by
+    OpenVINO, so the plan builds each shape from the predecessor's values: its encoder is
+    the predecessor's bottom layers, first heads and neurons, value for value."""
+    from bert_theseus.compact import to_stock_if_possible
+
+    predecessor = tiny_model(arch)
+    if compact:
+        predecessor = compact_from(predecessor, heads=[[0, 1, 2], [1, 3], [0, 1, 2, 3], [2]])
+    with torch.no_grad():  # values no initialisation gives: unit scales and zero biases gone
+        for parameter in predecessor.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    for shape in shapes(predecessor.config, PlanConfig(widths=[1.0, 0.5], depths=[3])):
+        model = with_weights_of(predecessor, shape)
+        expected = to_stock_if_possible(sliced(predecessor, shape)).base_model.state_dict()
+        got = model.base_model.state_dict()
+        assert expected.keys() <= got.keys() and {k.split(".")[0] for k in got.keys()
+                                                  - expected.keys()} <= {"pooler"}  # fmt: skip
+        assert all(torch.equal(got[k], expected[k]) for k in expected), shape.name
 
 
 @pytest.mark.parametrize("arch", ["bert", "mpnet"])

@@ -1,8 +1,8 @@
 """`theseus plan`: which successor shape meets a speed budget on the runtime you deploy on.
 
-Every depth x width the compression methods can train is built untrained (latency does
-not depend on the weights), exported to each runtime and timed side by side against the
-predecessor as it runs today. The settings import light; the rest loads on first use.
+Every depth x width the compression methods can train is built from the predecessor's
+own weights, exported to each runtime and timed side by side against the predecessor as it
+runs today. The settings import light; the rest loads on first use.
 
 >>> plan = make_plan("runs/teacher", PlanConfig(runtime=["onnx-int8"]))
 >>> row = plan.choose(target_speedup=8, runtime="onnx-int8")
@@ -22,6 +22,7 @@ __all__ = [
     "run_plan",
     "summary",
     "untrained",
+    "with_weights_of",
 ]
 
 __getattr__ = lazy_exports(
@@ -30,6 +31,7 @@ __getattr__ = lazy_exports(
         "Plan": ".result",
         "Shape": ".shapes",
         "untrained": ".shapes",
+        "with_weights_of": ".shapes",
         "make_plan": ".make",
         "run_plan": ".make",
         "summary": ".make",

@@ -25,7 +25,7 @@ from ..pooling import say
 from ..runs import OutputDir, input_paths
 from .config import AUTO, PlanConfig, PlanError
 from .result import Plan
-from .shapes import layer_sizes, shapes, untrained
+from .shapes import layer_sizes, shapes, with_weights_of
 from .timing import Candidate, Entry, Timer, measure
 
 # Config keys that name or label a model without changing its shape or speed.
@@ -57,6 +57,7 @@ def make_plan(
     _check_length(predecessor.config, config)
     threads = config.threads or torch.get_num_threads()
     settings = {**asdict(config), "runtimes": runtimes, "threads": threads, **machine()}
+    settings["shape_weights"] = "the predecessor's"  # older plans timed untrained shapes
     if timer is not None:  # a plan of another timer is not this machine's measurement
         settings["timer"] = getattr(timer, "__qualname__", type(timer).__qualname__)
     folder = cache_folder(predecessor.config, settings)
@@ -100,7 +101,7 @@ def _measure(predecessor, config, runtimes, settings, timer) -> Plan:
                 shape,
                 runtimes,
                 Path(scratch) / f"shape-{index}",
-                build=partial(untrained, predecessor.config, shape),
+                build=partial(with_weights_of, predecessor, shape),
             )  # fmt: skip
             for index, shape in enumerate(planned)
         ]

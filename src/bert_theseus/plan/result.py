@@ -141,7 +141,8 @@ class Plan:
             f"{base['latency_ms']:.1f} ms per batch of {s['batch_size']} x {s['length']} "
             f"tokens. Measured {self.measured} on {s['cpu']} with {s['threads']} threads, "
             f"{s['repeats']} interleaved rounds (median) after {s['warmup']} warm-up; "
-            f"untrained models of each shape (latency does not depend on the weights).",
+            "each shape built from the predecessor's own weights (the first heads and FFN "
+            "neurons of its bottom layers).",
         ]
         for runtime in self.runtimes:
             parts += ["", "## " + runtime, "", self.table(runtime), "", "Frontier (no shape is "

@@ -1,6 +1,6 @@
 """Timing the plan's candidates on each runtime, side by side in one process.
 
-Each candidate (the predecessor, or an untrained model of one shape) is exported once to
+Each candidate (the predecessor, or a model of one shape) is exported once to
 the files its runtimes need, its fp32 graph checked against PyTorch; then every
 (candidate, runtime) entry runs the same random batch in interleaved rounds
 (speed.interleaved), and the median seconds per batch is kept.
@@ -45,7 +45,7 @@ CALIBRATION_BATCHES = 3  # random batches for OpenVINO's int8 statistics (latenc
 
 @dataclass(eq=False)
 class Candidate:
-    """One model to time: the predecessor (`shape` None) or a shape's untrained model, with
+    """One model to time: the predecessor (`shape` None) or a shape's model, with
     the runners of its runtimes once `prepare` has exported it. A shape's model is built
     when first needed (`build`) and dropped by `release`, so a plan holds two models at a
     time, not every shape of a large predecessor."""
