@@ -192,6 +192,25 @@ def test_finetune_trains_every_parameter_and_keeps_the_best_dev_checkpoint(featu
     assert "bert.embeddings.word_embeddings.weight" in changed and "classifier.weight" in changed
 
 
+def test_a_bf16_run_hands_back_a_model_that_computes_in_fp32(features):
+    """Accelerate wraps the model's forward in bf16 autocast for training; the trained model
+    handed back computes as the same weights loaded afresh do (a target report timed the
+    student in bf16 beside an fp32 predecessor while that wrapper stayed on)."""
+    from tiny import tiny_batch
+
+    tokenizer, task, train_features, dev_features = features
+    model = tiny_model("bert", layers=2)
+    config = TrainingConfig(max_steps=2, batch_size=8, learning_rate=1e-3,
+                            mixed_precision="bf16", device="cpu")  # fmt: skip
+    train(model, Method(), train_features, dev_features, task, tokenizer, config,
+          make_accelerator(config))  # fmt: skip
+    fresh = tiny_model("bert", layers=2)
+    fresh.load_state_dict(model.state_dict())
+    model.eval(), fresh.eval()
+    with torch.no_grad():
+        assert torch.equal(model(**tiny_batch()).logits, fresh(**tiny_batch()).logits)
+
+
 def test_runs_with_different_precisions_share_one_process():
     # Accelerate keeps one global state; a second run asking for another precision must work.
     first = make_accelerator(TrainingConfig(mixed_precision="no", device="cpu"))

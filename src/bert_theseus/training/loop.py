@@ -189,7 +189,8 @@ def train(
     resume: Checkpoint | None = None,
     settings: dict | None = None,
 ) -> TrainResult:
-    """Train `model` with `method`, evaluate on dev, and leave the best-on-dev weights in it.
+    """Train `model` with `method`, evaluate on dev, and leave the best-on-dev weights in it,
+    with its own forward (not the mixed-precision wrapper Accelerate puts on it).
 
     The dev score picks the checkpoint; it is the first dev split's `score`. With `run_dir`
     the training log goes to `run_dir/train_log.jsonl` and checkpoints to
@@ -207,6 +208,9 @@ def train(
             _epoch(run, stop)
     seconds = time.perf_counter() - run.started
     _restore(model, state.best_weights)
+    # Accelerate wrapped the model's forward in its bf16 autocast; the model handed back
+    # runs in the precision its caller asks for (a target's fp32 timing ran bf16 before).
+    run.accelerator.unwrap_model(run.wrapped, keep_fp32_wrapper=False)
     run.log.close()
     return TrainResult(
         state.best_step,
