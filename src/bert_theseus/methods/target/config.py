@@ -19,8 +19,8 @@ ROUTES = {
     "distilled from the predecessor (logits and hidden states)",
 }
 # The predecessor layers kd-sliced may keep: module replacing's successor starts
-# (bottom: the bottom --depth layers).
-LAYER_CHOICES = ("bottom", "first-of-group", "last-of-group", "bottom-last-top")
+# (bottom: the bottom --depth layers); auto is resolved by the predecessor (embedding.py).
+LAYER_CHOICES = ("auto", "bottom", "first-of-group", "last-of-group", "bottom-last-top")
 # The route compress takes when none is named (docs/results.md: measured against the others).
 DEFAULT_ROUTE = "kd-sliced"
 
@@ -87,11 +87,14 @@ class TargetConfig:
         default=None, metadata={"help": "width of the shape (default: the plan's choice)"}
     )
     layers: str = field(
-        default="bottom",
+        default="auto",
         metadata={
             "help": "which of the predecessor's layers route kd-sliced keeps: bottom (the "
             "bottom --depth layers), or one from each of --depth runs of consecutive layers, "
-            "as module replacing starts its successors: " + ", ".join(LAYER_CHOICES[1:])
+            "as module replacing starts its successors: "
+            + ", ".join(LAYER_CHOICES[2:])
+            + "; auto: last-of-group for a sentence-embedding predecessor (its embedding is "
+            "pooled from what the last layer writes), else bottom"
         },
     )
     hidden_weight: float = field(
@@ -130,10 +133,10 @@ class TargetConfig:
             raise MethodConfigError(
                 f"layers '{self.layers}' is not one of {', '.join(LAYER_CHOICES)}"
             )
-        if self.layers != "bottom" and self.route not in (None, "kd-sliced"):
+        if self.layers not in ("auto", "bottom") and self.route not in (None, "kd-sliced"):
             raise MethodConfigError(
                 f"layers '{self.layers}' is route kd-sliced's choice; route '{self.route}' "
-                "chooses its own layers (leave layers at bottom)"
+                "chooses its own layers (leave --layers out)"
             )
         if self.width is not None and not 0.0 < self.width <= 1.0:
             raise MethodConfigError(f"width {self.width} must be a share in (0, 1], e.g. 0.5")

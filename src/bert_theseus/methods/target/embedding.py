@@ -1,6 +1,7 @@
 """The target method on a sentence-transformers predecessor (`compress --embedding`).
 
-Route kd-sliced trains it as it trains a classifier: the predecessor's bottom layers, their
+Route kd-sliced trains it as it trains a classifier, from the last layer of each run of
+consecutive layers (`--layers auto`; a classifier's are its bottom layers), their
 heads and FFN neurons ranked by DynaBERT's importance and sliced to the width, distilled
 from the predecessor (its sentence embedding, a `SentenceEncoder`'s `logits`, by MSE, and
 the matched hidden states). Only the transformer is cut; pooling, dense layers and
@@ -48,6 +49,10 @@ def check_embedding(config, context) -> None:
         )
     if config.runtime == "auto":
         config.runtime = RUNTIMES[0]
+    # The loss is the MSE to an embedding pooled from the last layer's states: a student
+    # without that layer learns its output space from scratch (docs/results.md, 16).
+    if config.layers == "auto":
+        config.layers = "last-of-group"
     for flag, value in (("--runtime", config.runtime), ("--baseline", config.baseline)):
         if value not in RUNTIMES:
             raise MethodConfigError(

@@ -111,7 +111,9 @@ def _kd_sliced(context, config) -> list:
     from ...training.stages import Stage
 
     layers = context.predecessor.config.num_hidden_layers
-    kept, match = kd_layers(layers, config.depth, config.layers)
+    # auto is still auto only for a classifier (a sentence encoder's is resolved in check).
+    choice = "bottom" if config.layers == "auto" else config.layers
+    kept, match = kd_layers(layers, config.depth, choice)
 
     def start(predecessor):
         student = sliced(predecessor, config.width, kept, _dev(context))
