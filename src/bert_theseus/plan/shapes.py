@@ -120,18 +120,18 @@ def untrained(predecessor: PretrainedConfig, shape: Shape, seed: int = 0) -> Pre
     return to_stock_if_possible(CompactForSequenceClassification(config)).eval()
 
 
-def with_weights_of(predecessor: PreTrainedModel, shape: Shape) -> PreTrainedModel:
-    """`untrained(predecessor.config, shape)` whose encoder holds the predecessor's own
-    weights: the first heads and FFN neurons of its bottom layers (which ones does not
-    change the speed; that they are real weights does). A model with untrained values runs
-    faster than any trained one of its shape on OpenVINO, whose conversion folds away the
-    LayerNorm scales of 1 and the biases of 0 (docs/results.md, section 15); only the
-    classification head (and a pooler only one side has), on one token, stay random.
+def with_weights_of(predecessor, shape: Shape) -> PreTrainedModel:
+    """A classifier of `shape` holding the predecessor's own weights: the first heads and
+    FFN neurons of its bottom layers (which ones does not change the speed; that they are
+    real weights does). A model with untrained values runs faster than any trained one of
+    its shape on OpenVINO, whose conversion folds away the LayerNorm scales of 1 and the
+    biases of 0 (docs/results.md, section 15). A classifier is cut whole (low-rank layers
+    and head included); a sentence encoder, no classifier itself, gives its transformer's
+    weights to `untrained`'s classifier, whose head (on one token) stays random.
 
     >>> with_weights_of(bert, Shape.of(bert.config, 6, 0.5)).config.layer_heads
     [6, 6, 6, 6, 6, 6]
     """
-    model = untrained(predecessor.config, shape)
     total = predecessor.config.num_hidden_layers
     kept = range(shape.depth)
     # Layers above the depth are dropped: any heads and neurons will do for them.
@@ -139,13 +139,13 @@ def with_weights_of(predecessor: PreTrainedModel, shape: Shape) -> PreTrainedMod
     neurons = [range(n) for n in shape.layer_intermediate_sizes] + [range(1)] * (
         total - shape.depth
     )
-    # A classifier is cut whole (its encoder alone may lack the pooler its class builds);
-    # a sentence encoder, no transformers model itself, by its transformer.
-    source = predecessor if isinstance(predecessor, PreTrainedModel) else predecessor.base_model
-    cut = to_stock_if_possible(compact_from(source, heads=heads, neurons=neurons, layers=kept))
-    # Only a pooler may be on one side alone (RoBERTa's and MPNet's classifiers build none,
-    # a sentence encoder's transformer has one); it runs on one token.
-    loaded = model.base_model.load_state_dict(cut.base_model.state_dict(), strict=False)
+    if isinstance(predecessor, PreTrainedModel):
+        cut = compact_from(predecessor, heads=heads, neurons=neurons, layers=kept)
+        return to_stock_if_possible(cut).eval()
+    model = untrained(predecessor.config, shape)
+    cut = compact_from(predecessor.base_model, heads=heads, neurons=neurons, layers=kept)
+    # The transformer has a pooler that MPNet's classifier builds none of; it runs on one token.
+    loaded = model.base_model.load_state_dict(to_stock_if_possible(cut).state_dict(), strict=False)
     left = [k for k in loaded.missing_keys + loaded.unexpected_keys if not k.startswith("pooler.")]
     if left:
         raise ValueError(f"the shape's encoder does not take the predecessor's weights: {left}")

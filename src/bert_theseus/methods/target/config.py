@@ -15,7 +15,7 @@ ROUTES = {
     "to the width and distilled from the predecessor",
     "dynabert-cell": "DynaBERT trained on the chosen cell only (rewired predecessor, its "
     "depth rule), the full predecessor its teacher; the cell is extracted",
-    "kd-sliced": "the predecessor's bottom layers sliced by importance to the width, "
+    "kd-sliced": "the predecessor's layers (--layers) sliced by importance to the width, "
     "distilled from the predecessor (logits and hidden states)",
 }
 # The predecessor layers kd-sliced may keep: module replacing's successor starts
