@@ -2,16 +2,16 @@
 
     python benchmarks/plan_gap.py MODEL --depth 6 --width 0.75 --task sst2 --data-dir glue/SST-2
 
-The plan times an untrained model of a shape, made int8 with random tokens as OpenVINO's
-calibration; a deployed model has trained weights and was made int8 by `theseus export`
-with dev sentences. This builds the shape both ways and times them in one interleaved
-block beside the predecessor on torch-fp32, with the plan's own timer, in alternating
-trials: weights untrained (the plan's) or the predecessor's own (its first heads and FFN
-neurons in its bottom layers: real weights, the values a trained student starts from),
-each on the `--runtimes`; on OpenVINO int8 made by the plan (random tokens) and by
-`export` (the dev split). Prints each way's speed-up per trial and its median. A
-difference along one axis only names the cause. Compare ratios, not absolute times
-across runs.
+The plan timed an untrained model of a shape (until this measured it), made int8 with
+random tokens as OpenVINO's calibration; a deployed model has trained weights and was made
+int8 by `theseus export` with dev sentences. This builds the shape both ways, untrained
+and with the predecessor's own weights (`plan.shapes.with_weights_of`: its first heads and
+FFN neurons in its bottom layers, real values as a trained student has), and times them
+on each of `--runtimes` in one interleaved block beside the predecessor on torch-fp32,
+with the plan's own timer, in alternating trials; on OpenVINO int8 made both by the plan
+(random tokens) and by `export` (the dev split). Prints each way's speed-up per trial and
+its median. A difference along one axis only names the cause. Compare ratios, not
+absolute times across runs.
 """
 
 from __future__ import annotations
@@ -23,30 +23,17 @@ from pathlib import Path
 
 import torch
 
-from bert_theseus.compact import compact_from, to_stock_if_possible
 from bert_theseus.data.config import DataConfig
 from bert_theseus.deploy.config import ExportConfig
 from bert_theseus.deploy.export import export_onnx
 from bert_theseus.deploy.runtime import load_variant
 from bert_theseus.models import load_model
 from bert_theseus.plan import PlanConfig
-from bert_theseus.plan.shapes import Shape, untrained
+from bert_theseus.plan.shapes import Shape, untrained, with_weights_of
 from bert_theseus.plan.timing import Candidate, Entry, block_seconds
 from bert_theseus.speed import random_batch
 
 RUNTIME = "openvino-int8"  # the runtime whose int8 calibration differs between the two
-
-
-def real_weights(predecessor, shape: Shape):
-    """The predecessor's bottom layers keeping their first heads and FFN neurons: the
-    shape with the predecessor's own values (which ones are kept does not change speed)."""
-    heads = [list(range(h)) for h in shape.layer_heads]
-    neurons = [list(range(n)) for n in shape.layer_intermediate_sizes]
-    layers = predecessor.config.num_hidden_layers
-    heads += [[0]] * (layers - len(heads))  # layers above the depth are dropped anyway
-    neurons += [[0]] * (layers - len(neurons))
-    kept = list(range(len(shape.layer_heads)))
-    return to_stock_if_possible(compact_from(predecessor, heads, neurons, kept)).eval()
 
 
 def exported(model, tokenizer, folder: Path, data: DataConfig, threads: int) -> Candidate:
@@ -91,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         base = Candidate(predecessor, None, ["torch-fp32"], root / "predecessor")
         base.prepare(config, threads)
         models = {"untrained": untrained(predecessor.config, shape),
-                  "predecessor's": real_weights(predecessor, shape)}  # fmt: skip
+                  "predecessor's": with_weights_of(predecessor, shape)}  # fmt: skip
         ways = {}
         for weights, model in models.items():
             planned = Candidate(model, shape, args.runtimes, root / f"{weights}-plan")
