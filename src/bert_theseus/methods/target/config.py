@@ -89,12 +89,10 @@ class TargetConfig:
     layers: str = field(
         default="auto",
         metadata={
-            "help": "which of the predecessor's layers route kd-sliced keeps: bottom (the "
-            "bottom --depth layers), or one from each of --depth runs of consecutive layers, "
-            "as module replacing starts its successors: "
-            + ", ".join(LAYER_CHOICES[2:])
-            + "; auto: last-of-group for a sentence-embedding predecessor (its embedding is "
-            "pooled from what the last layer writes), else bottom"
+            "help": "the predecessor layers kd-sliced keeps: "
+            + ", ".join(LAYER_CHOICES[1:])
+            + " (as module replacing starts); auto: a sentence encoder's last-of-group, "
+            "else bottom"
         },
     )
     hidden_weight: float = field(
