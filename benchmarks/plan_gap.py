@@ -12,6 +12,10 @@ with the plan's own timer, in alternating trials; on OpenVINO int8 made both by 
 (random tokens) and by `export` (the dev split). Prints each way's speed-up per trial and
 its median. A difference along one axis only names the cause. Compare ratios, not
 absolute times across runs.
+
+`--student DIR` adds a trained successor of the shape: its own `export/` as it was deployed,
+and the predecessor's weights cut in the student's per-layer head order (its config's
+`layer_head_indices`), which separates what training changed from what the order changed.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from bert_theseus.compact import compact_from
 from bert_theseus.data.config import DataConfig
 from bert_theseus.deploy.config import ExportConfig
 from bert_theseus.deploy.export import export_onnx
@@ -44,9 +49,24 @@ def exported(model, tokenizer, folder: Path, data: DataConfig, threads: int) -> 
     tokenizer.save_pretrained(source)
     export_onnx(str(source), str(folder / "export"),
                 ExportConfig(int8=True, backend="openvino"), data)  # fmt: skip
+    return deployed(folder, threads)
+
+
+def deployed(folder: Path, threads: int) -> Candidate:
+    """A trained successor's own `export/` (made by `compress` or `export`), as deployed."""
     runner = load_variant(folder / "export", RUNTIME, threads)
     return Candidate(None, None, [RUNTIME], folder, runners={RUNTIME: runner.logits},
                      inputs={RUNTIME: set(runner.input_names)})  # fmt: skip
+
+
+def in_order_of(predecessor, shape: Shape, student_config) -> torch.nn.Module:
+    """The shape with the predecessor's weights, each layer's heads in the student's order."""
+    total = predecessor.config.num_hidden_layers
+    order = [list(kept) for kept in student_config.layer_head_indices[: shape.depth]]
+    neurons = [range(n) for n in shape.layer_intermediate_sizes]
+    rest = [range(1)] * (total - shape.depth)
+    return compact_from(predecessor, heads=order + rest, neurons=neurons + rest,
+                        layers=range(shape.depth)).eval()  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         default=["torch-fp32", RUNTIME],
         help="runtimes to time each weight set on (export only for int8)",
     )
+    parser.add_argument("--student", help="a trained successor of this shape, with export/")
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--length", type=int, default=128)
@@ -79,6 +100,11 @@ def main(argv: list[str] | None = None) -> None:
         base.prepare(config, threads)
         models = {"untrained": untrained(predecessor.config, shape),
                   "predecessor's": with_weights_of(predecessor, shape)}  # fmt: skip
+        if args.student:
+            student_config = load_model(args.student, False)[0].config
+            models["predecessor's in the student's head order"] = in_order_of(
+                predecessor, shape, student_config
+            )
         ways = {}
         for weights, model in models.items():
             planned = Candidate(model, shape, args.runtimes, root / f"{weights}-plan")
@@ -89,6 +115,10 @@ def main(argv: list[str] | None = None) -> None:
             if RUNTIME in args.runtimes:
                 export = exported(model, tokenizer, root / f"{weights}-export", data, threads)
                 ways[f"{weights} weights, {RUNTIME}, export's int8 (dev)"] = Entry(export, RUNTIME)
+        if args.student:
+            ways[f"the student's own export, {RUNTIME}"] = Entry(
+                deployed(Path(args.student), threads), RUNTIME
+            )
         entries = [Entry(base, "torch-fp32"), *ways.values()]
         batch = random_batch(args.batch_size, args.length, predecessor.config.vocab_size,
                              token_types=True)  # fmt: skip
