@@ -30,6 +30,7 @@ from bert_theseus.compact import (
     UnsupportedArchitectureError,
     compact_from,
     factorize,
+    in_source_order,
     layout_for,
     to_stock_if_possible,
 )
@@ -118,6 +119,23 @@ def test_keeping_everything_equals_the_original_with_the_same_keys(arch):
     assert isinstance(compact, CompactForSequenceClassification)
     assert list(compact.state_dict()) == list(original.state_dict())
     torch.testing.assert_close(logits(compact), logits(original), atol=1e-5, rtol=0)
+
+
+def test_a_cut_in_source_order_keeps_the_heads_as_the_source_held_them():
+    """MPNet's layers share one per-head position bias: a layer whose heads are out of its
+    order gathers its own copy at every forward; all heads in order is the stock class."""
+    original = model_of("mpnet")
+    rewired = compact_from(original, [[2, 0, 3, 1], [3, 2], [1, 0, 2], [0]])
+    assert in_source_order(rewired, [range(4), [1, 0], [2, 0], [0]]) == [
+        [1, 3, 0, 2], [1, 0], [0, 2], [0]
+    ]  # fmt: skip
+    assert in_source_order(original, [[3, 1], [2, 0, 1]]) == [[1, 3], [0, 1, 2]]
+    whole = compact_from(rewired, in_source_order(rewired, [range(4), range(2), range(3), [0]]))
+    assert whole.config.layer_head_indices == [[0, 1, 2, 3], [2, 3], [0, 1, 2], [0]]
+    torch.testing.assert_close(logits(whole), logits(rewired), atol=1e-5, rtol=0)
+    every = [range(4), range(2), range(3), range(1)]
+    unmoved = compact_from(rewired, in_source_order(rewired, every), layers=[0])
+    assert type(to_stock_if_possible(unmoved)) is type(original)
 
 
 @pytest.mark.parametrize("arch", ["bert", "mpnet"])

@@ -286,6 +286,22 @@ def test_extracted_models_compute_their_sub_network_and_reload(arch, tmp_path):
     torch.testing.assert_close(logits(reloaded), expected, atol=1e-5, rtol=0)
 
 
+def test_an_extracted_full_width_mpnet_is_the_stock_class_in_the_predecessor_s_head_order():
+    """A rewired MPNet keeps each layer's importance order (narrow cells take the first
+    heads); one size cut out has no use for it, and in MPNet's order no layer gathers its
+    own copy of the shared position bias."""
+    original, model = rewired("mpnet")
+    orders = model.config.layer_head_indices
+    assert any(order != sorted(order) for order in orders)  # else this proves nothing
+    whole = extract(model, 1.0, 0.5)
+    assert type(whole) is type(original)
+    with AdaptiveModel(model).sub_network(1.0, 0.5):
+        expected = logits(model)
+    torch.testing.assert_close(logits(whole), expected, atol=1e-5, rtol=0)
+    half = extract(model, 0.5, 1.0)
+    assert half.config.layer_head_indices == [sorted(order[:2]) for order in orders]
+
+
 @pytest.mark.parametrize("arch", ["bert", "mpnet"])
 def test_the_distillation_loss_is_zero_where_each_stage_starts(arch):
     original, student = rewired(arch)

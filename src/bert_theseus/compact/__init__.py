@@ -10,7 +10,7 @@ remote code. Methods that shrink layers (DynaBERT, LadaBERT, ...) share it:
 """
 
 from .config import CompactConfig, CompactConfigError
-from .convert import compact_from, factorize, to_stock_if_possible
+from .convert import compact_from, factorize, in_source_order, to_stock_if_possible
 from .layer import LowRankEmbedding, LowRankLinear
 from .layout import LAYOUTS, Layout, UnsupportedArchitectureError, layout_for
 from .model import (
@@ -35,6 +35,7 @@ __all__ = [
     "UnsupportedArchitectureError",
     "compact_from",
     "factorize",
+    "in_source_order",
     "layout_for",
     "to_stock_if_possible",
 ]

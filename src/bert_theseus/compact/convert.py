@@ -87,6 +87,25 @@ def compact_from(
     return _rebuild(cls, target, state, model)
 
 
+def in_source_order(model: PreTrainedModel, heads: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Each layer's `heads` (positions in `model`) re-ordered as the source model held them.
+
+    The order of a fixed cut's heads changes nothing it computes, but where layers share a
+    per-head table (MPNet's relative position bias) it changes what it costs: a layer whose
+    heads are out of the table's order gathers its own copy of the table at every forward
+    (`PickHeads`), and one that keeps them all in order is the stock class with no gather.
+    Rewiring keeps its importance order (narrow cells take the first heads); a cut to one
+    shape has no use for it.
+
+    >>> in_source_order(rewired, [[0, 1, 2, 3]] * 4)  # rewired heads 2, 0, 3, 1 -> 1, 3, 0, 2
+    """
+    config = model.config
+    before = config.layer_head_indices if isinstance(config, CompactConfig) else None
+    if not before:
+        return [sorted(kept) for kept in heads]
+    return [sorted(kept, key=lambda h, i=i: before[i][h]) for i, kept in enumerate(heads)]
+
+
 def factorize(
     model: PreTrainedModel,
     ranks: Sequence[dict[str, int]],

@@ -19,7 +19,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ...arch import model_type_of
-from ...compact import compact_from, layout_for, to_stock_if_possible
+from ...compact import compact_from, in_source_order, layout_for, to_stock_if_possible
 from ..registry import MethodConfigError
 from .sizes import kept_heads, kept_layers, kept_neurons
 
@@ -168,8 +168,11 @@ def extract(
     """A standalone model of the sub-network (width, depth) of `model` (a trained DynaBERT
     model, stock or compact): only its kept heads, neurons and layers, as the predecessor's
     own class where the cut fits it (full width), else a compact model. Its logits equal the
-    sub-network's. The depth rule is `dropped`, else the one the model was trained with
-    (its config's `dynabert` entry; the paper's where there is none).
+    sub-network's. Its heads are in the predecessor's order, not the rewired one: a model of
+    one size has no use for the importance order, and in MPNet each layer out of order
+    gathers its own copy of the shared position bias (`compact.in_source_order`). The
+    depth rule is `dropped`, else the one the model was trained with (its config's
+    `dynabert` entry; the paper's where there is none).
 
     >>> small = extract(model, width=0.25, depth=0.5)
     >>> small.save_pretrained("runs/dynabert-w0.25-d0.5")
@@ -182,7 +185,7 @@ def extract(
     h, n = kept_heads(width, heads), kept_neurons(width, heads, neurons.out_features)
     small = compact_from(
         model,
-        heads=[range(h)] * layers,
+        heads=in_source_order(model, [range(h)] * layers),
         neurons=[range(n)] * layers,
         layers=kept_layers(depth, layers, dropped),
     )

@@ -53,11 +53,12 @@ def groups(layers: int, depth: int) -> list[list[int]]:
 
 def sliced(model, width: float, layers: list[int] | None, batches):
     """`model` cut to `width` in every layer, keeping each layer's most important heads and
-    FFN neurons (DynaBERT's importance on `batches`, most important first), and to `layers`.
-    Each layer keeps the plan's share of its own heads and neurons, so a compact model
-    whose layers differ is cut as the plan timed it. A sentence encoder has its transformer
-    cut (`embedding.cut_transformer`)."""
-    from ...compact import compact_from, to_stock_if_possible
+    FFN neurons (DynaBERT's importance on `batches`), and to `layers`. The kept heads stay
+    in the predecessor's order (`compact.in_source_order`), so a full-width MPNet cut is
+    the stock model the plan timed. Each layer keeps the plan's share of its own heads and
+    neurons, so a compact model whose layers differ is cut as the plan timed it. A sentence
+    encoder has its transformer cut (`embedding.cut_transformer`)."""
+    from ...compact import compact_from, in_source_order, to_stock_if_possible
     from ...plan.shapes import kept_heads, kept_neurons
     from ..dynabert.importance import importance, importance_order
     from .embedding import cut_transformer
@@ -71,8 +72,9 @@ def sliced(model, width: float, layers: list[int] | None, batches):
         kept_n.append(neuron_order[: kept_neurons(count, len(head_order), len(neuron_order))])
 
     def cut(encoder):
+        heads = in_source_order(encoder, kept_h)
         return to_stock_if_possible(
-            compact_from(encoder, heads=kept_h, neurons=kept_n, layers=layers)
+            compact_from(encoder, heads=heads, neurons=kept_n, layers=layers)
         )
 
     return cut_transformer(model, cut)
