@@ -14,7 +14,6 @@ the figure issue 43's target is set on. Compare ratios, never absolute times acr
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import time
 
@@ -22,8 +21,9 @@ import torch
 from transformers import AutoModelForSequenceClassification
 from transformers.utils import logging
 
-from bert_theseus.methods.dynabert import DynaBERTConfig, DynaBERTMethod
-from bert_theseus.methods.dynabert.importance import importance, rewire
+from bert_theseus.data.tasks import get_task
+from bert_theseus.methods import MethodContext
+from bert_theseus.methods.dynabert import DynaBERTConfig, build
 
 
 def batches(config, count: int, size: int, length: int, seed: int = 0) -> list[dict]:
@@ -46,27 +46,23 @@ def labelled(batch: dict, config) -> dict:
 
 
 class Variant:
-    """One stage under one rule: its own student, teacher, optimizer and cell sampler."""
+    """One stage under one rule, built by DynaBERT's own `build` as `compress` builds it:
+    its student, teacher and cell sampler; the optimizer the loop would give it."""
 
-    def __init__(self, stage: str, rule: str, sampled: int, teacher_width: str, rewired):
+    def __init__(self, stage: str, rule: str, sampled: int, teacher_width: str, context):
         self.name = f"{stage} {rule}" + (f" K={sampled}" if rule == "sandwich" else "")
         if teacher_width != "same":
             self.name += f" teacher={teacher_width}"
-        config = DynaBERTConfig(subnetworks=rule, sampled=sampled, teacher_width=teacher_width)
-        student = copy.deepcopy(rewired).train()
-        width_stage = stage == "width"
-        cells = config.cells(depth=not width_stage)
-        self.method = DynaBERTMethod(
-            student,
-            cells,
-            teacher=copy.deepcopy(rewired),
-            regression=rewired.config.num_labels == 1,
-            hidden_weight=config.width_hidden_weight if width_stage else config.depth_hidden_weight,
-            same_width_teacher=not width_stage and teacher_width == "same",
-            sampler=config.sampler(cells, 1, "dynabert-width" if width_stage else "dynabert"),
-        )
-        self.model = student
-        trained = [p for p in student.parameters() if p.requires_grad]
+        # The paper's depth rule: `auto` would measure the model on training batches first,
+        # which changes which layers a cell drops, not what its step costs.
+        config = DynaBERTConfig(subnetworks=rule, sampled=sampled, teacher_width=teacher_width,
+                                dropped_layer="last")  # fmt: skip
+        width, width_depth = build(context, config)
+        self.model, self.method = width.start(context.predecessor)
+        if stage == "width-depth":
+            self.model, self.method = width_depth.start(self.model)
+        self.model.train()
+        trained = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trained, lr=2e-5)
 
     def step(self, batch: dict, index: int, bf16: bool) -> None:
@@ -83,11 +79,11 @@ class Variant:
         self.optimizer.zero_grad(set_to_none=True)
 
 
-def variants(rewired, sampled: list[int]) -> list[Variant]:
+def variants(context, sampled: list[int]) -> list[Variant]:
     rules = [("all", 0)] + [("sandwich", k) for k in sampled]
-    built = [Variant("width", rule, k, "same", rewired) for rule, k in rules]
-    built += [Variant("width-depth", rule, k, "same", rewired) for rule, k in rules]
-    built += [Variant("width-depth", rule, k, "full", rewired) for rule, k in rules]
+    built = [Variant("width", rule, k, "same", context) for rule, k in rules]
+    built += [Variant("width-depth", rule, k, "same", context) for rule, k in rules]
+    built += [Variant("width-depth", rule, k, "full", context) for rule, k in rules]
     return built
 
 
@@ -133,12 +129,12 @@ def main(argv: list[str] | None = None) -> None:
 
     predecessor = AutoModelForSequenceClassification.from_pretrained(args.model)
     data = batches(predecessor.config, args.steps + args.warmup, args.batch_size, args.length)
-    # Rewiring orders heads and neurons; the step's cost does not depend on the order, but
-    # the real stages run on a rewired model, so these do too (importance from two batches).
+    # Rewiring scores heads on labelled dev batches; two random ones order them as well as
+    # any for timing (a step's cost does not depend on the order).
     probe = [labelled(batch, predecessor.config) for batch in data[:2]]
-    heads, neurons = importance(predecessor.eval(), probe)
-    rewired = rewire(predecessor, heads, neurons)
-    built = variants(rewired, args.sampled)
+    task = get_task("stsb" if predecessor.config.num_labels == 1 else "sst2")  # the loss's kind
+    context = MethodContext(predecessor.eval(), seed=1, task=task, dev_batches=lambda: probe)
+    built = variants(context, args.sampled)
     print(f"{len(built)} variants, {args.steps} timed steps each (+{args.warmup} warm-up), "
           f"batch {args.batch_size} x {args.length}, {'fp32' if args.fp32 else 'bf16 autocast'}, "
           f"{torch.get_num_threads()} threads")  # fmt: skip
